@@ -1,0 +1,157 @@
+//! Validated identifiers. A value of these types has passed validation, so code that holds one
+//! never re-checks it, and a path segment such as `../x` can never become an id.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Why a string is not a valid identifier; the message says what a valid one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: {rule}")]
+pub struct IdError {
+    pub kind: &'static str,
+    pub value: String,
+    pub rule: &'static str,
+}
+
+const SLUG_RULE: &str = "use 2 to 63 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-'";
+
+fn check_slug(kind: &'static str, value: &str) -> Result<(), IdError> {
+    let bytes = value.as_bytes();
+    let ok = (2..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError {
+            kind,
+            value: value.chars().take(80).collect(),
+            rule: SLUG_RULE,
+        })
+    }
+}
+
+macro_rules! slug_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                check_slug($kind, &value)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+slug_id!(
+    /// A tenant's id: a slug, unique across the platform, chosen by the operator.
+    TenantId,
+    "tenant id"
+);
+slug_id!(
+    /// A tier's name, e.g. `basic`, `standard`, `premium`.
+    TierName,
+    "tier name"
+);
+
+/// A user within a tenant, as the tenant's identity provider names it (the `sub` claim by
+/// default). Opaque, but bounded and free of control characters so it is safe in headers and logs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+            return Err(IdError {
+                kind: "user id",
+                value: value.chars().take(80).collect(),
+                rule: "use 1 to 256 characters without control characters",
+            });
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_refuse_path_tricks_and_odd_characters() {
+        for bad in ["", "a", "../x", "a/b", "A-corp", "-acme", "acme-", "1acme", "ac me", "ac.me"] {
+            assert!(TenantId::new(bad).is_err(), "{bad:?} must be refused");
+        }
+        for good in ["acme", "acme-corp", "t1", "a-1-b"] {
+            assert!(TenantId::new(good).is_ok(), "{good:?} must be accepted");
+        }
+        assert!(TenantId::new("a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn user_ids_refuse_control_characters() {
+        assert!(UserId::new("alice@example.com").is_ok());
+        assert!(UserId::new("a\nb").is_err());
+        assert!(UserId::new("").is_err());
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        assert!(serde_json::from_str::<TenantId>("\"../etc\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<TenantId>("\"acme\"").ok(),
+            TenantId::new("acme").ok()
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! The vocabulary of tenancy, shared by every Tenantry crate.
+//!
+//! This crate owns the identifiers (`TenantId`, `UserId`, `TierName`), the tier and tenant
+//! records, isolation settings, the verified `Principal` and `TenantContext` of a request, the
+//! `TenantScope` that every store method for tenant data demands, and the closed error
+//! taxonomy (`ErrorCode`) that every layer maps its errors into.
+//!
+//! It must never do I/O: it is plain data and the rules that make it valid.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod id;
+pub mod money;
+pub mod principal;
+pub mod tenant;
+pub mod tier;
+
+pub use error::{Blame, ErrorCode};
+pub use id::{IdError, TenantId, TierName, UserId};
+pub use money::Money;
+pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
+pub use tenant::{
+    IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Tenant, TenantIsolation,
+    TenantStatus,
+};
+pub use tier::{SandboxResources, Tier, TierLimits};
+
+/// Seconds since the Unix epoch, the one clock representation stored and returned by the API.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

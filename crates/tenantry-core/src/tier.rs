@@ -1,0 +1,115 @@
+//! Tiers: the operator's product levels (basic, standard, premium...) and everything a tenant
+//! inherits from its tier: limits, entitlements, isolation defaults and sandbox resources.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{IsolationSettings, Money, TierName};
+
+/// Admission limits of a tier. `None` means unlimited for that dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimits {
+    /// Sustained request rate per tenant.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
+    /// Requests allowed in a burst above the sustained rate.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub concurrent_invocations: Option<u32>,
+    #[serde(default)]
+    pub concurrent_sessions: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Spending limit per calendar month, in US dollars.
+    #[serde(default)]
+    pub budget_per_month: Option<Money>,
+}
+
+impl Default for TierLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_second: Some(10),
+            burst: Some(20),
+            concurrent_invocations: Some(4),
+            concurrent_sessions: Some(10),
+            tokens_per_minute: Some(100_000),
+            budget_per_month: Some(Money::from_micros(50_000_000)),
+        }
+    }
+}
+
+/// Resources of each session sandbox of a tenant on this tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxResources {
+    pub memory_mb: u32,
+    /// CPU in thousandths of a core (1000 = one full core).
+    pub cpu_millis: u32,
+    pub max_processes: u32,
+    pub storage_mb: u32,
+}
+
+impl Default for SandboxResources {
+    fn default() -> Self {
+        Self {
+            memory_mb: 512,
+            cpu_millis: 1000,
+            max_processes: 64,
+            storage_mb: 1024,
+        }
+    }
+}
+
+/// A tier as defined in config and edited through `/v1/admin/tiers/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub name: TierName,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub limits: TierLimits,
+    /// Models (or aliases) tenants on this tier may use; `*` allows all.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// Tools (`target___tool`, or `target___*`) tenants on this tier may call; `*` allows all.
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    #[serde(default)]
+    pub guardrail_profile: Option<String>,
+    #[serde(default)]
+    pub isolation: IsolationSettings,
+    #[serde(default)]
+    pub sandbox: SandboxResources,
+}
+
+impl Tier {
+    /// Checks what serde cannot: numbers that make no sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.requests_per_second == Some(0) {
+            return Err("limits.requests_per_second must be at least 1 (omit it for no limit)".into());
+        }
+        if l.burst == Some(0) {
+            return Err("limits.burst must be at least 1 (omit it to use the rate as the burst)".into());
+        }
+        if l.budget_per_month.is_some_and(|m| m.micros() < 0) {
+            return Err("limits.budget_per_month must not be negative".into());
+        }
+        let s = &self.sandbox;
+        if s.memory_mb < 16 {
+            return Err("sandbox.memory_mb must be at least 16".into());
+        }
+        if s.cpu_millis < 10 {
+            return Err("sandbox.cpu_millis must be at least 10 (a hundredth of a core)".into());
+        }
+        if s.max_processes < 1 {
+            return Err("sandbox.max_processes must be at least 1".into());
+        }
+        if self.display_name.chars().count() > 200 {
+            return Err("display_name must be at most 200 characters".into());
+        }
+        Ok(())
+    }
+}
