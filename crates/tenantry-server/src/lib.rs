@@ -1,1 +1,201 @@
-//! placeholder
+//! The Tenantry server: configuration, the ingress middleware, the control plane and the
+//! tenant endpoints, wired into one axum application.
+//!
+//! `Server::start` is the one way to run it, used by `tenantry serve`, the demo and the
+//! testkit alike. This crate must never take a tenant's identity from anything but a verified
+//! credential (see `auth`).
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+pub mod statedir;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier};
+use tenantry_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot open the store at {url}: {source}")]
+    Store {
+        url: String,
+        source: tenantry_store::StoreError,
+    },
+    #[error("identity set-up failed: {0}")]
+    Identity(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the shared state: opens (and migrates) the store, seeds the tiers of the config,
+/// loads keys and issuers.
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    let store = Store::connect(&config.database.url)
+        .await
+        .map_err(|source| StartError::Store {
+            url: redact_url(&config.database.url),
+            source,
+        })?;
+    for tier in &config.tiers {
+        let inserted = store.seed_tier(tier).await.map_err(|source| StartError::Store {
+            url: redact_url(&config.database.url),
+            source,
+        })?;
+        if inserted {
+            tracing::info!(tier = %tier.name, "tier created from config");
+        }
+    }
+    let admin = AdminKeyCheck::new(&config.admin_key()?);
+    let public_url = config.public_url();
+    let dev = &config.identity.dev_issuer;
+    let dev_issuer = if dev.enabled {
+        let issuer = DevIssuer::load(&dev.key_files, config.dev_issuer_name(), dev.audience.clone())
+            .map_err(|e| StartError::Identity(e.to_string()))?;
+        Some(Arc::new(issuer))
+    } else {
+        None
+    };
+    let verifier = Verifier::new(
+        config.identity.issuers.clone(),
+        dev_issuer.as_deref().cloned(),
+    )
+    .map_err(|e| StartError::Identity(e.to_string()))?;
+    Ok(AppState {
+        inner: Arc::new(state::Inner {
+            config,
+            public_url,
+            store,
+            verifier,
+            admin,
+            dev_issuer,
+            registry: state::RegistryCache::default(),
+        }),
+    })
+}
+
+/// The whole application with its middleware, ready to serve.
+pub fn app(state: AppState) -> axum::Router {
+    routes::router(state)
+        .layer(axum::middleware::from_fn(middleware::ingress))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tracing::error!("a handler panicked; this is a bug");
+    error::ApiError::new(tenantry_core::ErrorCode::Internal, "internal error; see the server log")
+        .into_response()
+}
+
+/// A running server. Dropping it does not stop it; call `shutdown`.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `listen` (or the config's `server.listen`) and serves in a background task.
+    pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Server, StartError> {
+        let addr = match listen {
+            Some(a) => a,
+            None => config.listen_addr()?,
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let state = build_state(config).await?;
+        let app = app(state.clone());
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits (up to 10 s) for requests in flight.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("requests still in flight after 10 s; stopping anyway"),
+        }
+    }
+
+    /// Serves until the task ends (it does not, short of an I/O error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// A database URL with its password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) | Err(_) => url.to_string(),
+    }
+}
+
+/// Installs the process-wide log subscriber (`TENANTRY_LOG` sets the filter, default `info`).
+pub fn init_logging(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+    // A second call (tests, the demo) keeps the first subscriber.
+    drop(result);
+}

@@ -1,0 +1,171 @@
+//! Inbound authentication: turns the `Authorization` header into a verified principal.
+//!
+//! `TenantCaller` is the extractor of every tenant endpoint: it accepts a JWT from a configured
+//! issuer (or the development issuer) or a tenant API key, resolves the tenant in the registry
+//! (the registry, not the token, decides tier and status), refuses suspended tenants and
+//! records the tenant on the request's span. `Operator` is the extractor of the control plane
+//! and accepts only the operator key. Identity is never read from a body, query or client header.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use tenantry_core::{
+    CredentialKind, ErrorCode, OperatorGrant, TenantContext, TenantId, TenantStatus, UserId,
+};
+use tenantry_identity::{looks_like_jwt, parse_api_key};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "send a credential as `Authorization: Bearer <token or API key>`",
+            )
+        })?;
+    let value = value.to_str().map_err(|_| {
+        ApiError::new(ErrorCode::InvalidToken, "the Authorization header is not valid text")
+    })?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidToken, "use the form `Authorization: Bearer <credential>`")
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "use the form `Authorization: Bearer <credential>`",
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// The verified caller of a tenant endpoint.
+#[derive(Debug, Clone)]
+pub struct TenantCaller(pub TenantContext);
+
+struct Claimed {
+    tenant: TenantId,
+    user: UserId,
+    roles: Vec<String>,
+    credential: CredentialKind,
+}
+
+async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, ApiError> {
+    if let Some((tenant, key_id, hash)) = parse_api_key(token) {
+        let record = state
+            .store
+            .authenticate_api_key(&tenant, &key_id, &hash)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidToken, "the API key is not valid or has been revoked")
+            })?;
+        if record
+            .expires_at
+            .is_some_and(|at| at <= tenantry_core::unix_now())
+        {
+            return Err(ApiError::new(ErrorCode::InvalidToken, "the API key has expired"));
+        }
+        return Ok(Claimed {
+            tenant,
+            user: record.user_id,
+            roles: record.roles,
+            credential: CredentialKind::ApiKey { key_id },
+        });
+    }
+    if looks_like_jwt(token) {
+        let verified = state.verifier.verify(token).await?;
+        return Ok(Claimed {
+            tenant: verified.tenant,
+            user: verified.user,
+            roles: verified.roles,
+            credential: CredentialKind::Jwt {
+                issuer: verified.issuer_name,
+            },
+        });
+    }
+    if state.admin.matches(token) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the operator key is for /v1/admin endpoints; tenant endpoints take a tenant credential",
+        ));
+    }
+    Err(ApiError::new(
+        ErrorCode::InvalidToken,
+        "the credential is neither a JWT nor a Tenantry API key",
+    ))
+}
+
+impl FromRequestParts<AppState> for TenantCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<TenantCaller>() {
+            return Ok(caller.clone());
+        }
+        let token = bearer(parts)?;
+        let claimed = verify_credential(state, token).await?;
+        // A token for a tenant the registry does not know is as invalid as a bad signature.
+        let tenant = state
+            .registry
+            .tenant(&state.store, &claimed.tenant)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidToken, "the credential names an unknown tenant")
+            })?;
+        match tenant.status {
+            TenantStatus::Active => {}
+            TenantStatus::Suspended => {
+                return Err(ApiError::new(
+                    ErrorCode::TenantSuspended,
+                    format!("tenant {} is suspended; contact the platform operator", tenant.id),
+                ));
+            }
+        }
+        let tier = state.registry.tier(&state.store, &tenant.tier).await?;
+        let tier_isolation = tier.map(|t| t.isolation).unwrap_or_default();
+        let context = TenantContext {
+            tenant_id: tenant.id.clone(),
+            tenant_name: tenant.name.clone(),
+            user_id: claimed.user,
+            tier: tenant.tier.clone(),
+            roles: claimed.roles,
+            region: tenant.region.clone(),
+            features: tenant.features.clone(),
+            entitlements: tenant.entitlements.clone(),
+            isolation: tenant.isolation.resolve(tier_isolation),
+            credential: claimed.credential,
+        };
+        let span = tracing::Span::current();
+        span.record("tenant.id", context.tenant_id.as_str());
+        span.record("tenant.tier", context.tier.as_str());
+        span.record("user.id", context.user_id.as_str());
+        let caller = TenantCaller(context);
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// The verified operator, for `/v1/admin` endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator(pub OperatorGrant);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if state.admin.matches(token) {
+            tracing::Span::current().record("principal", "operator");
+            return Ok(Operator(OperatorGrant::verified()));
+        }
+        if looks_like_jwt(token) || parse_api_key(token).is_some() {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the control plane takes only the operator key; tenant credentials are refused here",
+            ));
+        }
+        Err(ApiError::new(ErrorCode::InvalidToken, "the operator key is not valid"))
+    }
+}

@@ -1,0 +1,436 @@
+//! The one typed configuration of a Tenantry server: a TOML file plus `TENANTRY_*` environment
+//! overrides, validated at start-up with errors that name the key and the fix.
+//!
+//! The environment is read through an injected lookup function, so tests never mutate the
+//! process environment. Relative paths in the file are resolved against the file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tenantry_core::Tier;
+use tenantry_identity::IssuerConfig;
+
+/// Environment variables that override keys of the file, and the key each one sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("TENANTRY_LISTEN", "server.listen"),
+    ("TENANTRY_PUBLIC_URL", "server.public_url"),
+    ("TENANTRY_LOG_FORMAT", "server.log_format"),
+    ("TENANTRY_DATABASE_URL", "database.url"),
+    ("TENANTRY_ADMIN_KEY", "admin.key"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}. Create one with `tenantry init --dir DIR`.")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}` is not valid: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The URL clients and agents use to reach this server; also the development issuer's `iss`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Largest request body accepted by the control plane and other small JSON endpoints.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8700".into()
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            max_body_bytes: default_max_body(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (relative to the config file) or `postgres://USER@HOST/DB`.
+    #[serde(default = "default_db_url")]
+    pub url: String,
+}
+
+fn default_db_url() -> String {
+    "sqlite://tenantry.db".into()
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: default_db_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// File holding the operator key on its first line.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The operator key itself; prefer `key_file` or `TENANTRY_ADMIN_KEY`.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevIssuerConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Ed25519 private keys; the first signs, all are published (for rotation).
+    #[serde(default)]
+    pub key_files: Vec<PathBuf>,
+    /// `iss` of minted tokens; defaults to `server.public_url`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default = "default_ttl")]
+    pub default_ttl_seconds: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_audience() -> String {
+    "tenantry".into()
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+
+impl Default for DevIssuerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            key_files: Vec::new(),
+            issuer: None,
+            audience: default_audience(),
+            default_ttl_seconds: default_ttl(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    #[serde(default)]
+    pub dev_issuer: DevIssuerConfig,
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// The whole configuration, as read from the file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub identity: IdentitySection,
+    /// Tiers created at first start; afterwards the control plane is the source of truth.
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    /// Directory of the config file; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads `path`, applies overrides from `env`, resolves relative paths and validates.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_toml(&text, &base, env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other @ (ConfigError::Read { .. } | ConfigError::Invalid { .. }) => other,
+        })
+    }
+
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message,
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(v) = env(var) {
+                set_path(&mut value, key, toml::Value::String(v));
+            }
+        }
+        let mut config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        config.base_dir = base_dir.to_path_buf();
+        config.resolve_paths();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir.clone();
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.admin.key_file.as_mut() {
+            abs(p);
+        }
+        for p in &mut self.identity.dev_issuer.key_files {
+            abs(p);
+        }
+        if let Some(rest) = self.database.url.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(':')
+        {
+            self.database.url = format!("sqlite://{}", base.join(rest).display());
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(url) = &self.server.public_url {
+            let parsed = url::Url::parse(url).map_err(|e| {
+                invalid("server.public_url", format!("{e}; write a URL such as http://127.0.0.1:8700"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("server.public_url", "use an http:// or https:// URL"));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database.url",
+                "use sqlite://FILE for the embedded store or postgres://USER@HOST/DB",
+            ));
+        }
+        if self.admin.key.is_none() && self.admin.key_file.is_none() {
+            return Err(invalid(
+                "admin.key_file",
+                "set admin.key_file (as `tenantry init` does) or TENANTRY_ADMIN_KEY",
+            ));
+        }
+        if self.admin.key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(invalid("admin.key", "an operator key must be at least 16 characters"));
+        }
+        let dev = &self.identity.dev_issuer;
+        if dev.enabled && dev.key_files.is_empty() {
+            return Err(invalid(
+                "identity.dev_issuer.key_files",
+                "the development issuer needs a key file (run `tenantry init`) or set enabled = false",
+            ));
+        }
+        for (i, issuer) in self.identity.issuers.iter().enumerate() {
+            issuer
+                .validate()
+                .map_err(|m| invalid(format!("identity.issuers[{i}] ({})", issuer.name), m))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, tier) in self.tiers.iter().enumerate() {
+            tier.validate()
+                .map_err(|m| invalid(format!("tiers[{i}] ({})", tier.name), m))?;
+            if !names.insert(tier.name.clone()) {
+                return Err(invalid(format!("tiers[{i}].name"), format!("tier {} is defined twice", tier.name)));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not an address; write HOST:PORT such as 127.0.0.1:8700", self.server.listen),
+            )
+        })
+    }
+
+    /// The URL the server is reached at: `server.public_url`, or one derived from `listen`.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let listen = self.server.listen.replace("0.0.0.0", "127.0.0.1");
+                format!("http://{listen}")
+            }
+        }
+    }
+
+    /// The operator key, from `admin.key` or the first line of `admin.key_file`.
+    pub fn admin_key(&self) -> Result<String, ConfigError> {
+        if let Some(k) = &self.admin.key {
+            return Ok(k.clone());
+        }
+        let path = self
+            .admin
+            .key_file
+            .as_ref()
+            .ok_or_else(|| invalid("admin.key_file", "no operator key configured"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid("admin.key_file", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let key = text.lines().next().unwrap_or("").trim().to_string();
+        if key.len() < 16 {
+            return Err(invalid(
+                "admin.key_file",
+                format!("{} must hold an operator key of at least 16 characters", path.display()),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// The development issuer's `iss`.
+    pub fn dev_issuer_name(&self) -> String {
+        self.identity
+            .dev_issuer
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.public_url())
+    }
+}
+
+fn set_path(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let mut parts = dotted.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_string(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => current = t,
+            toml::Value::String(_)
+            | toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::Boolean(_)
+            | toml::Value::Datetime(_)
+            | toml::Value::Array(_) => return,
+        }
+    }
+}
+
+/// The starter configuration written by `tenantry init`, with three tiers.
+pub fn starter_config(listen: &str) -> String {
+    STARTER_CONFIG.replacen(
+        "listen = \"127.0.0.1:8700\"",
+        &format!("listen = \"{listen}\""),
+        1,
+    )
+}
+
+const STARTER_CONFIG: &str = include_str!("../../../examples/tenantry.toml");
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn starter_config_is_valid() {
+        let dir = Path::new("/state");
+        let c = Config::from_toml(&starter_config("127.0.0.1:8700"), dir, &no_env).unwrap();
+        assert_eq!(c.tiers.len(), 3);
+        assert_eq!(c.database.url, "sqlite:///state/tenantry.db");
+        assert_eq!(c.admin.key_file.as_deref(), Some(Path::new("/state/admin.key")));
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let env = |k: &str| match k {
+            "TENANTRY_DATABASE_URL" => Some("postgres://u@h/db".to_string()),
+            "TENANTRY_LISTEN" => Some("127.0.0.1:9999".to_string()),
+            _ => None,
+        };
+        let c = Config::from_toml(&starter_config("127.0.0.1:8700"), Path::new("/s"), &env).unwrap();
+        assert_eq!(c.database.url, "postgres://u@h/db");
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = "[server]\nlisten = \"nowhere\"\n[admin]\nkey = \"0123456789abcdef\"\n";
+        let e = Config::from_toml(bad, Path::new("/"), &no_env).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let unknown = "[server]\nlisten_on = \"x\"\n";
+        let e = Config::from_toml(unknown, Path::new("/"), &no_env).unwrap_err().to_string();
+        assert!(e.contains("listen_on"), "{e}");
+        let db = "[database]\nurl = \"mysql://x\"\n[admin]\nkey = \"0123456789abcdef\"\n";
+        let e = Config::from_toml(db, Path::new("/"), &no_env).unwrap_err().to_string();
+        assert!(e.contains("database.url"), "{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! API errors: one JSON shape, `{"error":{"code","message","request_id"}}`, for every failure.
+//!
+//! Errors of the layers below (store, identity) are classified here through their own
+//! exhaustive `code()` mappings; internal details are logged, never sent to the caller.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tenantry_core::{Blame, ErrorCode};
+use tenantry_identity::AuthError;
+use tenantry_store::StoreError;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request-id middleware for the whole
+    /// handling of the request so that every error response carries it.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Seconds after which a retry may succeed, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// The one answer for "absent" and "belongs to another tenant": same code, same message.
+    pub fn not_found(kind: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{kind} not found"))
+    }
+
+    pub fn internal(context: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "{context}");
+        Self::new(ErrorCode::Internal, format!("internal error while {context}; see the server log"))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let code = e.code();
+        match code.blame() {
+            Blame::Caller => ApiError::new(code, e.to_string()),
+            Blame::Upstream => {
+                tracing::warn!(error = %e, "store unavailable");
+                ApiError::new(code, "the store is unavailable; retry shortly")
+            }
+            Blame::Internal => ApiError::internal("accessing the store", e),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = e.code();
+        match code.blame() {
+            Blame::Caller => ApiError::new(code, e.to_string()),
+            Blame::Upstream => {
+                tracing::warn!(error = %e, "identity provider keys unavailable");
+                ApiError::new(code, format!("cannot verify the token right now: {e}"))
+            }
+            Blame::Internal => ApiError::internal("verifying a token", e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({
+            "error": {
+                "code": self.code.as_str(),
+                "message": self.message,
+                "request_id": current_request_id(),
+            }
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert("retry-after", v);
+        }
+        if self.code == ErrorCode::Unauthenticated || self.code == ErrorCode::InvalidToken {
+            response.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Bearer realm=\"tenantry\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,367 @@
+//! The control plane for the operator: tiers, tenants and tenant API keys. Every handler takes
+//! an `Operator`, which only the operator key yields; tenant credentials are refused with 403.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_core::{
+    ErrorCode, IsolationSettings, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus,
+    Tier, TierName, unix_now,
+};
+use tenantry_store::ApiKeyRecord;
+
+use super::keys::{self, CreateApiKey, CreatedApiKey};
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::json::{ApiJson, parse_json};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tiers", get(list_tiers))
+        .route("/v1/admin/tiers/{name}", get(get_tier).put(put_tier))
+        .route("/v1/admin/tenants", get(list_tenants).post(create_tenant))
+        .route(
+            "/v1/admin/tenants/{id}",
+            get(get_tenant).patch(update_tenant).delete(delete_tenant),
+        )
+        .route(
+            "/v1/admin/tenants/{id}/api-keys",
+            get(list_keys).post(create_key),
+        )
+        .route(
+            "/v1/admin/tenants/{id}/api-keys/{key_id}",
+            get(get_key).delete(revoke_key),
+        )
+}
+
+fn parse_tenant_id(raw: &str) -> ApiResult<TenantId> {
+    TenantId::new(raw).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+fn parse_tier_name(raw: &str) -> ApiResult<TierName> {
+    TierName::new(raw).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+// ---- tiers
+
+async fn list_tiers(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let tiers = state.store.list_tiers().await?;
+    Ok(Json(json!({ "tiers": tiers })))
+}
+
+async fn get_tier(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Tier>> {
+    let name = parse_tier_name(&name)?;
+    let tier = state.store.get_tier(&name).await?;
+    tier.map(Json).ok_or_else(|| ApiError::not_found("tier"))
+}
+
+/// Creates or replaces a tier. The body is a whole tier; `name` may be left out, and if given
+/// must match the path.
+async fn put_tier(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(mut body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Tier>)> {
+    let name = parse_tier_name(&name)?;
+    let object = body
+        .as_object_mut()
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"))?;
+    match object.get("name") {
+        None => {
+            object.insert("name".into(), Value::String(name.to_string()));
+        }
+        Some(Value::String(n)) if n == name.as_str() => {}
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "`name` in the body must be {name:?} (the name in the path) or left out"
+            )));
+        }
+    }
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal("re-encoding a tier", e))?;
+    let tier: Tier = parse_json(&bytes)?;
+    tier.validate().map_err(ApiError::invalid)?;
+    let existed = state.store.get_tier(&name).await?.is_some();
+    state.store.put_tier(&tier).await?;
+    state.registry.forget_tier(&name);
+    tracing::info!(tier = %name, created = !existed, "tier saved");
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(tier)))
+}
+
+// ---- tenants
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    id: TenantId,
+    #[serde(default)]
+    name: Option<String>,
+    tier: TierName,
+    #[serde(default)]
+    status: Option<TenantStatus>,
+    #[serde(default)]
+    isolation: TenantIsolation,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    features: BTreeMap<String, bool>,
+    #[serde(default)]
+    entitlements: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTenant {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tier: Option<TierName>,
+    #[serde(default)]
+    status: Option<TenantStatus>,
+    #[serde(default)]
+    isolation: Option<TenantIsolation>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    features: Option<BTreeMap<String, bool>>,
+    #[serde(default)]
+    entitlements: Option<serde_json::Map<String, Value>>,
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name must be 1 to 200 characters without control characters"));
+    }
+    Ok(())
+}
+
+fn check_region(region: &str) -> ApiResult<()> {
+    let ok = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "region must be 1 to 64 letters, digits, '-' or '_' (e.g. eu-west-1)",
+        ))
+    }
+}
+
+fn check_tenant_fields(t: &Tenant) -> ApiResult<()> {
+    check_name(&t.name)?;
+    check_region(&t.region)?;
+    if t.features.len() > 256 || t.features.keys().any(|k| k.is_empty() || k.len() > 64) {
+        return Err(ApiError::invalid("features: at most 256 flags, names of 1 to 64 characters"));
+    }
+    let entitlements_len = serde_json::to_vec(&t.entitlements).map(|v| v.len()).unwrap_or(0);
+    if entitlements_len > 16 * 1024 {
+        return Err(ApiError::invalid(
+            "entitlements must be at most 16 KiB of JSON (they travel to agents as a header)",
+        ));
+    }
+    Ok(())
+}
+
+async fn require_tier(state: &AppState, tier: &TierName) -> ApiResult<Tier> {
+    match state.store.get_tier(tier).await? {
+        Some(t) => Ok(t),
+        None => {
+            let known: Vec<String> = state
+                .store
+                .list_tiers()
+                .await?
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            Err(ApiError::invalid(format!(
+                "unknown tier {tier:?}; known tiers: {}. Create one with PUT /v1/admin/tiers/{tier}",
+                known.join(", ")
+            )))
+        }
+    }
+}
+
+fn tenant_view(tenant: &Tenant, tier_isolation: IsolationSettings) -> Value {
+    let mut v = serde_json::to_value(tenant).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "effective_isolation".into(),
+            serde_json::to_value(tenant.isolation.resolve(tier_isolation)).unwrap_or(Value::Null),
+        );
+    }
+    v
+}
+
+async fn view(state: &AppState, tenant: &Tenant) -> ApiResult<Value> {
+    let tier_isolation = state
+        .store
+        .get_tier(&tenant.tier)
+        .await?
+        .map(|t| t.isolation)
+        .unwrap_or_default();
+    Ok(tenant_view(tenant, tier_isolation))
+}
+
+async fn create_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    require_tier(&state, &req.tier).await?;
+    let now = unix_now();
+    let tenant = Tenant {
+        name: req.name.unwrap_or_else(|| req.id.to_string()),
+        id: req.id,
+        tier: req.tier,
+        status: req.status.unwrap_or_default(),
+        isolation: req.isolation,
+        region: req.region.unwrap_or_else(|| "local".to_string()),
+        features: req.features,
+        entitlements: req.entitlements,
+        created_at: now,
+        updated_at: now,
+    };
+    check_tenant_fields(&tenant)?;
+    state.store.create_tenant(&tenant).await?;
+    state.registry.forget_tenant(&tenant.id);
+    tracing::info!(tenant.id = %tenant.id, tier = %tenant.tier, "tenant created");
+    Ok((StatusCode::CREATED, Json(view(&state, &tenant).await?)))
+}
+
+async fn list_tenants(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let tenants = state.store.list_tenants().await?;
+    Ok(Json(json!({ "tenants": tenants })))
+}
+
+async fn load_tenant(state: &AppState, raw_id: &str) -> ApiResult<Tenant> {
+    let id = parse_tenant_id(raw_id)?;
+    state
+        .store
+        .get_tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+async fn get_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let tenant = load_tenant(&state, &id).await?;
+    Ok(Json(view(&state, &tenant).await?))
+}
+
+async fn update_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateTenant>,
+) -> ApiResult<Json<Value>> {
+    let mut tenant = load_tenant(&state, &id).await?;
+    if let Some(tier) = req.tier {
+        require_tier(&state, &tier).await?;
+        tenant.tier = tier;
+    }
+    if let Some(name) = req.name {
+        tenant.name = name;
+    }
+    if let Some(status) = req.status {
+        tenant.status = status;
+    }
+    if let Some(isolation) = req.isolation {
+        tenant.isolation = isolation;
+    }
+    if let Some(region) = req.region {
+        tenant.region = region;
+    }
+    if let Some(features) = req.features {
+        tenant.features = features;
+    }
+    if let Some(entitlements) = req.entitlements {
+        tenant.entitlements = entitlements;
+    }
+    check_tenant_fields(&tenant)?;
+    tenant.updated_at = unix_now();
+    if !state.store.update_tenant(&tenant).await? {
+        return Err(ApiError::not_found("tenant"));
+    }
+    state.registry.forget_tenant(&tenant.id);
+    tracing::info!(tenant.id = %tenant.id, status = tenant.status.as_str(), tier = %tenant.tier, "tenant updated");
+    Ok(Json(view(&state, &tenant).await?))
+}
+
+async fn delete_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_tenant_id(&id)?;
+    if !state.store.delete_tenant(&id).await? {
+        return Err(ApiError::not_found("tenant"));
+    }
+    state.registry.forget_tenant(&id);
+    tracing::info!(tenant.id = %id, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- tenant API keys
+
+async fn scope_of(state: &AppState, op: Operator, raw_id: &str) -> ApiResult<TenantScope> {
+    let tenant = load_tenant(state, raw_id).await?;
+    Ok(TenantScope::for_operator(op.0, tenant.id))
+}
+
+async fn list_keys(
+    op: Operator,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let scope = scope_of(&state, op, &id).await?;
+    let keys = state.store.list_api_keys(&scope).await?;
+    Ok(Json(json!({ "api_keys": keys })))
+}
+
+async fn create_key(
+    op: Operator,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    let scope = scope_of(&state, op, &id).await?;
+    let created = keys::create(&state.store, &scope, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn get_key(
+    op: Operator,
+    State(state): State<AppState>,
+    ApiPath((id, key_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<ApiKeyRecord>> {
+    let scope = scope_of(&state, op, &id).await?;
+    keys::get(&state.store, &scope, &key_id).await.map(Json)
+}
+
+async fn revoke_key(
+    op: Operator,
+    State(state): State<AppState>,
+    ApiPath((id, key_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<ApiKeyRecord>> {
+    let scope = scope_of(&state, op, &id).await?;
+    keys::revoke(&state.store, &scope, &key_id).await.map(Json)
+}

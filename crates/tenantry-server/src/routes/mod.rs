@@ -1,0 +1,37 @@
+//! The HTTP surface: which path goes to which handler, and the limits in front of them.
+
+pub mod admin;
+pub mod keys;
+pub mod system;
+pub mod tenant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tenantry_core::ErrorCode;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/.well-known/jwks.json", get(system::jwks))
+        .route("/.well-known/openid-configuration", get(system::discovery))
+        .merge(tenant::routes())
+        .merge(admin::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint; see docs/API.md")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
+}

@@ -1,0 +1,90 @@
+//! Endpoints for tenant callers. Each takes a `TenantCaller` and reaches tenant data only
+//! through the caller's own `TenantScope`: another tenant's resource is simply not found.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Value, json};
+use tenantry_core::{ErrorCode, TenantContext};
+use tenantry_store::ApiKeyRecord;
+
+use super::keys::{self, CreateApiKey, CreatedApiKey};
+use crate::auth::TenantCaller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::json::ApiJson;
+use crate::state::AppState;
+
+/// The role a tenant principal needs to manage its tenant's API keys.
+pub const TENANT_ADMIN_ROLE: &str = "tenant-admin";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/me", get(me))
+        .route("/v1/api-keys", get(list_keys).post(create_key))
+        .route("/v1/api-keys/{key_id}", get(get_key).delete(revoke_key))
+}
+
+async fn me(TenantCaller(ctx): TenantCaller) -> Json<Value> {
+    Json(json!({
+        "principal": {
+            "kind": "tenant_user",
+            "tenant_id": ctx.tenant_id,
+            "user_id": ctx.user_id,
+            "roles": ctx.roles,
+            "credential": ctx.credential,
+        },
+        "tenant": ctx,
+    }))
+}
+
+fn require_tenant_admin(ctx: &TenantContext) -> ApiResult<()> {
+    if ctx.has_role(TENANT_ADMIN_ROLE) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("managing API keys needs the `{TENANT_ADMIN_ROLE}` role"),
+        ))
+    }
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+) -> ApiResult<Json<Value>> {
+    let keys = state.store.list_api_keys(&ctx.scope()).await?;
+    Ok(Json(json!({ "api_keys": keys })))
+}
+
+async fn get_key(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    ApiPath(key_id): ApiPath<String>,
+) -> ApiResult<Json<ApiKeyRecord>> {
+    keys::get(&state.store, &ctx.scope(), &key_id).await.map(Json)
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    ApiJson(req): ApiJson<CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    require_tenant_admin(&ctx)?;
+    let created = keys::create(&state.store, &ctx.scope(), req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    ApiPath(key_id): ApiPath<String>,
+) -> ApiResult<Json<ApiKeyRecord>> {
+    // Look the key up before checking the role, so a non-admin learns nothing about other
+    // tenants' keys either: both answers are the same 404 for a key outside the tenant.
+    keys::get(&state.store, &ctx.scope(), &key_id).await?;
+    require_tenant_admin(&ctx)?;
+    keys::revoke(&state.store, &ctx.scope(), &key_id).await.map(Json)
+}
