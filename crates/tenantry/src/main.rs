@@ -1,1 +1,33 @@
-fn main() {}
+//! `tenantry`: runs the server (`serve`, `init`) and drives a running server's control plane
+//! (`tenant`, `tier`, `apikey`), and mints development tokens (`token issue`).
+//!
+//! Admin commands find the server and the operator key from `--config` (the state directory's
+//! `tenantry.toml`), or from `--url` / `--admin-key` (`TENANTRY_URL` / `TENANTRY_ADMIN_KEY`).
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod cli;
+mod client;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(admin::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! A small client of the control plane: finds the server and the operator key, sends JSON and
+//! turns the API's error shape into a readable message.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use tenantry_server::Config;
+
+use crate::cli::{DEFAULT_DIR, Target};
+
+pub fn default_config_path() -> PathBuf {
+    Path::new(DEFAULT_DIR).join(tenantry_server::statedir::CONFIG_FILE)
+}
+
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    let path = path.map(Path::to_path_buf).unwrap_or_else(default_config_path);
+    Config::load(&path, &|k| std::env::var(k).ok()).map_err(|e| anyhow!("{e}"))
+}
+
+#[derive(Debug)]
+pub struct AdminClient {
+    url: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+pub fn install_crypto() {
+    // Ignoring the result: another part of the process may have installed it already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl AdminClient {
+    pub fn new(target: &Target) -> Result<Self> {
+        install_crypto();
+        let (url, key) = match (&target.url, &target.admin_key) {
+            (Some(url), Some(key)) => (url.clone(), key.clone()),
+            (url, key) => {
+                let config = load_config(target.config.as_deref()).context(
+                    "cannot find the server: pass --config DIR/tenantry.toml, or --url and --admin-key",
+                )?;
+                let key = match key {
+                    Some(k) => k.clone(),
+                    None => config.admin_key().map_err(|e| anyhow!("{e}"))?,
+                };
+                (url.clone().unwrap_or_else(|| config.public_url()), key)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            url: url.trim_end_matches('/').to_string(),
+            key,
+            http,
+        })
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let url = format!("{}{}", self.url, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the server at {}: is `tenantry serve` running?", self.url)
+            } else {
+                anyhow!("request to {url} failed: {e}")
+            }
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.context("cannot read the server's answer")?;
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).context("the server's answer is not JSON");
+        }
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if v.pointer("/error/code").is_some() => {
+                let code = v.pointer("/error/code").and_then(Value::as_str).unwrap_or("");
+                let msg = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+                bail!("{code} ({}): {msg}", status.as_u16())
+            }
+            Ok(_) | Err(_) => bail!("the server answered {status}: {}", text.trim()),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
