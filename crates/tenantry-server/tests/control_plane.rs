@@ -1,0 +1,130 @@
+//! The control plane driven over HTTP: tiers, tenants, API keys.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::json;
+use tenantry_testkit::TestServer;
+
+#[tokio::test]
+async fn tiers_are_seeded_from_config_and_editable() {
+    let s = TestServer::start().await;
+    let tiers = s.admin("GET", "/v1/admin/tiers", None).await;
+    let names: Vec<&str> = tiers["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["basic", "premium", "standard"]);
+
+    let mut basic = s.admin("GET", "/v1/admin/tiers/basic", None).await;
+    assert_eq!(basic["limits"]["requests_per_second"], 5);
+    basic["limits"]["requests_per_second"] = json!(7);
+    basic["limits"]["budget_per_month"] = json!("12.5");
+    let saved = s.admin("PUT", "/v1/admin/tiers/basic", Some(basic)).await;
+    assert_eq!(saved["limits"]["requests_per_second"], 7);
+    let again = s.admin("GET", "/v1/admin/tiers/basic", None).await;
+    assert_eq!(again["limits"]["budget_per_month"], "12.5");
+
+    let r = s
+        .send_json("PUT", "/v1/admin/tiers/enterprise", &s.admin_key, json!({"display_name": "Enterprise"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s.get("/v1/admin/tiers/nope", &s.admin_key).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tenant_lifecycle() {
+    let s = TestServer::start().await;
+    let created = s
+        .admin(
+            "POST",
+            "/v1/admin/tenants",
+            Some(json!({
+                "id": "globex",
+                "name": "Globex Corp",
+                "tier": "premium",
+                "isolation": {"preset": "bridge", "overrides": {"data": "silo"}},
+                "region": "eu-west-1",
+                "features": {"beta": true},
+                "entitlements": {"seats": 25}
+            })),
+        )
+        .await;
+    assert_eq!(created["status"], "active");
+    // Bridge: the premium tier's defaults (memory and knowledge siloed) plus the data override.
+    assert_eq!(created["effective_isolation"]["memory"], "silo");
+    assert_eq!(created["effective_isolation"]["data"], "silo");
+    assert_eq!(created["effective_isolation"]["runtime"], "pool");
+
+    let r = s
+        .send_json("POST", "/v1/admin/tenants", &s.admin_key, json!({"id": "globex", "tier": "basic"}))
+        .await;
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+
+    let updated = s
+        .admin("PATCH", "/v1/admin/tenants/globex", Some(json!({"tier": "basic", "status": "suspended"})))
+        .await;
+    assert_eq!(updated["tier"], "basic");
+    assert_eq!(updated["status"], "suspended");
+    assert_eq!(updated["name"], "Globex Corp");
+
+    let list = s.admin("GET", "/v1/admin/tenants", None).await;
+    assert_eq!(list["tenants"].as_array().unwrap().len(), 1);
+
+    s.admin("DELETE", "/v1/admin/tenants/globex", None).await;
+    let r = s.get("/v1/admin/tenants/globex", &s.admin_key).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_and_stored_hashed() {
+    let s = TestServer::start().await;
+    s.create_tenant("acme", "standard").await;
+    let (key_id, key) = s.create_api_key("acme", &["tenant-admin"]).await;
+    assert!(key.starts_with("tk_acme_"));
+
+    let list = s.admin("GET", "/v1/admin/tenants/acme/api-keys", None).await;
+    let text = list.to_string();
+    assert!(!text.contains(&key), "a listed key must never include the secret");
+    assert!(!text.contains("secret_hash"));
+    assert_eq!(list["api_keys"][0]["id"], key_id.as_str());
+
+    let me = s.get("/v1/me", &key).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["tenant"]["tenant_id"], "acme");
+    assert_eq!(me.body["principal"]["credential"]["kind"], "api_key");
+
+    // The tenant manages its own keys with the tenant-admin role.
+    let r = s.send_json("POST", "/v1/api-keys", &key, json!({"name": "ci"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let second = r.body["key"].as_str().unwrap().to_string();
+    let r = s.send_json("POST", "/v1/api-keys", &second, json!({})).await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"));
+    let own = s.get("/v1/api-keys", &second).await;
+    assert_eq!(own.body["api_keys"].as_array().unwrap().len(), 2);
+
+    let revoked = s.admin("DELETE", &format!("/v1/admin/tenants/acme/api-keys/{key_id}"), None).await;
+    assert!(revoked["revoked_at"].is_i64());
+    let r = s.get("/v1/me", &key).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_discovery() {
+    let s = TestServer::start().await;
+    let r = s.request("GET", "/healthz", None, &[], None).await;
+    assert_eq!(r.status, 200);
+    let r = s.request("GET", "/readyz", None, &[], None).await;
+    assert_eq!((r.status, r.body["store"].as_str()), (200, Some("sqlite")));
+    let d = s.request("GET", "/.well-known/openid-configuration", None, &[], None).await;
+    assert_eq!(d.status, 200);
+    assert!(d.body["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
+    let j = s.request("GET", "/.well-known/jwks.json", None, &[], None).await;
+    assert_eq!(j.body["keys"][0]["kty"], "OKP");
+    s.stop().await;
+}
