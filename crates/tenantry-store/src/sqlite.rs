@@ -1,0 +1,347 @@
+//! The SQLite backend: the embedded default, one database file in WAL mode.
+//!
+//! SQLite has no roles and no row-level security, so the isolation of tenant data rests on
+//! the `WHERE tenant_id = ?1` that every tenant query in this module carries; a query of a
+//! tenant table without it must never be written here. Write transactions that touch more than
+//! one statement begin with `BEGIN IMMEDIATE` so they take the write lock up front and wait
+//! (busy timeout) instead of failing when two writers meet.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tenantry_core::{Tenant, TenantId, Tier, TierName, unix_now};
+
+use crate::StoreError;
+use crate::migrate::{self, Migration};
+use crate::record::{ApiKeyRecord, api_key_from_row, tenant_from_row, tier_from_row, to_json};
+
+/// Deletes of every tenant-data table, run by `delete_tenant`. A new tenant table must be
+/// added here; the foreign key to `tenants` makes a forgotten one fail the deletion.
+const TENANT_TABLE_DELETES: &[&str] = &["DELETE FROM api_keys WHERE tenant_id = ?1"];
+
+macro_rules! tenant_cols {
+    () => {
+        "id, name, tier, status, region, isolation, features, entitlements, created_at, updated_at"
+    };
+}
+
+macro_rules! key_cols {
+    () => {
+        "tenant_id, id, name, user_id, roles, prefix, secret_hash, created_at, revoked_at, expires_at"
+    };
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool_options = if in_memory {
+            // Every connection to `:memory:` would be a database of its own, so keep exactly
+            // one connection, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            if let Some(dir) = options
+                .get_filename()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                    StoreError::Unavailable(format!("creating {}: {e}", dir.display()))
+                })?;
+            }
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            SqlitePoolOptions::new().max_connections(8)
+        };
+        let pool = pool_options
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    INTEGER NOT NULL PRIMARY KEY,
+                name       TEXT    NOT NULL,
+                applied_at INTEGER NOT NULL
+            ) STRICT";
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::raw_sql(CREATE).execute(&mut *tx).await?;
+        let applied = self.applied(&mut tx).await?;
+        tx.commit().await?;
+
+        for Migration { version, name, sql } in migrate::pending(migrate::SQLITE, &applied)? {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            // Another process may have applied it since we looked.
+            let now_applied = self.applied(&mut tx).await?;
+            if now_applied.contains_key(&version) {
+                continue;
+            }
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::Migration(format!("{name}: {e}")))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn applied(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<BTreeMap<i64, String>, StoreError> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT version, name FROM schema_migrations")
+                .fetch_all(&mut *conn)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- tiers ----------------------------------------------------------------------------
+
+    pub(crate) async fn list_tiers(&self) -> Result<Vec<Tier>, StoreError> {
+        let rows = sqlx::query("SELECT name, body FROM tiers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tier_from_row).collect()
+    }
+
+    pub(crate) async fn get_tier(&self, name: &TierName) -> Result<Option<Tier>, StoreError> {
+        let row = sqlx::query("SELECT name, body FROM tiers WHERE name = ?1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tier_from_row).transpose()
+    }
+
+    pub(crate) async fn put_tier(&self, tier: &Tier) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tiers (name, body, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(tier.name.as_str())
+        .bind(to_json(tier)?)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn seed_tier(&self, tier: &Tier) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO tiers (name, body, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(tier.name.as_str())
+        .bind(to_json(tier)?)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- tenants --------------------------------------------------------------------------
+
+    pub(crate) async fn create_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO tenants (",
+            tenant_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(t.tier.as_str())
+        .bind(t.status.as_str())
+        .bind(&t.region)
+        .bind(to_json(&t.isolation)?)
+        .bind(to_json(&t.features)?)
+        .bind(to_json(&t.entitlements)?)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("tenant {} already exists", t.id))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM tenants ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    pub(crate) async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM tenants WHERE id = ?1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    pub(crate) async fn update_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tenants SET name = ?2, tier = ?3, status = ?4, region = ?5, isolation = ?6,
+                    features = ?7, entitlements = ?8, updated_at = ?9
+             WHERE id = ?1",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(t.tier.as_str())
+        .bind(t.status.as_str())
+        .bind(&t.region)
+        .bind(to_json(&t.isolation)?)
+        .bind(to_json(&t.features)?)
+        .bind(to_json(&t.entitlements)?)
+        .bind(t.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for delete in TENANT_TABLE_DELETES {
+            sqlx::query(*delete)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM tenants WHERE id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ---- api keys (tenant data: every query filters by tenant_id) -------------------------
+
+    pub(crate) async fn insert_api_key(
+        &self,
+        tenant: &TenantId,
+        key: &ApiKeyRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO api_keys (",
+            key_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .bind(tenant.as_str())
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(key.user_id.as_str())
+        .bind(to_json(&key.roles)?)
+        .bind(&key.prefix)
+        .bind(&key.secret_hash)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .bind(key.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("API key {} already exists", key.id))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_api_keys(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            key_cols!(),
+            " FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, id"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    pub(crate) async fn get_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_cols!(),
+            " FROM api_keys WHERE tenant_id = ?1 AND id = ?2"
+        ))
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    pub(crate) async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        at: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3)
+             WHERE tenant_id = ?1 AND id = ?2
+             RETURNING ",
+            key_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+}
