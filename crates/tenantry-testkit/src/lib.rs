@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod oidc;
 pub mod server;
 
 pub use server::{Response, TestServer, TestServerBuilder};
