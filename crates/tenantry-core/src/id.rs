@@ -130,7 +130,9 @@ mod tests {
 
     #[test]
     fn slugs_refuse_path_tricks_and_odd_characters() {
-        for bad in ["", "a", "../x", "a/b", "A-corp", "-acme", "acme-", "1acme", "ac me", "ac.me"] {
+        for bad in [
+            "", "a", "../x", "a/b", "A-corp", "-acme", "acme-", "1acme", "ac me", "ac.me",
+        ] {
             assert!(TenantId::new(bad).is_err(), "{bad:?} must be refused");
         }
         for good in ["acme", "acme-corp", "t1", "a-1-b"] {

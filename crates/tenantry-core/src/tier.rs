@@ -89,10 +89,14 @@ impl Tier {
     pub fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
         if l.requests_per_second == Some(0) {
-            return Err("limits.requests_per_second must be at least 1 (omit it for no limit)".into());
+            return Err(
+                "limits.requests_per_second must be at least 1 (omit it for no limit)".into(),
+            );
         }
         if l.burst == Some(0) {
-            return Err("limits.burst must be at least 1 (omit it to use the rate as the burst)".into());
+            return Err(
+                "limits.burst must be at least 1 (omit it to use the rate as the burst)".into(),
+            );
         }
         if l.budget_per_month.is_some_and(|m| m.micros() < 0) {
             return Err("limits.budget_per_month must not be negative".into());

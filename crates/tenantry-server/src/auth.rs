@@ -27,10 +27,16 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
             )
         })?;
     let value = value.to_str().map_err(|_| {
-        ApiError::new(ErrorCode::InvalidToken, "the Authorization header is not valid text")
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "the Authorization header is not valid text",
+        )
     })?;
     let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidToken, "use the form `Authorization: Bearer <credential>`")
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "use the form `Authorization: Bearer <credential>`",
+        )
     })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::new(
@@ -59,13 +65,19 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
             .authenticate_api_key(&tenant, &key_id, &hash)
             .await?
             .ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidToken, "the API key is not valid or has been revoked")
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the API key is not valid or has been revoked",
+                )
             })?;
         if record
             .expires_at
             .is_some_and(|at| at <= tenantry_core::unix_now())
         {
-            return Err(ApiError::new(ErrorCode::InvalidToken, "the API key has expired"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "the API key has expired",
+            ));
         }
         return Ok(Claimed {
             tenant,
@@ -112,14 +124,20 @@ impl FromRequestParts<AppState> for TenantCaller {
             .tenant(&state.store, &claimed.tenant)
             .await?
             .ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidToken, "the credential names an unknown tenant")
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the credential names an unknown tenant",
+                )
             })?;
         match tenant.status {
             TenantStatus::Active => {}
             TenantStatus::Suspended => {
                 return Err(ApiError::new(
                     ErrorCode::TenantSuspended,
-                    format!("tenant {} is suspended; contact the platform operator", tenant.id),
+                    format!(
+                        "tenant {} is suspended; contact the platform operator",
+                        tenant.id
+                    ),
                 ));
             }
         }
@@ -166,6 +184,9 @@ impl FromRequestParts<AppState> for Operator {
                 "the control plane takes only the operator key; tenant credentials are refused here",
             ));
         }
-        Err(ApiError::new(ErrorCode::InvalidToken, "the operator key is not valid"))
+        Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the operator key is not valid",
+        ))
     }
 }

@@ -155,13 +155,31 @@ impl Default for DevIssuerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
+    /// Least time between two JWKS fetches of one issuer triggered by tokens with an unknown
+    /// key id (a flood of forged `kid`s must not hammer the identity provider).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_min_refresh_seconds: u64,
     #[serde(default)]
     pub dev_issuer: DevIssuerConfig,
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+}
+
+fn default_jwks_refresh() -> u64 {
+    10
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            jwks_min_refresh_seconds: default_jwks_refresh(),
+            dev_issuer: DevIssuerConfig::default(),
+            issuers: Vec::new(),
+        }
+    }
 }
 
 /// The whole configuration, as read from the file.
@@ -253,17 +271,26 @@ impl Config {
         self.listen_addr()?;
         if let Some(url) = &self.server.public_url {
             let parsed = url::Url::parse(url).map_err(|e| {
-                invalid("server.public_url", format!("{e}; write a URL such as http://127.0.0.1:8700"))
+                invalid(
+                    "server.public_url",
+                    format!("{e}; write a URL such as http://127.0.0.1:8700"),
+                )
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid("server.public_url", "use an http:// or https:// URL"));
+                return Err(invalid(
+                    "server.public_url",
+                    "use an http:// or https:// URL",
+                ));
             }
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database.url",
                 "use sqlite://FILE for the embedded store or postgres://USER@HOST/DB",
@@ -276,7 +303,10 @@ impl Config {
             ));
         }
         if self.admin.key.as_deref().is_some_and(|k| k.len() < 16) {
-            return Err(invalid("admin.key", "an operator key must be at least 16 characters"));
+            return Err(invalid(
+                "admin.key",
+                "an operator key must be at least 16 characters",
+            ));
         }
         let dev = &self.identity.dev_issuer;
         if dev.enabled && dev.key_files.is_empty() {
@@ -295,7 +325,10 @@ impl Config {
             tier.validate()
                 .map_err(|m| invalid(format!("tiers[{i}] ({})", tier.name), m))?;
             if !names.insert(tier.name.clone()) {
-                return Err(invalid(format!("tiers[{i}].name"), format!("tier {} is defined twice", tier.name)));
+                return Err(invalid(
+                    format!("tiers[{i}].name"),
+                    format!("tier {} is defined twice", tier.name),
+                ));
             }
         }
         Ok(())
@@ -305,7 +338,10 @@ impl Config {
         self.server.listen.parse().map_err(|_| {
             invalid(
                 "server.listen",
-                format!("{:?} is not an address; write HOST:PORT such as 127.0.0.1:8700", self.server.listen),
+                format!(
+                    "{:?} is not an address; write HOST:PORT such as 127.0.0.1:8700",
+                    self.server.listen
+                ),
             )
         })
     }
@@ -332,13 +368,19 @@ impl Config {
             .as_ref()
             .ok_or_else(|| invalid("admin.key_file", "no operator key configured"))?;
         let text = std::fs::read_to_string(path).map_err(|e| {
-            invalid("admin.key_file", format!("cannot read {}: {e}", path.display()))
+            invalid(
+                "admin.key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
         let key = text.lines().next().unwrap_or("").trim().to_string();
         if key.len() < 16 {
             return Err(invalid(
                 "admin.key_file",
-                format!("{} must hold an operator key of at least 16 characters", path.display()),
+                format!(
+                    "{} must hold an operator key of at least 16 characters",
+                    path.display()
+                ),
             ));
         }
         Ok(key)
@@ -406,7 +448,10 @@ mod tests {
         let c = Config::from_toml(&starter_config("127.0.0.1:8700"), dir, &no_env).unwrap();
         assert_eq!(c.tiers.len(), 3);
         assert_eq!(c.database.url, "sqlite:///state/tenantry.db");
-        assert_eq!(c.admin.key_file.as_deref(), Some(Path::new("/state/admin.key")));
+        assert_eq!(
+            c.admin.key_file.as_deref(),
+            Some(Path::new("/state/admin.key"))
+        );
     }
 
     #[test]
@@ -416,7 +461,8 @@ mod tests {
             "TENANTRY_LISTEN" => Some("127.0.0.1:9999".to_string()),
             _ => None,
         };
-        let c = Config::from_toml(&starter_config("127.0.0.1:8700"), Path::new("/s"), &env).unwrap();
+        let c =
+            Config::from_toml(&starter_config("127.0.0.1:8700"), Path::new("/s"), &env).unwrap();
         assert_eq!(c.database.url, "postgres://u@h/db");
         assert_eq!(c.server.listen, "127.0.0.1:9999");
     }
@@ -424,13 +470,19 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let bad = "[server]\nlisten = \"nowhere\"\n[admin]\nkey = \"0123456789abcdef\"\n";
-        let e = Config::from_toml(bad, Path::new("/"), &no_env).unwrap_err().to_string();
+        let e = Config::from_toml(bad, Path::new("/"), &no_env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.listen"), "{e}");
         let unknown = "[server]\nlisten_on = \"x\"\n";
-        let e = Config::from_toml(unknown, Path::new("/"), &no_env).unwrap_err().to_string();
+        let e = Config::from_toml(unknown, Path::new("/"), &no_env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_on"), "{e}");
         let db = "[database]\nurl = \"mysql://x\"\n[admin]\nkey = \"0123456789abcdef\"\n";
-        let e = Config::from_toml(db, Path::new("/"), &no_env).unwrap_err().to_string();
+        let e = Config::from_toml(db, Path::new("/"), &no_env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("database.url"), "{e}");
     }
 }

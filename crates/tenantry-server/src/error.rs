@@ -49,7 +49,10 @@ impl ApiError {
 
     pub fn internal(context: &str, detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "{context}");
-        Self::new(ErrorCode::Internal, format!("internal error while {context}; see the server log"))
+        Self::new(
+            ErrorCode::Internal,
+            format!("internal error while {context}; see the server log"),
+        )
     }
 }
 
@@ -83,8 +86,8 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({
             "error": {
                 "code": self.code.as_str(),

@@ -58,10 +58,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             source,
         })?;
     for tier in &config.tiers {
-        let inserted = store.seed_tier(tier).await.map_err(|source| StartError::Store {
-            url: redact_url(&config.database.url),
-            source,
-        })?;
+        let inserted = store
+            .seed_tier(tier)
+            .await
+            .map_err(|source| StartError::Store {
+                url: redact_url(&config.database.url),
+                source,
+            })?;
         if inserted {
             tracing::info!(tier = %tier.name, "tier created from config");
         }
@@ -70,8 +73,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let public_url = config.public_url();
     let dev = &config.identity.dev_issuer;
     let dev_issuer = if dev.enabled {
-        let issuer = DevIssuer::load(&dev.key_files, config.dev_issuer_name(), dev.audience.clone())
-            .map_err(|e| StartError::Identity(e.to_string()))?;
+        let issuer = DevIssuer::load(
+            &dev.key_files,
+            config.dev_issuer_name(),
+            dev.audience.clone(),
+        )
+        .map_err(|e| StartError::Identity(e.to_string()))?;
         Some(Arc::new(issuer))
     } else {
         None
@@ -80,7 +87,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         config.identity.issuers.clone(),
         dev_issuer.as_deref().cloned(),
     )
-    .map_err(|e| StartError::Identity(e.to_string()))?;
+    .map_err(|e| StartError::Identity(e.to_string()))?
+    .with_min_refresh_interval(Duration::from_secs(
+        config.identity.jwks_min_refresh_seconds,
+    ));
     Ok(AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -98,14 +108,19 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
 pub fn app(state: AppState) -> axum::Router {
     routes::router(state)
         .layer(axum::middleware::from_fn(middleware::ingress))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     use axum::response::IntoResponse;
     tracing::error!("a handler panicked; this is a bug");
-    error::ApiError::new(tenantry_core::ErrorCode::Internal, "internal error; see the server log")
-        .into_response()
+    error::ApiError::new(
+        tenantry_core::ErrorCode::Internal,
+        "internal error; see the server log",
+    )
+    .into_response()
 }
 
 /// A running server. Dropping it does not stop it; call `shutdown`.
@@ -191,9 +206,15 @@ pub fn redact_url(url: &str) -> String {
 pub fn init_logging(format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TENANTRY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
-        config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         config::LogFormat::Text => builder.try_init(),
     };
     // A second call (tests, the demo) keeps the first subscriber.

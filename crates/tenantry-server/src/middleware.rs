@@ -64,7 +64,12 @@ pub async fn ingress(mut req: Request, next: Next) -> Response {
         principal = tracing::field::Empty,
     );
     if !stripped.is_empty() {
-        span.in_scope(|| tracing::debug!(count = stripped.len(), "dropped client-sent context headers"));
+        span.in_scope(|| {
+            tracing::debug!(
+                count = stripped.len(),
+                "dropped client-sent context headers"
+            )
+        });
     }
     let mut response = REQUEST_ID
         .scope(request_id.clone(), next.run(req))
@@ -101,7 +106,12 @@ mod tests {
         ] {
             assert!(is_context_header(h), "{h}");
         }
-        for h in ["x-tenantry-session-id", "x-tenantry-custom-plan", "authorization", "x-request-id"] {
+        for h in [
+            "x-tenantry-session-id",
+            "x-tenantry-custom-plan",
+            "authorization",
+            "x-request-id",
+        ] {
             assert!(!is_context_header(h), "{h}");
         }
     }

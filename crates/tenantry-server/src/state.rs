@@ -71,7 +71,11 @@ fn forget<T>(map: &Cached<T>, key: &str) {
 }
 
 impl RegistryCache {
-    pub async fn tenant(&self, store: &Store, id: &TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
+    pub async fn tenant(
+        &self,
+        store: &Store,
+        id: &TenantId,
+    ) -> Result<Option<Arc<Tenant>>, StoreError> {
         if let Some(hit) = lookup(&self.tenants, id.as_str()) {
             return Ok(hit);
         }
@@ -80,7 +84,11 @@ impl RegistryCache {
         Ok(value)
     }
 
-    pub async fn tier(&self, store: &Store, name: &TierName) -> Result<Option<Arc<Tier>>, StoreError> {
+    pub async fn tier(
+        &self,
+        store: &Store,
+        name: &TierName,
+    ) -> Result<Option<Arc<Tier>>, StoreError> {
         if let Some(hit) = lookup(&self.tiers, name.as_str()) {
             return Ok(hit);
         }

@@ -27,7 +27,12 @@ async fn tiers_are_seeded_from_config_and_editable() {
     assert_eq!(again["limits"]["budget_per_month"], "12.5");
 
     let r = s
-        .send_json("PUT", "/v1/admin/tiers/enterprise", &s.admin_key, json!({"display_name": "Enterprise"}))
+        .send_json(
+            "PUT",
+            "/v1/admin/tiers/enterprise",
+            &s.admin_key,
+            json!({"display_name": "Enterprise"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let r = s.get("/v1/admin/tiers/nope", &s.admin_key).await;
@@ -60,12 +65,21 @@ async fn tenant_lifecycle() {
     assert_eq!(created["effective_isolation"]["runtime"], "pool");
 
     let r = s
-        .send_json("POST", "/v1/admin/tenants", &s.admin_key, json!({"id": "globex", "tier": "basic"}))
+        .send_json(
+            "POST",
+            "/v1/admin/tenants",
+            &s.admin_key,
+            json!({"id": "globex", "tier": "basic"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (409, "conflict"));
 
     let updated = s
-        .admin("PATCH", "/v1/admin/tenants/globex", Some(json!({"tier": "basic", "status": "suspended"})))
+        .admin(
+            "PATCH",
+            "/v1/admin/tenants/globex",
+            Some(json!({"tier": "basic", "status": "suspended"})),
+        )
         .await;
     assert_eq!(updated["tier"], "basic");
     assert_eq!(updated["status"], "suspended");
@@ -87,9 +101,14 @@ async fn api_keys_are_shown_once_and_stored_hashed() {
     let (key_id, key) = s.create_api_key("acme", &["tenant-admin"]).await;
     assert!(key.starts_with("tk_acme_"));
 
-    let list = s.admin("GET", "/v1/admin/tenants/acme/api-keys", None).await;
+    let list = s
+        .admin("GET", "/v1/admin/tenants/acme/api-keys", None)
+        .await;
     let text = list.to_string();
-    assert!(!text.contains(&key), "a listed key must never include the secret");
+    assert!(
+        !text.contains(&key),
+        "a listed key must never include the secret"
+    );
     assert!(!text.contains("secret_hash"));
     assert_eq!(list["api_keys"][0]["id"], key_id.as_str());
 
@@ -99,15 +118,25 @@ async fn api_keys_are_shown_once_and_stored_hashed() {
     assert_eq!(me.body["principal"]["credential"]["kind"], "api_key");
 
     // The tenant manages its own keys with the tenant-admin role.
-    let r = s.send_json("POST", "/v1/api-keys", &key, json!({"name": "ci"})).await;
+    let r = s
+        .send_json("POST", "/v1/api-keys", &key, json!({"name": "ci"}))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let second = r.body["key"].as_str().unwrap().to_string();
-    let r = s.send_json("POST", "/v1/api-keys", &second, json!({})).await;
+    let r = s
+        .send_json("POST", "/v1/api-keys", &second, json!({}))
+        .await;
     assert_eq!((r.status, r.code()), (403, "forbidden"));
     let own = s.get("/v1/api-keys", &second).await;
     assert_eq!(own.body["api_keys"].as_array().unwrap().len(), 2);
 
-    let revoked = s.admin("DELETE", &format!("/v1/admin/tenants/acme/api-keys/{key_id}"), None).await;
+    let revoked = s
+        .admin(
+            "DELETE",
+            &format!("/v1/admin/tenants/acme/api-keys/{key_id}"),
+            None,
+        )
+        .await;
     assert!(revoked["revoked_at"].is_i64());
     let r = s.get("/v1/me", &key).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"));
@@ -121,10 +150,19 @@ async fn health_and_discovery() {
     assert_eq!(r.status, 200);
     let r = s.request("GET", "/readyz", None, &[], None).await;
     assert_eq!((r.status, r.body["store"].as_str()), (200, Some("sqlite")));
-    let d = s.request("GET", "/.well-known/openid-configuration", None, &[], None).await;
+    let d = s
+        .request("GET", "/.well-known/openid-configuration", None, &[], None)
+        .await;
     assert_eq!(d.status, 200);
-    assert!(d.body["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
-    let j = s.request("GET", "/.well-known/jwks.json", None, &[], None).await;
+    assert!(
+        d.body["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/.well-known/jwks.json")
+    );
+    let j = s
+        .request("GET", "/.well-known/jwks.json", None, &[], None)
+        .await;
     assert_eq!(j.body["keys"][0]["kty"], "OKP");
     s.stop().await;
 }

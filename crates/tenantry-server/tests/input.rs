@@ -25,7 +25,12 @@ async fn caller_mistakes_get_clear_4xx() {
         )
         .await;
     assert_eq!((r.status, r.code()), (400, "invalid_json"), "{}", r.text);
-    assert!(r.body["error"]["request_id"].as_str().unwrap().starts_with("req_"));
+    assert!(
+        r.body["error"]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
     assert_eq!(
         r.header("x-request-id"),
         r.body["error"]["request_id"].as_str()
@@ -41,7 +46,12 @@ async fn caller_mistakes_get_clear_4xx() {
         )
         .await;
     assert_eq!((r.status, r.code()), (400, "invalid_json"), "{}", r.text);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("colour"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour")
+    );
 
     // Tenant ids with path tricks, in the body and in the path.
     for bad in ["../etc", "a/b", "..", "Acme", "x"] {
@@ -54,7 +64,12 @@ async fn caller_mistakes_get_clear_4xx() {
             )
             .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
-        assert!(r.body["error"]["message"].as_str().unwrap().contains("tenant id"));
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tenant id")
+        );
     }
     let r = s.get("/v1/admin/tenants/a%2Fb", &admin).await;
     assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
@@ -79,7 +94,12 @@ async fn caller_mistakes_get_clear_4xx() {
             }),
         )
         .await;
-    assert_eq!((r.status, r.code()), (413, "payload_too_large"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "payload_too_large"),
+        "{}",
+        r.text
+    );
 
     // Not JSON at all.
     let r = s
@@ -98,10 +118,20 @@ async fn caller_mistakes_get_clear_4xx() {
 
     // Unknown tier, unknown route, wrong method, bad field values.
     let r = s
-        .send_json("POST", "/v1/admin/tenants", &admin, json!({"id": "acme", "tier": "gold"}))
+        .send_json(
+            "POST",
+            "/v1/admin/tenants",
+            &admin,
+            json!({"id": "acme", "tier": "gold"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "invalid_request"));
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("basic"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("basic")
+    );
     let r = s.get("/v1/nothing-here", &admin).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
     let r = s.delete("/v1/admin/tiers", &admin).await;
@@ -135,11 +165,21 @@ async fn caller_mistakes_get_clear_4xx() {
     assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
     assert!(r.text.contains("memory_mb"));
     let r = s
-        .send_json("PATCH", "/v1/admin/tenants/nobody", &admin, json!({"name": "x"}))
+        .send_json(
+            "PATCH",
+            "/v1/admin/tenants/nobody",
+            &admin,
+            json!({"name": "x"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
     let r = s
-        .send_json("PATCH", "/v1/admin/tenants/nobody", &admin, json!({"id": "other"}))
+        .send_json(
+            "PATCH",
+            "/v1/admin/tenants/nobody",
+            &admin,
+            json!({"id": "other"}),
+        )
         .await;
     assert_eq!((r.status, r.code()), (400, "invalid_json"));
     s.stop().await;

@@ -30,7 +30,11 @@ fn claims(mock: &MockIssuer, tenant: &str, user: &str) -> Value {
 
 async fn server_with_mock() -> (TestServer, MockIssuer) {
     let mock = MockIssuer::start().await;
-    let s = TestServer::builder().issuer(issuer_config(&mock)).start().await;
+    let s = TestServer::builder()
+        .issuer(issuer_config(&mock))
+        .configure(|c| c.identity.jwks_min_refresh_seconds = 0)
+        .start()
+        .await;
     s.create_tenant("acme", "basic").await;
     s.create_tenant("globex", "premium").await;
     (s, mock)
@@ -47,8 +51,14 @@ async fn bad_tokens_are_refused_with_401() {
 
     let now = tenantry_core::unix_now();
     let mut cases: Vec<(&str, String)> = Vec::new();
-    cases.push(("unknown key", mock.sign_with_unknown_key(&claims(&mock, "acme", "alice"))));
-    cases.push(("alg none", mock.sign_unsigned_none(&claims(&mock, "acme", "alice"))));
+    cases.push((
+        "unknown key",
+        mock.sign_with_unknown_key(&claims(&mock, "acme", "alice")),
+    ));
+    cases.push((
+        "alg none",
+        mock.sign_unsigned_none(&claims(&mock, "acme", "alice")),
+    ));
     let mut c = claims(&mock, "acme", "alice");
     c["exp"] = json!(now - 600);
     c["iat"] = json!(now - 1200);
@@ -71,7 +81,10 @@ async fn bad_tokens_are_refused_with_401() {
         payload["custom:tenant_id"] = json!("globex");
         engine.encode(serde_json::to_vec(&payload).unwrap())
     };
-    cases.push(("tampered", format!("{}.{}.{}", parts[0], forged_payload, parts[2])));
+    cases.push((
+        "tampered",
+        format!("{}.{}.{}", parts[0], forged_payload, parts[2]),
+    ));
     // A dev-issuer token with a tenant that does not exist.
     cases.push(("unknown tenant", s.token("initech", "bob", &[])));
     cases.push(("garbage", "not-a-token".to_string()));
@@ -106,7 +119,11 @@ async fn jwks_rotation_is_picked_up_without_restart() {
     mock.rotate();
     let after = mock.sign(&claims(&mock, "acme", "alice"));
     let r = s.get("/v1/me", &after).await;
-    assert_eq!(r.status, 200, "a token from the rotated key must verify: {}", r.text);
+    assert_eq!(
+        r.status, 200,
+        "a token from the rotated key must verify: {}",
+        r.text
+    );
     s.stop().await;
 }
 
@@ -143,7 +160,13 @@ async fn client_context_headers_have_no_effect() {
 
     // A header alone is not a credential.
     let r = s
-        .request("GET", "/v1/me", None, &[("X-Tenantry-Tenant-Id", "acme")], None)
+        .request(
+            "GET",
+            "/v1/me",
+            None,
+            &[("X-Tenantry-Tenant-Id", "acme")],
+            None,
+        )
         .await;
     assert_eq!((r.status, r.code()), (401, "unauthenticated"));
     s.stop().await;
@@ -171,29 +194,53 @@ async fn assert_cross_tenant_is_404(s: &TestServer) {
     let never = "zzzzzzzzzzzz";
     for method in ["GET", "DELETE"] {
         let theirs = s
-            .request(method, &format!("/v1/api-keys/{globex_key_id}"), Some(&acme_admin), &[], None)
+            .request(
+                method,
+                &format!("/v1/api-keys/{globex_key_id}"),
+                Some(&acme_admin),
+                &[],
+                None,
+            )
             .await;
         let missing = s
-            .request(method, &format!("/v1/api-keys/{never}"), Some(&acme_admin), &[], None)
+            .request(
+                method,
+                &format!("/v1/api-keys/{never}"),
+                Some(&acme_admin),
+                &[],
+                None,
+            )
             .await;
         assert_eq!(theirs.status, 404, "{method}: {}", theirs.text);
         assert_eq!(theirs.status, missing.status, "{method}");
         assert_eq!(theirs.body["error"]["code"], missing.body["error"]["code"]);
-        assert_eq!(theirs.body["error"]["message"], missing.body["error"]["message"]);
+        assert_eq!(
+            theirs.body["error"]["message"],
+            missing.body["error"]["message"]
+        );
     }
     // Same for a non-admin of acme: 404 before 403, so nothing is learnt.
     let acme_user = s.token("acme", "bob", &[]);
-    let r = s.delete(&format!("/v1/api-keys/{globex_key_id}"), &acme_user).await;
+    let r = s
+        .delete(&format!("/v1/api-keys/{globex_key_id}"), &acme_user)
+        .await;
     assert_eq!(r.status, 404);
 
     // globex's key survived acme's DELETE attempts.
     let theirs = s
-        .admin("GET", &format!("/v1/admin/tenants/globex/api-keys/{globex_key_id}"), None)
+        .admin(
+            "GET",
+            &format!("/v1/admin/tenants/globex/api-keys/{globex_key_id}"),
+            None,
+        )
         .await;
     assert!(theirs["revoked_at"].is_null());
     // And through the operator's scoped path, the wrong tenant does not have it either.
     let r = s
-        .get(&format!("/v1/admin/tenants/acme/api-keys/{globex_key_id}"), &s.admin_key)
+        .get(
+            &format!("/v1/admin/tenants/acme/api-keys/{globex_key_id}"),
+            &s.admin_key,
+        )
         .await;
     assert_eq!(r.status, 404);
 }
@@ -207,7 +254,9 @@ async fn another_tenants_resource_does_not_exist_sqlite() {
 
 #[tokio::test]
 async fn another_tenants_resource_does_not_exist_postgres() {
-    let Some(url) = tenantry_testkit::postgres_url_or_skip("another_tenants_resource_does_not_exist_postgres") else {
+    let Some(url) =
+        tenantry_testkit::postgres_url_or_skip("another_tenants_resource_does_not_exist_postgres")
+    else {
         return;
     };
     let (db_url, _guard) = tenantry_store::testing::fresh_postgres(&url).await.unwrap();
@@ -227,18 +276,35 @@ async fn suspended_tenants_and_revoked_keys_are_refused() {
     assert_eq!(s.get("/v1/me", &token).await.status, 200);
     assert_eq!(s.get("/v1/me", &key).await.status, 200);
 
-    s.admin("PATCH", "/v1/admin/tenants/acme", Some(json!({"status": "suspended"})))
-        .await;
+    s.admin(
+        "PATCH",
+        "/v1/admin/tenants/acme",
+        Some(json!({"status": "suspended"})),
+    )
+    .await;
     for cred in [&token, &key] {
         let r = s.get("/v1/me", cred).await;
-        assert_eq!((r.status, r.code()), (403, "tenant_suspended"), "{}", r.text);
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "tenant_suspended"),
+            "{}",
+            r.text
+        );
     }
-    s.admin("PATCH", "/v1/admin/tenants/acme", Some(json!({"status": "active"})))
-        .await;
+    s.admin(
+        "PATCH",
+        "/v1/admin/tenants/acme",
+        Some(json!({"status": "active"})),
+    )
+    .await;
     assert_eq!(s.get("/v1/me", &token).await.status, 200);
 
-    s.admin("DELETE", &format!("/v1/admin/tenants/acme/api-keys/{key_id}"), None)
-        .await;
+    s.admin(
+        "DELETE",
+        &format!("/v1/admin/tenants/acme/api-keys/{key_id}"),
+        None,
+    )
+    .await;
     let r = s.get("/v1/me", &key).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"));
     // A key with a forged secret for a real key id is refused too.
@@ -254,10 +320,19 @@ async fn control_plane_takes_only_the_operator_key() {
     s.create_tenant("acme", "basic").await;
     let token = s.token("acme", "alice", &["tenant-admin", "admin", "operator"]);
     let (_, key) = s.create_api_key("acme", &["tenant-admin"]).await;
-    for path in ["/v1/admin/tenants", "/v1/admin/tiers", "/v1/admin/tenants/acme/api-keys"] {
+    for path in [
+        "/v1/admin/tenants",
+        "/v1/admin/tiers",
+        "/v1/admin/tenants/acme/api-keys",
+    ] {
         for cred in [&token, &key] {
             let r = s.get(path, cred).await;
-            assert_eq!((r.status, r.code()), (403, "forbidden"), "{path}: {}", r.text);
+            assert_eq!(
+                (r.status, r.code()),
+                (403, "forbidden"),
+                "{path}: {}",
+                r.text
+            );
         }
         let r = s.request("GET", path, None, &[], None).await;
         assert_eq!((r.status, r.code()), (401, "unauthenticated"), "{path}");
@@ -265,7 +340,12 @@ async fn control_plane_takes_only_the_operator_key() {
         assert_eq!((r.status, r.code()), (401, "invalid_token"), "{path}");
     }
     let r = s
-        .send_json("POST", "/v1/admin/tenants", &token, json!({"id": "evil", "tier": "premium"}))
+        .send_json(
+            "POST",
+            "/v1/admin/tenants",
+            &token,
+            json!({"id": "evil", "tier": "premium"}),
+        )
         .await;
     assert_eq!(r.status, 403);
 

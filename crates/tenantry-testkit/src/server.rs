@@ -35,11 +35,23 @@ impl Response {
     }
 }
 
-#[derive(Debug, Default)]
+type ConfigHook = Box<dyn FnOnce(&mut Config) + Send>;
+
+#[derive(Default)]
 pub struct TestServerBuilder {
     issuers: Vec<IssuerConfig>,
     database_url: Option<String>,
     extra_toml: String,
+    hooks: Vec<ConfigHook>,
+}
+
+impl std::fmt::Debug for TestServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServerBuilder")
+            .field("issuers", &self.issuers.len())
+            .field("database_url", &self.database_url.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestServerBuilder {
@@ -55,7 +67,13 @@ impl TestServerBuilder {
         self
     }
 
-    /// TOML appended to the starter config (e.g. a `[server]` key).
+    /// Changes the loaded configuration before the server starts.
+    pub fn configure(mut self, hook: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// TOML appended to the starter config (e.g. a new `[[identity.issuers]]` block).
     pub fn toml(mut self, extra: &str) -> Self {
         self.extra_toml.push('\n');
         self.extra_toml.push_str(extra);
@@ -79,10 +97,16 @@ impl TestServerBuilder {
         };
         let mut config = Config::load(&config_path, &env).expect("load config");
         config.identity.issuers.extend(self.issuers);
+        for hook in self.hooks {
+            hook(&mut config);
+        }
         let dev = &config.identity.dev_issuer;
-        let dev_issuer =
-            DevIssuer::load(&dev.key_files, config.dev_issuer_name(), dev.audience.clone())
-                .expect("dev issuer");
+        let dev_issuer = DevIssuer::load(
+            &dev.key_files,
+            config.dev_issuer_name(),
+            dev.audience.clone(),
+        )
+        .expect("dev issuer");
         let admin_key = config.admin_key().expect("admin key");
         let server = Server::start(config, None).await.expect("start server");
         let http = reqwest::Client::builder()
@@ -152,9 +176,10 @@ impl TestServer {
         }
         match body {
             Some(RequestBody::Json(v)) => req = req.json(&v),
-            Some(RequestBody::Raw { content_type, bytes }) => {
-                req = req.header("content-type", content_type).body(bytes)
-            }
+            Some(RequestBody::Raw {
+                content_type,
+                bytes,
+            }) => req = req.header("content-type", content_type).body(bytes),
             None => {}
         }
         let resp = req.send().await.expect("send request");

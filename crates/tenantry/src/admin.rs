@@ -31,10 +31,19 @@ fn print(v: &Value) -> Result<()> {
 fn init(args: InitArgs) -> Result<()> {
     let report = tenantry_server::statedir::init(&args.dir, &args.listen, args.force)?;
     let config = report.config.display();
-    println!("Created a Tenantry state directory in {}:", report.dir.display());
+    println!(
+        "Created a Tenantry state directory in {}:",
+        report.dir.display()
+    );
     println!("  {config}  the configuration (edit tiers, issuers, database here)");
-    println!("  {}  the operator key (keep it secret)", report.admin_key_file.display());
-    println!("  {}  the development issuer's signing key", report.signing_key.display());
+    println!(
+        "  {}  the operator key (keep it secret)",
+        report.admin_key_file.display()
+    );
+    println!(
+        "  {}  the development issuer's signing key",
+        report.signing_key.display()
+    );
     println!();
     println!("Next:");
     println!("  tenantry serve --config {config}");
@@ -49,9 +58,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         None => {
             let p = default_config_path();
             if !p.exists() {
-                let dir = p.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                let dir = p
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
                 tenantry_server::statedir::init(&dir, "127.0.0.1:8700", false)?;
-                eprintln!("Created the state directory {} (config, operator key, signing key).", dir.display());
+                eprintln!(
+                    "Created the state directory {} (config, operator key, signing key).",
+                    dir.display()
+                );
             }
             p
         }
@@ -59,12 +74,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let config = load_config(Some(&path))?;
     tenantry_server::init_logging(config.server.log_format);
     let listen = match args.listen {
-        Some(l) => Some(l.parse().map_err(|_| anyhow!("--listen {l:?} is not HOST:PORT"))?),
+        Some(l) => Some(
+            l.parse()
+                .map_err(|_| anyhow!("--listen {l:?} is not HOST:PORT"))?,
+        ),
         None => None,
     };
     let admin_key_file = config.admin.key_file.clone();
     let server = tenantry_server::Server::start(config, listen).await?;
-    eprintln!("Tenantry is listening on {} (store: {}).", server.url(), server.state.store.backend());
+    eprintln!(
+        "Tenantry is listening on {} (store: {}).",
+        server.url(),
+        server.state.store.backend()
+    );
     if let Some(f) = admin_key_file {
         eprintln!("Operator key: {}", f.display());
     }
@@ -121,7 +143,10 @@ fn isolation(preset: Option<&str>, silo: &[String]) -> Result<Option<Value>> {
     }
     let mut overrides = serde_json::Map::new();
     for c in silo {
-        if !matches!(c.as_str(), "runtime" | "data" | "memory" | "knowledge" | "tools" | "model") {
+        if !matches!(
+            c.as_str(),
+            "runtime" | "data" | "memory" | "knowledge" | "tools" | "model"
+        ) {
             bail!("--silo {c:?}: components are runtime, data, memory, knowledge, tools, model");
         }
         overrides.insert(c.clone(), json!("silo"));
@@ -147,7 +172,17 @@ fn tenant_path(id: &str) -> Result<String> {
 
 async fn tenant(cmd: TenantCmd) -> Result<()> {
     match cmd {
-        TenantCmd::Create { id, tier, name, isolation: iso, silo, region, features, entitlements: ent, target } => {
+        TenantCmd::Create {
+            id,
+            tier,
+            name,
+            isolation: iso,
+            silo,
+            region,
+            features,
+            entitlements: ent,
+            target,
+        } => {
             let client = AdminClient::new(&target)?;
             TenantId::new(&id)?;
             let mut body = json!({"id": id, "tier": tier, "features": parse_features(&features)?});
@@ -163,7 +198,11 @@ async fn tenant(cmd: TenantCmd) -> Result<()> {
             if let Some(e) = entitlements(ent.as_deref())? {
                 body["entitlements"] = e;
             }
-            print(&client.call(Method::POST, "/v1/admin/tenants", Some(&body)).await?)
+            print(
+                &client
+                    .call(Method::POST, "/v1/admin/tenants", Some(&body))
+                    .await?,
+            )
         }
         TenantCmd::List { target } => {
             let v = AdminClient::new(&target)?.get("/v1/admin/tenants").await?;
@@ -173,7 +212,17 @@ async fn tenant(cmd: TenantCmd) -> Result<()> {
             let v = AdminClient::new(&target)?.get(&tenant_path(&id)?).await?;
             print(&v)
         }
-        TenantCmd::Update { id, tier, name, isolation: iso, silo, region, features, entitlements: ent, target } => {
+        TenantCmd::Update {
+            id,
+            tier,
+            name,
+            isolation: iso,
+            silo,
+            region,
+            features,
+            entitlements: ent,
+            target,
+        } => {
             let client = AdminClient::new(&target)?;
             let mut body = serde_json::Map::new();
             if let Some(t) = tier {
@@ -195,15 +244,25 @@ async fn tenant(cmd: TenantCmd) -> Result<()> {
                 body.insert("entitlements".into(), e);
             }
             if body.is_empty() {
-                bail!("nothing to change: give at least one of --tier, --name, --isolation, --region, --feature, --entitlements");
+                bail!(
+                    "nothing to change: give at least one of --tier, --name, --isolation, --region, --feature, --entitlements"
+                );
             }
-            let v = client.call(Method::PATCH, &tenant_path(&id)?, Some(&Value::Object(body))).await?;
+            let v = client
+                .call(
+                    Method::PATCH,
+                    &tenant_path(&id)?,
+                    Some(&Value::Object(body)),
+                )
+                .await?;
             print(&v)
         }
         TenantCmd::Suspend { id, target } => set_status(&id, "suspended", &target).await,
         TenantCmd::Resume { id, target } => set_status(&id, "active", &target).await,
         TenantCmd::Delete { id, target } => {
-            AdminClient::new(&target)?.call(Method::DELETE, &tenant_path(&id)?, None).await?;
+            AdminClient::new(&target)?
+                .call(Method::DELETE, &tenant_path(&id)?, None)
+                .await?;
             eprintln!("Deleted tenant {id} and its data.");
             Ok(())
         }
@@ -212,37 +271,59 @@ async fn tenant(cmd: TenantCmd) -> Result<()> {
 
 async fn set_status(id: &str, status: &str, target: &crate::cli::Target) -> Result<()> {
     let v = AdminClient::new(target)?
-        .call(Method::PATCH, &tenant_path(id)?, Some(&json!({"status": status})))
+        .call(
+            Method::PATCH,
+            &tenant_path(id)?,
+            Some(&json!({"status": status})),
+        )
         .await?;
     print(&v)
 }
 
 async fn tier(cmd: TierCmd) -> Result<()> {
     match cmd {
-        TierCmd::List { target } => print(&AdminClient::new(&target)?.get("/v1/admin/tiers").await?),
+        TierCmd::List { target } => {
+            print(&AdminClient::new(&target)?.get("/v1/admin/tiers").await?)
+        }
         TierCmd::Show { name, target } => {
             let name = tenantry_core::TierName::new(name)?;
-            print(&AdminClient::new(&target)?.get(&format!("/v1/admin/tiers/{name}")).await?)
+            print(
+                &AdminClient::new(&target)?
+                    .get(&format!("/v1/admin/tiers/{name}"))
+                    .await?,
+            )
         }
         TierCmd::Set { name, file, target } => {
             let name = tenantry_core::TierName::new(name)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let body: Value = if file.extension().is_some_and(|e| e == "toml") {
-                toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?
             } else {
                 serde_json::from_str(&text)
                     .with_context(|| format!("{} is not valid JSON", file.display()))?
             };
             let client = AdminClient::new(&target)?;
-            print(&client.call(Method::PUT, &format!("/v1/admin/tiers/{name}"), Some(&body)).await?)
+            print(
+                &client
+                    .call(Method::PUT, &format!("/v1/admin/tiers/{name}"), Some(&body))
+                    .await?,
+            )
         }
     }
 }
 
 async fn apikey(cmd: ApiKeyCmd) -> Result<()> {
     match cmd {
-        ApiKeyCmd::Create { tenant, name, user, roles, expires_in, target } => {
+        ApiKeyCmd::Create {
+            tenant,
+            name,
+            user,
+            roles,
+            expires_in,
+            target,
+        } => {
             let client = AdminClient::new(&target)?;
             let mut body = json!({"roles": roles});
             if let Some(n) = name {
@@ -255,18 +336,32 @@ async fn apikey(cmd: ApiKeyCmd) -> Result<()> {
                 body["expires_in_seconds"] = json!(e);
             }
             let v = client
-                .call(Method::POST, &format!("{}/api-keys", tenant_path(&tenant)?), Some(&body))
+                .call(
+                    Method::POST,
+                    &format!("{}/api-keys", tenant_path(&tenant)?),
+                    Some(&body),
+                )
                 .await?;
             eprintln!("Store the key now: it is shown only once.");
             print(&v)
         }
         ApiKeyCmd::List { tenant, target } => {
-            let v = AdminClient::new(&target)?.get(&format!("{}/api-keys", tenant_path(&tenant)?)).await?;
+            let v = AdminClient::new(&target)?
+                .get(&format!("{}/api-keys", tenant_path(&tenant)?))
+                .await?;
             print(&v)
         }
-        ApiKeyCmd::Revoke { tenant, key_id, target } => {
+        ApiKeyCmd::Revoke {
+            tenant,
+            key_id,
+            target,
+        } => {
             let path = format!("{}/api-keys/{key_id}", tenant_path(&tenant)?);
-            print(&AdminClient::new(&target)?.call(Method::DELETE, &path, None).await?)
+            print(
+                &AdminClient::new(&target)?
+                    .call(Method::DELETE, &path, None)
+                    .await?,
+            )
         }
     }
 }
@@ -278,7 +373,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: u64 = digits.parse().map_err(|_| anyhow!("{s:?} is not a duration: write 3600, 90s, 15m, 2h or 1d"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration: write 3600, 90s, 15m, 2h or 1d"))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -294,13 +391,25 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 fn token(cmd: TokenCmd) -> Result<()> {
     match cmd {
-        TokenCmd::Issue { config, tenant, user, roles, ttl } => {
+        TokenCmd::Issue {
+            config,
+            tenant,
+            user,
+            roles,
+            ttl,
+        } => {
             let config = load_config(config.as_deref())?;
             let dev = &config.identity.dev_issuer;
             if !dev.enabled {
-                bail!("the development issuer is disabled in this config (identity.dev_issuer.enabled = false)");
+                bail!(
+                    "the development issuer is disabled in this config (identity.dev_issuer.enabled = false)"
+                );
             }
-            let issuer = DevIssuer::load(&dev.key_files, config.dev_issuer_name(), dev.audience.clone())?;
+            let issuer = DevIssuer::load(
+                &dev.key_files,
+                config.dev_issuer_name(),
+                dev.audience.clone(),
+            )?;
             let ttl = match ttl {
                 Some(t) => parse_duration(&t)?,
                 None => Duration::from_secs(dev.default_ttl_seconds),

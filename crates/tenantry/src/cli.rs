@@ -77,7 +77,12 @@ pub struct Target {
     #[arg(long, env = "TENANTRY_URL", global = true)]
     pub url: Option<String>,
     /// Operator key, overriding the config's key file.
-    #[arg(long, env = "TENANTRY_ADMIN_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TENANTRY_ADMIN_KEY",
+        global = true,
+        hide_env_values = true
+    )]
     pub admin_key: Option<String>,
 }
 

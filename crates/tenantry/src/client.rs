@@ -14,7 +14,9 @@ pub fn default_config_path() -> PathBuf {
 }
 
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    let path = path.map(Path::to_path_buf).unwrap_or_else(default_config_path);
+    let path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_config_path);
     Config::load(&path, &|k| std::env::var(k).ok()).map_err(|e| anyhow!("{e}"))
 }
 
@@ -57,7 +59,12 @@ impl AdminClient {
         })
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let url = format!("{}{}", self.url, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.key);
         if let Some(b) = body {
@@ -65,13 +72,19 @@ impl AdminClient {
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_connect() {
-                anyhow!("cannot reach the server at {}: is `tenantry serve` running?", self.url)
+                anyhow!(
+                    "cannot reach the server at {}: is `tenantry serve` running?",
+                    self.url
+                )
             } else {
                 anyhow!("request to {url} failed: {e}")
             }
         })?;
         let status = resp.status();
-        let text = resp.text().await.context("cannot read the server's answer")?;
+        let text = resp
+            .text()
+            .await
+            .context("cannot read the server's answer")?;
         if status.is_success() {
             if text.trim().is_empty() {
                 return Ok(Value::Null);
@@ -80,8 +93,14 @@ impl AdminClient {
         }
         match serde_json::from_str::<Value>(&text) {
             Ok(v) if v.pointer("/error/code").is_some() => {
-                let code = v.pointer("/error/code").and_then(Value::as_str).unwrap_or("");
-                let msg = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+                let code = v
+                    .pointer("/error/code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let msg = v
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 bail!("{code} ({}): {msg}", status.as_u16())
             }
             Ok(_) | Err(_) => bail!("the server answered {status}: {}", text.trim()),

@@ -90,14 +90,19 @@ async fn put_tier(
             )));
         }
     }
-    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::internal("re-encoding a tier", e))?;
+    let bytes =
+        serde_json::to_vec(&body).map_err(|e| ApiError::internal("re-encoding a tier", e))?;
     let tier: Tier = parse_json(&bytes)?;
     tier.validate().map_err(ApiError::invalid)?;
     let existed = state.store.get_tier(&name).await?.is_some();
     state.store.put_tier(&tier).await?;
     state.registry.forget_tier(&name);
     tracing::info!(tier = %name, created = !existed, "tier saved");
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(tier)))
 }
 
@@ -143,7 +148,9 @@ struct UpdateTenant {
 
 fn check_name(name: &str) -> ApiResult<()> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name must be 1 to 200 characters without control characters"));
+        return Err(ApiError::invalid(
+            "name must be 1 to 200 characters without control characters",
+        ));
     }
     Ok(())
 }
@@ -167,9 +174,13 @@ fn check_tenant_fields(t: &Tenant) -> ApiResult<()> {
     check_name(&t.name)?;
     check_region(&t.region)?;
     if t.features.len() > 256 || t.features.keys().any(|k| k.is_empty() || k.len() > 64) {
-        return Err(ApiError::invalid("features: at most 256 flags, names of 1 to 64 characters"));
+        return Err(ApiError::invalid(
+            "features: at most 256 flags, names of 1 to 64 characters",
+        ));
     }
-    let entitlements_len = serde_json::to_vec(&t.entitlements).map(|v| v.len()).unwrap_or(0);
+    let entitlements_len = serde_json::to_vec(&t.entitlements)
+        .map(|v| v.len())
+        .unwrap_or(0);
     if entitlements_len > 16 * 1024 {
         return Err(ApiError::invalid(
             "entitlements must be at most 16 KiB of JSON (they travel to agents as a header)",

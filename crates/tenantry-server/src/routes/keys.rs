@@ -44,10 +44,16 @@ fn check_roles(roles: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn create(store: &Store, scope: &TenantScope, req: CreateApiKey) -> ApiResult<CreatedApiKey> {
+pub async fn create(
+    store: &Store,
+    scope: &TenantScope,
+    req: CreateApiKey,
+) -> ApiResult<CreatedApiKey> {
     let name = req.name.unwrap_or_else(|| "default".to_string());
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name must be 1 to 100 characters without control characters"));
+        return Err(ApiError::invalid(
+            "name must be 1 to 100 characters without control characters",
+        ));
     }
     check_roles(&req.roles)?;
     let expires_at = match req.expires_in_seconds {

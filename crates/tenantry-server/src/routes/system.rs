@@ -19,11 +19,16 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(ErrorCode::Unavailable, "the store does not answer")
     })?;
-    Ok(Json(json!({"status": "ready", "store": state.store.backend()})))
+    Ok(Json(
+        json!({"status": "ready", "store": state.store.backend()}),
+    ))
 }
 
 fn dev_issuer_disabled() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "the development issuer is disabled on this server")
+    ApiError::new(
+        ErrorCode::NotFound,
+        "the development issuer is disabled on this server",
+    )
 }
 
 pub async fn jwks(State(state): State<AppState>) -> ApiResult<Json<Value>> {

@@ -64,7 +64,9 @@ async fn get_key(
     TenantCaller(ctx): TenantCaller,
     ApiPath(key_id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKeyRecord>> {
-    keys::get(&state.store, &ctx.scope(), &key_id).await.map(Json)
+    keys::get(&state.store, &ctx.scope(), &key_id)
+        .await
+        .map(Json)
 }
 
 async fn create_key(
@@ -86,5 +88,7 @@ async fn revoke_key(
     // tenants' keys either: both answers are the same 404 for a key outside the tenant.
     keys::get(&state.store, &ctx.scope(), &key_id).await?;
     require_tenant_admin(&ctx)?;
-    keys::revoke(&state.store, &ctx.scope(), &key_id).await.map(Json)
+    keys::revoke(&state.store, &ctx.scope(), &key_id)
+        .await
+        .map(Json)
 }

@@ -1,0 +1,126 @@
+//! Ingress benchmark: an authenticated `GET /v1/me` (JWT signature check, registry lookup,
+//! tenant context) against `GET /healthz` (same middleware, no authentication) in the same run,
+//! at a fixed request rate from a loopback client. Prints percentiles and the ratio.
+//!
+//! The server runs in this process on its own multi-threaded runtime with the access log on
+//! (written to a sink), the load generator on a separate single-threaded runtime.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::json;
+use tenantry_bench::{HEADER, Target, client, fixed_rate, row};
+
+#[derive(Debug, Parser)]
+#[command(about = "Authenticated ingress latency against /healthz, at a fixed request rate")]
+struct Args {
+    /// Requests per second for each phase.
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Seconds of measurement per phase (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 2)]
+    server_threads: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // Access logging at info, as in production, but into a sink so the terminal stays readable.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .try_init();
+
+    let dir = tempfile::tempdir()?;
+    tenantry_server::statedir::init(dir.path(), "127.0.0.1:0", false)?;
+    let config_path = dir.path().join(tenantry_server::statedir::CONFIG_FILE);
+    let config = tenantry_server::Config::load(&config_path, &|_| None)?;
+    let admin_key = config.admin_key()?;
+    let dev = &config.identity.dev_issuer;
+    let issuer = tenantry_identity::DevIssuer::load(
+        &dev.key_files,
+        config.dev_issuer_name(),
+        dev.audience.clone(),
+    )?;
+
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.server_threads)
+        .enable_all()
+        .build()?;
+    let server = server_rt.block_on(tenantry_server::Server::start(config, None))?;
+    let base = server.url();
+
+    let load_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    load_rt.block_on(async {
+        let http = client(256);
+        // Onboard a tenant through the control plane, as an operator would.
+        let status =
+            admin_post(&base, &admin_key, json!({"id": "bench", "tier": "premium"})).await?;
+        anyhow::ensure!(status == 201, "creating the tenant answered {status}");
+        let token = issuer.mint(
+            &tenantry_core::TenantId::new("bench")?,
+            &tenantry_core::UserId::new("load")?,
+            &[],
+            Duration::from_secs(3600),
+        )?;
+        let health = Target {
+            url: format!("{base}/healthz"),
+            bearer: None,
+        };
+        let me = Target {
+            url: format!("{base}/v1/me"),
+            bearer: Some(token),
+        };
+        let measure = Duration::from_secs(args.seconds);
+        let warm = Duration::from_secs(2);
+
+        println!(
+            "rate {} req/s, {} s per phase, server threads {}",
+            args.rate, args.seconds, args.server_threads
+        );
+        fixed_rate(&http, &health, args.rate, warm).await;
+        let baseline = fixed_rate(&http, &health, args.rate, measure).await;
+        fixed_rate(&http, &me, args.rate, warm).await;
+        let authed = fixed_rate(&http, &me, args.rate, measure).await;
+
+        println!("{HEADER}");
+        println!("{}", row("GET /healthz (baseline)", &baseline));
+        println!("{}", row("GET /v1/me (JWT, EdDSA)", &authed));
+        let ratio = |p: f64| authed.percentile(p) as f64 / baseline.percentile(p).max(1) as f64;
+        println!(
+            "ratio /v1/me over /healthz: p50 {:.2}x, p99 {:.2}x; added p99 {:.3} ms",
+            ratio(50.0),
+            ratio(99.0),
+            (authed.percentile(99.0) as f64 - baseline.percentile(99.0) as f64) / 1000.0
+        );
+        let target_met = authed.percentile(99.0) < 1000 && authed.errors == 0;
+        println!(
+            "target (authenticated p99 < 1 ms at {} req/s, no errors): {}",
+            args.rate,
+            if target_met { "met" } else { "NOT met" }
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    server_rt.block_on(server.shutdown());
+    Ok(())
+}
+
+async fn admin_post(base: &str, key: &str, body: serde_json::Value) -> Result<u16> {
+    use http_body_util::{BodyExt, Full};
+    let c: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let req = http::Request::post(format!("{base}/v1/admin/tenants"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+    let resp = c.request(req).await.context("control plane call")?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await?;
+    Ok(status)
+}
