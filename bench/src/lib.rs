@@ -1,6 +1,11 @@
 //! Load generation for the benchmarks: an open-loop client that sends requests at a fixed
-//! rate over keep-alive loopback connections and measures each latency from the moment the
-//! request was due (so a stalled server cannot hide its stalls: no coordinated omission).
+//! rate over keep-alive loopback connections, whatever the server's latency (open loop: a slow
+//! server does not slow the sender down, so it cannot hide its stalls).
+//!
+//! Latency is measured from the moment a request is sent to its last response byte. The
+//! timer that paces the sender has millisecond granularity, so each request also records its
+//! dispatch lag (sent minus due); a run whose lag p99 exceeds 2 ms fell behind its schedule
+//! and is reported as such.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +30,8 @@ pub struct Target {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub latencies_us: Vec<u64>,
+    /// How late each request was sent against its schedule.
+    pub lag_us: Vec<u64>,
     pub errors: u64,
     pub sent: u64,
     pub elapsed: Duration,
@@ -32,18 +39,31 @@ pub struct Report {
 
 impl Report {
     pub fn percentile(&self, p: f64) -> u64 {
-        if self.latencies_us.is_empty() {
-            return 0;
-        }
-        let mut v = self.latencies_us.clone();
-        v.sort_unstable();
-        let rank = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
-        v[rank.min(v.len() - 1)]
+        percentile(&self.latencies_us, p)
+    }
+
+    pub fn lag_percentile(&self, p: f64) -> u64 {
+        percentile(&self.lag_us, p)
+    }
+
+    /// Whether the sender kept to its schedule (dispatch lag p99 within 2 ms).
+    pub fn kept_schedule(&self) -> bool {
+        self.lag_percentile(99.0) <= 2000
     }
 
     pub fn achieved_rate(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+fn percentile(values: &[u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    let rank = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[rank.min(v.len() - 1)]
 }
 
 pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
@@ -94,10 +114,13 @@ pub async fn fixed_rate(
         let target = target.clone();
         let report = report.clone();
         tasks.spawn(async move {
+            let sent = Instant::now();
             let result = send(&client, &target).await;
-            let latency = due.elapsed().as_micros() as u64;
+            let latency = sent.elapsed().as_micros() as u64;
+            let lag = sent.saturating_duration_since(due).as_micros() as u64;
             let mut r = report.lock().await;
             r.sent += 1;
+            r.lag_us.push(lag);
             match result {
                 Ok(()) => r.latencies_us.push(latency),
                 Err(_) => r.errors += 1,
@@ -116,14 +139,15 @@ pub async fn fixed_rate(
 pub fn row(name: &str, r: &Report) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     format!(
-        "{name:<28} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7}",
+        "{name:<28} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7} {:>9.3}",
         r.sent,
         r.achieved_rate(),
         ms(r.percentile(50.0)),
         ms(r.percentile(99.0)),
         ms(r.percentile(99.9)),
         ms(r.latencies_us.iter().copied().max().unwrap_or(0)),
-        r.errors
+        r.errors,
+        ms(r.lag_percentile(99.0))
     )
 }
 

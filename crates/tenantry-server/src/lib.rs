@@ -152,6 +152,12 @@ impl Server {
         let state = build_state(config).await?;
         let app = app(state.clone());
         let (stop, mut stopped) = watch::channel(false);
+        // Small JSON responses must not wait for Nagle's algorithm.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
