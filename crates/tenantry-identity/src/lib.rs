@@ -18,6 +18,7 @@ mod error;
 mod keys;
 mod remote;
 mod verifier;
+mod workload;
 
 pub use apikey::{
     AdminKeyCheck, ApiKeySecret, generate_admin_key, generate_api_key, looks_like_jwt,
@@ -27,3 +28,4 @@ pub use config::{ClaimMapping, DEFAULT_ALGORITHMS, IssuerConfig};
 pub use dev::{DEV_ISSUER_NAME, DevIssuer};
 pub use error::{AuthError, IdentityError};
 pub use verifier::{VerifiedToken, Verifier};
+pub use workload::{WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer, unverified_issuer};

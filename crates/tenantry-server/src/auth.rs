@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use tenantry_core::{
     CredentialKind, ErrorCode, OperatorGrant, TenantContext, TenantId, TenantStatus, UserId,
 };
-use tenantry_identity::{looks_like_jwt, parse_api_key};
+use tenantry_identity::{WORKLOAD_ISSUER, looks_like_jwt, parse_api_key, unverified_issuer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -84,6 +84,17 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
             user: record.user_id,
             roles: record.roles,
             credential: CredentialKind::ApiKey { key_id },
+        });
+    }
+    if looks_like_jwt(token) && unverified_issuer(token).as_deref() == Some(WORKLOAD_ISSUER) {
+        let id = state.workload.verify(token)?;
+        return Ok(Claimed {
+            tenant: id.tenant,
+            user: id.user,
+            roles: Vec::new(),
+            credential: CredentialKind::Workload {
+                session_id: id.session,
+            },
         });
     }
     if looks_like_jwt(token) {

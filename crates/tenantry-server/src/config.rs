@@ -162,6 +162,10 @@ pub struct IdentitySection {
     /// key id (a flood of forged `kid`s must not hammer the identity provider).
     #[serde(default = "default_jwks_refresh")]
     pub jwks_min_refresh_seconds: u64,
+    /// The platform secret that signs agents' workload tokens (created if missing). Every
+    /// replica of one deployment must share it.
+    #[serde(default = "default_workload_key")]
+    pub workload_key_file: PathBuf,
     #[serde(default)]
     pub dev_issuer: DevIssuerConfig,
     #[serde(default)]
@@ -172,10 +176,15 @@ fn default_jwks_refresh() -> u64 {
     10
 }
 
+fn default_workload_key() -> PathBuf {
+    PathBuf::from("keys/workload.key")
+}
+
 impl Default for IdentitySection {
     fn default() -> Self {
         Self {
             jwks_min_refresh_seconds: default_jwks_refresh(),
+            workload_key_file: default_workload_key(),
             dev_issuer: DevIssuerConfig::default(),
             issuers: Vec::new(),
         }
@@ -259,6 +268,7 @@ impl Config {
         for p in &mut self.identity.dev_issuer.key_files {
             abs(p);
         }
+        abs(&mut self.identity.workload_key_file);
         if let Some(rest) = self.database.url.strip_prefix("sqlite://")
             && !rest.starts_with('/')
             && !rest.starts_with(':')

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier};
+use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier, WorkloadIssuer};
 use tenantry_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -70,6 +70,19 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         }
     }
     let admin = AdminKeyCheck::new(&config.admin_key()?);
+    let workload_key = &config.identity.workload_key_file;
+    if !workload_key.exists() {
+        if let Some(dir) = workload_key.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StartError::Identity(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        WorkloadIssuer::generate_key(workload_key)
+            .map_err(|e| StartError::Identity(e.to_string()))?;
+        tracing::info!(path = %workload_key.display(), "created the workload-token secret");
+    }
+    let workload =
+        WorkloadIssuer::load(workload_key).map_err(|e| StartError::Identity(e.to_string()))?;
     let public_url = config.public_url();
     let dev = &config.identity.dev_issuer;
     let dev_issuer = if dev.enabled {
@@ -98,6 +111,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             store,
             verifier,
             admin,
+            workload,
             dev_issuer,
             registry: state::RegistryCache::default(),
         }),

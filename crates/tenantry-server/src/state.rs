@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tenantry_core::{Tenant, TenantId, Tier, TierName};
-use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier};
+use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier, WorkloadIssuer};
 use tenantry_store::{Store, StoreError};
 
 use crate::config::Config;
@@ -28,6 +28,7 @@ pub struct Inner {
     pub store: Store,
     pub verifier: Verifier,
     pub admin: AdminKeyCheck,
+    pub workload: WorkloadIssuer,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub registry: RegistryCache,
 }

@@ -4,13 +4,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tenantry_identity::{DevIssuer, generate_admin_key};
+use tenantry_identity::{DevIssuer, WorkloadIssuer, generate_admin_key};
 
 use crate::config::starter_config;
 
 pub const CONFIG_FILE: &str = "tenantry.toml";
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub const DEV_KEY_FILE: &str = "keys/dev-issuer.pem";
+pub const WORKLOAD_KEY_FILE: &str = "keys/workload.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -68,6 +69,11 @@ pub fn init(dir: &Path, listen: &str, force: bool) -> Result<InitReport, InitErr
         std::fs::remove_file(&signing_key).map_err(io_err(&signing_key))?;
     }
     DevIssuer::generate_key(&signing_key).map_err(|e| InitError::Key(e.to_string()))?;
+    let workload_key = dir.join(WORKLOAD_KEY_FILE);
+    if workload_key.exists() {
+        std::fs::remove_file(&workload_key).map_err(io_err(&workload_key))?;
+    }
+    WorkloadIssuer::generate_key(&workload_key).map_err(|e| InitError::Key(e.to_string()))?;
     let admin_key_file = dir.join(ADMIN_KEY_FILE);
     write_private(&admin_key_file, &format!("{}\n", generate_admin_key()))?;
     write_private(&config, &starter_config(listen))?;

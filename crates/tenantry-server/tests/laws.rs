@@ -358,3 +358,41 @@ async fn control_plane_takes_only_the_operator_key() {
     assert_eq!(r.status, 401);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn workload_tokens_are_platform_minted_only() {
+    let s = TestServer::start().await;
+    s.create_tenant("acme", "basic").await;
+    let state = &s.server().state;
+    let tenant = tenantry_core::TenantId::new("acme").unwrap();
+    let user = tenantry_core::UserId::new("alice").unwrap();
+    let token = state
+        .workload
+        .mint(
+            &tenant,
+            &user,
+            "session-0123456789-0123456789-0123",
+            "echo",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let r = s.get("/v1/me", &token).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["principal"]["credential"]["kind"], "workload");
+    assert_eq!(r.body["tenant"]["user_id"], "alice");
+
+    // The same claims signed with another secret are refused.
+    let forged = tenantry_identity::WorkloadIssuer::from_secret(&[9u8; 32])
+        .unwrap()
+        .mint(
+            &tenant,
+            &user,
+            "s",
+            "echo",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let r = s.get("/v1/me", &forged).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"));
+    s.stop().await;
+}
