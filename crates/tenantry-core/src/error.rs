@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidToken,
     /// The credential is valid but does not allow this operation.
     Forbidden,
+    /// The caller asked for a model its tier (or tenant) is not entitled to.
+    ModelNotEntitled,
     /// The caller's tenant is suspended.
     TenantSuspended,
     /// The resource does not exist, or belongs to another tenant (indistinguishable by design).
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::ModelNotEntitled => "model_not_entitled",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -75,7 +78,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unauthenticated | ErrorCode::InvalidToken => 401,
-            ErrorCode::Forbidden | ErrorCode::TenantSuspended => 403,
+            ErrorCode::Forbidden | ErrorCode::ModelNotEntitled | ErrorCode::TenantSuspended => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
@@ -96,6 +99,7 @@ impl ErrorCode {
             | ErrorCode::Unauthenticated
             | ErrorCode::InvalidToken
             | ErrorCode::Forbidden
+            | ErrorCode::ModelNotEntitled
             | ErrorCode::TenantSuspended
             | ErrorCode::NotFound
             | ErrorCode::MethodNotAllowed
@@ -114,6 +118,7 @@ impl ErrorCode {
             | ErrorCode::Unauthenticated
             | ErrorCode::InvalidToken
             | ErrorCode::Forbidden
+            | ErrorCode::ModelNotEntitled
             | ErrorCode::TenantSuspended
             | ErrorCode::NotFound
             | ErrorCode::MethodNotAllowed

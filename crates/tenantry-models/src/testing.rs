@@ -1,0 +1,318 @@
+//! Test doubles of the upstreams we do not own (feature `test-util`): a local HTTP server on
+//! an ephemeral port that answers each request with a scripted [`Reply`], and a ready-made
+//! OpenAI-compatible upstream backed by the mock provider.
+//!
+//! It records every request it receives so tests can assert on the exact wire format. It is
+//! for tests and benchmarks only and must never be started by the server.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use futures_util::{StreamExt, stream};
+use serde_json::Value;
+
+use crate::config::MockConfig;
+use crate::providers::MockProvider;
+use crate::wire::{ChatRequest, EmbeddingsRequest};
+
+/// A request the mock upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query, e.g. `/v1/chat/completions`.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The body as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How the mock upstream answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A JSON body with a status.
+    Json(u16, Value),
+    /// A raw body with a status and content type.
+    Raw {
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
+    /// `200 text/event-stream`; each element is sent as one write, with `pause` between writes.
+    Stream {
+        content_type: String,
+        parts: Vec<Vec<u8>>,
+        pause: Duration,
+    },
+    /// `200` with the given bytes, then the connection is broken mid-body.
+    CutAfter { content_type: String, body: Vec<u8> },
+    /// `200` with the given bytes, then silence forever (the connection stays open).
+    StallAfter { content_type: String, body: Vec<u8> },
+    /// No response at all, ever.
+    Hang,
+}
+
+impl Reply {
+    /// Server-sent events from `data` payloads (each becomes `data: ...\n\n`).
+    pub fn sse_data<I: IntoIterator<Item = String>>(data: I) -> Self {
+        Reply::Stream {
+            content_type: "text/event-stream".into(),
+            parts: data
+                .into_iter()
+                .map(|d| format!("data: {d}\n\n").into_bytes())
+                .collect(),
+            pause: Duration::ZERO,
+        }
+    }
+
+    /// Named server-sent events (`event: NAME\ndata: JSON\n\n`), as Anthropic sends them.
+    pub fn sse_events<I: IntoIterator<Item = (String, Value)>>(events: I) -> Self {
+        Reply::Stream {
+            content_type: "text/event-stream".into(),
+            parts: events
+                .into_iter()
+                .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n").into_bytes())
+                .collect(),
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// A scripted upstream on `127.0.0.1:0`. Stops when dropped.
+#[derive(Debug)]
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn respond(reply: Reply) -> Response {
+    let build = |status: u16, ct: &str, body: Body| {
+        Response::builder()
+            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header(header::CONTENT_TYPE, ct)
+            .body(body)
+            .unwrap_or_default()
+    };
+    match reply {
+        Reply::Json(status, v) => build(status, "application/json", Body::from(v.to_string())),
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => build(status, &content_type, Body::from(body)),
+        Reply::Stream {
+            content_type,
+            parts,
+            pause,
+        } => {
+            let s = stream::iter(parts).then(move |p| async move {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                Ok::<_, Infallible>(Bytes::from(p))
+            });
+            build(200, &content_type, Body::from_stream(s))
+        }
+        Reply::CutAfter { content_type, body } => {
+            let s = stream::iter(vec![
+                Ok(Bytes::from(body)),
+                Err(std::io::Error::other("connection cut by the mock upstream")),
+            ]);
+            build(200, &content_type, Body::from_stream(s))
+        }
+        Reply::StallAfter { content_type, body } => {
+            let s =
+                stream::iter(vec![Ok::<_, Infallible>(Bytes::from(body))]).chain(stream::pending());
+            build(200, &content_type, Body::from_stream(s))
+        }
+        Reply::Hang => build(200, "text/plain", Body::empty()),
+    }
+}
+
+impl MockUpstream {
+    /// Starts a server answering every request with `handler(request)`.
+    pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let handler: Handler = Arc::new(handler);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let handler = handler.clone();
+                let recorded = recorded.clone();
+                async move {
+                    let r = Recorded {
+                        method: method.to_string(),
+                        path: uri
+                            .path_and_query()
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_default(),
+                        headers,
+                        body,
+                    };
+                    let reply = handler(&r);
+                    if let Ok(mut v) = recorded.lock() {
+                        v.push(r);
+                    }
+                    if matches!(reply, Reply::Hang) {
+                        std::future::pending::<()>().await;
+                    }
+                    respond(reply)
+                }
+            },
+        );
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind the mock upstream: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("mock upstream has no address: {e}"),
+        };
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// An OpenAI-compatible upstream (`/v1/chat/completions`, streaming or not, and
+    /// `/v1/embeddings`) that answers like the `mock` provider with `config`.
+    pub async fn openai_compatible(config: MockConfig) -> Self {
+        let provider = Arc::new(MockProvider::new(config));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let provider = provider.clone();
+            let recorded = recorded.clone();
+            async move {
+                let path = uri.path().to_owned();
+                if let Ok(mut v) = recorded.lock() {
+                    v.push(Recorded {
+                        method: "POST".into(),
+                        path: path.clone(),
+                        headers,
+                        body: body.clone(),
+                    });
+                }
+                openai_answer(&provider, &path, &body).await
+            }
+        });
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind the mock upstream: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("mock upstream has no address: {e}"),
+        };
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+async fn openai_answer(provider: &MockProvider, path: &str, body: &[u8]) -> Response {
+    let error = |status: u16, msg: String| {
+        respond(Reply::Json(
+            status,
+            serde_json::json!({"error": {"message": msg, "type": "invalid_request_error"}}),
+        ))
+    };
+    match path.trim_end_matches('/') {
+        "/v1/chat/completions" => {
+            let req: ChatRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(400, e.to_string()),
+            };
+            if !req.is_stream() {
+                return match provider.chat(&req).await {
+                    Ok(r) => respond(Reply::Json(
+                        200,
+                        serde_json::to_value(r).unwrap_or_default(),
+                    )),
+                    Err(e) => error(500, e.to_string()),
+                };
+            }
+            let include_usage = req.wants_stream_usage();
+            let s = match provider.chat_stream(&req).await {
+                Ok(s) => s,
+                Err(e) => return error(500, e.to_string()),
+            };
+            let events = s
+                .filter_map(move |c| async move {
+                    match c {
+                        Ok(c) if c.usage.is_some() && !include_usage => None,
+                        Ok(c) => Some(format!(
+                            "data: {}\n\n",
+                            serde_json::to_string(&c).unwrap_or_default()
+                        )),
+                        Err(e) => Some(format!(
+                            "data: {}\n\n",
+                            serde_json::json!({"error": {"message": e.to_string()}})
+                        )),
+                    }
+                })
+                .chain(stream::iter(vec!["data: [DONE]\n\n".to_owned()]))
+                .map(|s| Ok::<_, Infallible>(Bytes::from(s)));
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(events))
+                .unwrap_or_default()
+        }
+        "/v1/embeddings" => {
+            let req: EmbeddingsRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(400, e.to_string()),
+            };
+            match provider.embeddings(&req).await {
+                Ok(r) => respond(Reply::Json(
+                    200,
+                    serde_json::to_value(r).unwrap_or_default(),
+                )),
+                Err(e) => error(400, e.to_string()),
+            }
+        }
+        other => error(404, format!("no route {other}")),
+    }
+}
