@@ -137,10 +137,11 @@ fn respond(reply: Reply) -> Response {
             build(200, &content_type, Body::from_stream(s))
         }
         Reply::CutAfter { content_type, body } => {
-            let s = stream::iter(vec![
-                Ok(Bytes::from(body)),
-                Err(std::io::Error::other("connection cut by the mock upstream")),
-            ]);
+            // The pause lets the headers and the first bytes reach the client before the cut.
+            let s = stream::iter(vec![Ok(Bytes::from(body))]).chain(stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::other("connection cut by the mock upstream"))
+            }));
             build(200, &content_type, Body::from_stream(s))
         }
         Reply::StallAfter { content_type, body } => {
