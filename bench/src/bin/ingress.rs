@@ -58,9 +58,13 @@ fn main() -> Result<()> {
         .build()?;
     load_rt.block_on(async {
         let http = client(256);
-        // Onboard a tenant through the control plane, as an operator would.
-        let status =
-            admin_post(&base, &admin_key, json!({"id": "bench", "tier": "premium"})).await?;
+        // Onboard a tenant through the control plane, as an operator would, on a tier whose
+        // rate limit is checked on every request but never reached.
+        let tier = json!({"limits": {"requests_per_second": 1_000_000, "burst": 1_000_000}});
+        let status = admin_send(&base, &admin_key, "PUT", "/v1/admin/tiers/bench", tier).await?;
+        anyhow::ensure!(status == 201, "creating the tier answered {status}");
+        let tenant = json!({"id": "bench", "tier": "bench"});
+        let status = admin_send(&base, &admin_key, "POST", "/v1/admin/tenants", tenant).await?;
         anyhow::ensure!(status == 201, "creating the tenant answered {status}");
         let token = issuer.mint(
             &tenantry_core::TenantId::new("bench")?,
@@ -113,12 +117,20 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-async fn admin_post(base: &str, key: &str, body: serde_json::Value) -> Result<u16> {
+async fn admin_send(
+    base: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<u16> {
     use http_body_util::{BodyExt, Full};
     let c: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let req = http::Request::post(format!("{base}/v1/admin/tenants"))
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
         .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
         .body(Full::new(bytes::Bytes::from(body.to_string())))?;

@@ -6,10 +6,12 @@
 //! records the tenant on the request's span. `Operator` is the extractor of the control plane
 //! and accepts only the operator key. Identity is never read from a body, query or client header.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tenantry_core::{
-    CredentialKind, ErrorCode, OperatorGrant, TenantContext, TenantId, TenantStatus, UserId,
+    CredentialKind, ErrorCode, OperatorGrant, TenantContext, TenantId, TenantStatus, Tier, UserId,
 };
 use tenantry_identity::{WORKLOAD_ISSUER, looks_like_jwt, parse_api_key, unverified_issuer};
 
@@ -120,59 +122,84 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
     ))
 }
 
+/// The caller's tier, as the registry holds it (limits, entitlements...), set beside the
+/// `TenantCaller` by authentication. Absent only if the tenant's tier was deleted.
+#[derive(Debug, Clone)]
+pub struct CallerTier(pub Option<Arc<Tier>>);
+
+/// Verifies the request's credential and resolves the caller's tenant context. The result is
+/// kept in the request's extensions, so later extractors do not verify twice.
+pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<TenantCaller, ApiError> {
+    if let Some(caller) = parts.extensions.get::<TenantCaller>() {
+        return Ok(caller.clone());
+    }
+    let token = bearer(parts)?;
+    let claimed = verify_credential(state, token).await?;
+    // A token for a tenant the registry does not know is as invalid as a bad signature.
+    let tenant = state
+        .registry
+        .tenant(&state.store, &claimed.tenant)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidToken,
+                "the credential names an unknown tenant",
+            )
+        })?;
+    match tenant.status {
+        TenantStatus::Active => {}
+        TenantStatus::Suspended => {
+            return Err(ApiError::new(
+                ErrorCode::TenantSuspended,
+                format!(
+                    "tenant {} is suspended; contact the platform operator",
+                    tenant.id
+                ),
+            ));
+        }
+    }
+    let tier = state.registry.tier(&state.store, &tenant.tier).await?;
+    let tier_isolation = tier.as_ref().map(|t| t.isolation).unwrap_or_default();
+    let context = TenantContext {
+        tenant_id: tenant.id.clone(),
+        tenant_name: tenant.name.clone(),
+        user_id: claimed.user,
+        tier: tenant.tier.clone(),
+        roles: claimed.roles,
+        region: tenant.region.clone(),
+        features: tenant.features.clone(),
+        entitlements: tenant.entitlements.clone(),
+        isolation: tenant.isolation.resolve(tier_isolation),
+        credential: claimed.credential,
+    };
+    let span = tracing::Span::current();
+    span.record("tenant.id", context.tenant_id.as_str());
+    span.record("tenant.tier", context.tier.as_str());
+    span.record("user.id", context.user_id.as_str());
+    let caller = TenantCaller(context);
+    parts.extensions.insert(caller.clone());
+    parts.extensions.insert(CallerTier(tier));
+    Ok(caller)
+}
+
 impl FromRequestParts<AppState> for TenantCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(caller) = parts.extensions.get::<TenantCaller>() {
-            return Ok(caller.clone());
-        }
-        let token = bearer(parts)?;
-        let claimed = verify_credential(state, token).await?;
-        // A token for a tenant the registry does not know is as invalid as a bad signature.
-        let tenant = state
-            .registry
-            .tenant(&state.store, &claimed.tenant)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "the credential names an unknown tenant",
-                )
-            })?;
-        match tenant.status {
-            TenantStatus::Active => {}
-            TenantStatus::Suspended => {
-                return Err(ApiError::new(
-                    ErrorCode::TenantSuspended,
-                    format!(
-                        "tenant {} is suspended; contact the platform operator",
-                        tenant.id
-                    ),
-                ));
-            }
-        }
-        let tier = state.registry.tier(&state.store, &tenant.tier).await?;
-        let tier_isolation = tier.map(|t| t.isolation).unwrap_or_default();
-        let context = TenantContext {
-            tenant_id: tenant.id.clone(),
-            tenant_name: tenant.name.clone(),
-            user_id: claimed.user,
-            tier: tenant.tier.clone(),
-            roles: claimed.roles,
-            region: tenant.region.clone(),
-            features: tenant.features.clone(),
-            entitlements: tenant.entitlements.clone(),
-            isolation: tenant.isolation.resolve(tier_isolation),
-            credential: claimed.credential,
-        };
-        let span = tracing::Span::current();
-        span.record("tenant.id", context.tenant_id.as_str());
-        span.record("tenant.tier", context.tier.as_str());
-        span.record("user.id", context.user_id.as_str());
-        let caller = TenantCaller(context);
-        parts.extensions.insert(caller.clone());
-        Ok(caller)
+        authenticate(parts, state).await
+    }
+}
+
+impl FromRequestParts<AppState> for CallerTier {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(parts, state).await?;
+        Ok(parts
+            .extensions
+            .get::<CallerTier>()
+            .cloned()
+            .unwrap_or(CallerTier(None)))
     }
 }
 

@@ -18,6 +18,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TENANTRY_LOG_FORMAT", "server.log_format"),
     ("TENANTRY_DATABASE_URL", "database.url"),
     ("TENANTRY_ADMIN_KEY", "admin.key"),
+    ("TENANTRY_LIMITS_URL", "limits.url"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,26 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: default_db_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// `memory://` (one replica) or `redis://HOST:PORT/DB` (shared by replicas).
+    #[serde(default = "default_limits_url")]
+    pub url: String,
+}
+
+fn default_limits_url() -> String {
+    "memory://".into()
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            url: default_limits_url(),
         }
     }
 }
@@ -202,6 +223,8 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
     pub identity: IdentitySection,
     /// Tiers created at first start; afterwards the control plane is the source of truth.
     #[serde(default)]
@@ -304,6 +327,13 @@ impl Config {
             return Err(invalid(
                 "database.url",
                 "use sqlite://FILE for the embedded store or postgres://USER@HOST/DB",
+            ));
+        }
+        let limits = &self.limits.url;
+        if !(limits == "memory://" || limits.starts_with("redis://")) {
+            return Err(invalid(
+                "limits.url",
+                "use memory:// for one replica or redis://HOST:PORT/DB for several",
             ));
         }
         if self.admin.key.is_none() && self.admin.key_file.is_none() {

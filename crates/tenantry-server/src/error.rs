@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tenantry_core::{Blame, ErrorCode};
 use tenantry_identity::AuthError;
+use tenantry_limits::LimitError;
 use tenantry_store::StoreError;
 
 tokio::task_local! {
@@ -81,6 +82,26 @@ impl From<AuthError> for ApiError {
             }
             Blame::Internal => ApiError::internal("verifying a token", e),
         }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        let code = e.code();
+        let retry_after = e.retry_after_secs();
+        let mut err = match code.blame() {
+            Blame::Caller => ApiError::new(code, e.to_string()),
+            Blame::Upstream => {
+                tracing::warn!(error = %e, "limiter unavailable; refusing");
+                ApiError::new(
+                    code,
+                    "the limiter cannot decide right now; the request is refused, retry shortly",
+                )
+            }
+            Blame::Internal => ApiError::internal("checking limits", e),
+        };
+        err.retry_after = retry_after;
+        err
     }
 }
 

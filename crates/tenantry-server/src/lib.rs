@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -39,6 +40,8 @@ pub enum StartError {
         url: String,
         source: tenantry_store::StoreError,
     },
+    #[error("cannot use the limiter at {url}: {message}")]
+    Limiter { url: String, message: String },
     #[error("identity set-up failed: {0}")]
     Identity(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -69,6 +72,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             tracing::info!(tier = %tier.name, "tier created from config");
         }
     }
+    let limiter_err = |e: tenantry_limits::LimitError| StartError::Limiter {
+        url: redact_url(&config.limits.url),
+        message: e.to_string(),
+    };
+    let limiter = tenantry_limits::Limiter::connect(&config.limits.url)
+        .await
+        .map_err(limiter_err)?;
+    limiter.ping().await.map_err(limiter_err)?;
     let admin = AdminKeyCheck::new(&config.admin_key()?);
     let workload_key = &config.identity.workload_key_file;
     if !workload_key.exists() {
@@ -111,6 +122,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             store,
             verifier,
             admin,
+            limiter,
             workload,
             dev_issuer,
             registry: state::RegistryCache::default(),

@@ -28,6 +28,7 @@ pub struct Inner {
     pub store: Store,
     pub verifier: Verifier,
     pub admin: AdminKeyCheck,
+    pub limiter: tenantry_limits::Limiter,
     pub workload: WorkloadIssuer,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub registry: RegistryCache,

@@ -20,7 +20,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(system::readyz))
         .route("/.well-known/jwks.json", get(system::jwks))
         .route("/.well-known/openid-configuration", get(system::discovery))
-        .merge(tenant::routes())
+        .merge(tenant::routes(state.clone()))
         .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

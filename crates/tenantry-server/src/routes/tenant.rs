@@ -20,11 +20,15 @@ use crate::state::AppState;
 /// The role a tenant principal needs to manage its tenant's API keys.
 pub const TENANT_ADMIN_ROLE: &str = "tenant-admin";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/me", get(me))
         .route("/v1/api-keys", get(list_keys).post(create_key))
         .route("/v1/api-keys/{key_id}", get(get_key).delete(revoke_key))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::admission::admit,
+        ))
 }
 
 async fn me(TenantCaller(ctx): TenantCaller) -> Json<Value> {

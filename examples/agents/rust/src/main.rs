@@ -30,7 +30,10 @@ const CONTEXT_HEADERS: &[&str] = &[
     "x-tenantry-entitlements",
     "x-amzn-bedrock-agentcore-runtime-session-id",
 ];
-const CUSTOM_PREFIXES: &[&str] = &["x-tenantry-custom-", "x-amzn-bedrock-agentcore-runtime-custom-"];
+const CUSTOM_PREFIXES: &[&str] = &[
+    "x-tenantry-custom-",
+    "x-amzn-bedrock-agentcore-runtime-custom-",
+];
 
 struct Agent {
     session_dir: String,
@@ -107,7 +110,10 @@ async fn invocations(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: 
             Ok(Value::Object(o)) => Value::Object(o),
             Ok(other) => json!({"prompt": other}),
             Err(_) => {
-                return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "the body must be JSON"})))
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": "the body must be JSON"})),
+                )
                     .into_response();
             }
         }
@@ -141,7 +147,11 @@ async fn invocations(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: 
         Ok(n) => json!(n),
         Err(e) => json!(format!("error: {e}")),
     };
-    let prompt = payload.get("prompt").and_then(Value::as_str).unwrap_or("").to_string();
+    let prompt = payload
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let mut answer = json!({
         "agent": "rust-example",
         "echo": prompt,
@@ -162,7 +172,10 @@ async fn invocations(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: 
         .split_whitespace()
         .map(|w| Ok(Bytes::from(format!("data: {}\n\n", json!({"delta": w})))))
         .collect();
-    events.push(Ok(Bytes::from(format!("data: {}\n\n", json!({"done": answer})))));
+    events.push(Ok(Bytes::from(format!(
+        "data: {}\n\n",
+        json!({"done": answer})
+    ))));
     let stream = futures_util::stream::iter(events);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -173,7 +186,10 @@ async fn invocations(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: 
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
     let agent = Arc::new(Agent {
         session_dir: std::env::var("SESSION_DIR").unwrap_or_else(|_| "/mnt/session".into()),
         busy_until_ms: AtomicU64::new(0),
