@@ -196,6 +196,14 @@ macro_rules! timeouts_fn {
     };
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    #[default]
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAiConfig {
@@ -210,6 +218,10 @@ pub struct OpenAiConfig {
     /// Extra headers sent on every call (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The field that carries the output limit upstream: `max_tokens` (understood by vLLM,
+    /// Ollama, llama.cpp) or `max_completion_tokens` (required by OpenAI's reasoning models).
+    #[serde(default)]
+    pub max_tokens_field: MaxTokensField,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
     #[serde(default)]

@@ -31,9 +31,9 @@ pub mod wire;
 pub mod testing;
 
 pub use config::{
-    AnthropicConfig, BedrockConfig, CatalogEntry, ConfigError, MockConfig, MockReply, MockToolCall,
-    ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind, Secret, TenantModels, TierRoutes,
-    Timeouts,
+    AnthropicConfig, BedrockConfig, CatalogEntry, ConfigError, MaxTokensField, MockConfig,
+    MockReply, MockToolCall, ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind, Secret,
+    TenantModels, TierRoutes, Timeouts,
 };
 pub use error::{ProviderError, RouteError};
 pub use providers::{

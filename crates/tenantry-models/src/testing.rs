@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,6 +100,7 @@ type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 pub struct MockUpstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    parts_sent: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -108,7 +110,7 @@ impl Drop for MockUpstream {
     }
 }
 
-fn respond(reply: Reply) -> Response {
+fn respond(reply: Reply, parts_sent: &Arc<AtomicUsize>) -> Response {
     let build = |status: u16, ct: &str, body: Body| {
         Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -128,11 +130,16 @@ fn respond(reply: Reply) -> Response {
             parts,
             pause,
         } => {
-            let s = stream::iter(parts).then(move |p| async move {
-                if !pause.is_zero() {
-                    tokio::time::sleep(pause).await;
+            let sent = parts_sent.clone();
+            let s = stream::iter(parts).then(move |p| {
+                let sent = sent.clone();
+                async move {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(Bytes::from(p))
                 }
-                Ok::<_, Infallible>(Bytes::from(p))
             });
             build(200, &content_type, Body::from_stream(s))
         }
@@ -159,10 +166,13 @@ impl MockUpstream {
         let handler: Handler = Arc::new(handler);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
+        let parts_sent = Arc::new(AtomicUsize::new(0));
+        let sent = parts_sent.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let handler = handler.clone();
                 let recorded = recorded.clone();
+                let sent = sent.clone();
                 async move {
                     let r = Recorded {
                         method: method.to_string(),
@@ -180,7 +190,7 @@ impl MockUpstream {
                     if matches!(reply, Reply::Hang) {
                         std::future::pending::<()>().await;
                     }
-                    respond(reply)
+                    respond(reply, &sent)
                 }
             },
         );
@@ -198,6 +208,7 @@ impl MockUpstream {
         Self {
             addr,
             requests,
+            parts_sent,
             task,
         }
     }
@@ -208,6 +219,7 @@ impl MockUpstream {
         let provider = Arc::new(MockProvider::new(config));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
+        let parts_sent = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
             let provider = provider.clone();
             let recorded = recorded.clone();
@@ -238,6 +250,7 @@ impl MockUpstream {
         Self {
             addr,
             requests,
+            parts_sent,
             task,
         }
     }
@@ -247,6 +260,11 @@ impl MockUpstream {
         format!("http://{}", self.addr)
     }
 
+    /// How many parts of [`Reply::Stream`] bodies have been written so far.
+    pub fn stream_parts_sent(&self) -> usize {
+        self.parts_sent.load(Ordering::SeqCst)
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().map(|v| v.clone()).unwrap_or_default()
@@ -254,6 +272,8 @@ impl MockUpstream {
 }
 
 async fn openai_answer(provider: &MockProvider, path: &str, body: &[u8]) -> Response {
+    let none = Arc::new(AtomicUsize::new(0));
+    let respond = |r: Reply| respond(r, &none);
     let error = |status: u16, msg: String| {
         respond(Reply::Json(
             status,

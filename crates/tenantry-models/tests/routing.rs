@@ -619,3 +619,57 @@ async fn usage_is_counted_when_the_upstream_reports_none() {
     assert_eq!(a.usage.prompt_tokens, 3 + 4 + 1);
     assert_eq!(a.response.usage.as_ref(), Some(&a.usage));
 }
+
+#[tokio::test]
+async fn dropping_a_stream_cancels_the_upstream_call() {
+    let parts: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            let c = json!({"id":"chatcmpl-d","object":"chat.completion.chunk","created":1,"model":"m",
+                           "choices":[{"index":0,"delta":{"content":format!("w{i} ")},"finish_reason":null}]});
+            format!("data: {c}\n\n").into_bytes()
+        })
+        .collect();
+    let up = MockUpstream::start(move |_| Reply::Stream {
+        content_type: "text/event-stream".into(),
+        parts: parts.clone(),
+        pause: Duration::from_millis(10),
+    })
+    .await;
+    let r = two_upstreams(&up.url(), &up.url(), 2000);
+    let plan = r.resolve(&tier("basic", &["*"]), None, "default").unwrap();
+    let mut req = simple("default", "hi");
+    req.stream = Some(true);
+    let s = r.execute_stream(&plan, req).await.unwrap();
+    let mut stream = s.stream;
+    for _ in 0..3 {
+        stream.next().await.unwrap().unwrap();
+    }
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = up.stream_parts_sent();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(after_drop < 30, "{after_drop} parts were sent");
+    assert_eq!(
+        up.stream_parts_sent(),
+        after_drop,
+        "the upstream kept sending"
+    );
+    let m = s.meter.snapshot();
+    assert!(!m.finished);
+    assert_eq!(m.usage.completion_tokens, 3);
+}
+
+#[test]
+fn router_futures_can_run_on_a_multi_threaded_server() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<Router>();
+    let r = starter();
+    let plan = r
+        .resolve(&tier("premium", &["*"]), None, "default")
+        .unwrap();
+    assert_send(&r.execute(&plan, simple("m", "x")));
+    assert_send(&r.execute_stream(&plan, simple("m", "x")));
+    let req: EmbeddingsRequest = serde_json::from_value(json!({"input": "x"})).unwrap();
+    assert_send(&r.embeddings(&plan, req));
+}

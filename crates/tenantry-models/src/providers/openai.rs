@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::config::{ConfigError, OpenAiConfig, Secret, Timeouts, invalid, resolve_secret};
+use crate::config::{
+    ConfigError, MaxTokensField, OpenAiConfig, Secret, Timeouts, invalid, resolve_secret,
+};
 use crate::error::ProviderError;
 use crate::http::{self, Body, Flow, Translator};
 use crate::providers::ChatStream;
@@ -23,6 +25,7 @@ pub struct OpenAiProvider {
     base_url: String,
     api_key: Option<Secret>,
     headers: HeaderMap,
+    max_tokens_field: MaxTokensField,
     timeouts: Timeouts,
 }
 
@@ -64,6 +67,7 @@ impl OpenAiProvider {
             base_url: c.base_url.clone(),
             api_key,
             headers,
+            max_tokens_field: c.max_tokens_field,
             timeouts,
         })
     }
@@ -82,12 +86,12 @@ impl OpenAiProvider {
     }
 
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let body = request_body(req, false)?;
+        let body = request_body(req, false, self.max_tokens_field)?;
         http::call_json(self.post("chat/completions", body), &self.timeouts).await
     }
 
     pub async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
-        let body = request_body(req, true)?;
+        let body = request_body(req, true, self.max_tokens_field)?;
         let resp = http::send(
             self.post("chat/completions", body),
             &self.timeouts,
@@ -113,10 +117,22 @@ impl OpenAiProvider {
 
 /// The caller's request as sent upstream. A stream always asks for the usage chunk, which
 /// metering needs; the router gives it to the caller only if the caller asked.
-pub(crate) fn request_body(req: &ChatRequest, stream: bool) -> Result<Vec<u8>, ProviderError> {
+pub(crate) fn request_body(
+    req: &ChatRequest,
+    stream: bool,
+    max_tokens_field: MaxTokensField,
+) -> Result<Vec<u8>, ProviderError> {
     let mut v = serde_json::to_value(req)
         .map_err(|e| ProviderError::InvalidRequest(format!("cannot encode: {e}")))?;
     if let Value::Object(m) = &mut v {
+        // The limit travels in the one field the upstream understands.
+        let (from, to) = match max_tokens_field {
+            MaxTokensField::MaxTokens => ("max_completion_tokens", "max_tokens"),
+            MaxTokensField::MaxCompletionTokens => ("max_tokens", "max_completion_tokens"),
+        };
+        if let Some(limit) = m.remove(from) {
+            m.entry(to).or_insert(limit);
+        }
         if stream {
             m.insert("stream".into(), Value::Bool(true));
             let mut opts = match m.remove("stream_options") {
@@ -198,4 +214,41 @@ fn stream_error(v: &Value) -> Option<ProviderError> {
         .map(str::to_owned)
         .unwrap_or_else(|| json!(err).to_string());
     Some(ProviderError::upstream(status, message))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn body(req: serde_json::Value, stream: bool, field: MaxTokensField) -> Value {
+        let req: ChatRequest = serde_json::from_value(req).unwrap();
+        serde_json::from_slice(&request_body(&req, stream, field).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_output_limit_travels_in_the_configured_field() {
+        let req = json!({"model": "m", "messages": [], "max_tokens": 7});
+        let b = body(req, false, MaxTokensField::MaxCompletionTokens);
+        assert_eq!(b["max_completion_tokens"], 7);
+        assert!(b.get("max_tokens").is_none());
+        let req = json!({"model": "m", "messages": [], "max_completion_tokens": 9});
+        let b = body(req, false, MaxTokensField::MaxTokens);
+        assert_eq!(b["max_tokens"], 9);
+        assert!(b.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn streams_always_ask_for_usage_and_keep_other_stream_options() {
+        let req = json!({"model": "m", "messages": [], "stream": false,
+                         "stream_options": {"include_usage": false, "continuous_usage_stats": true}});
+        let b = body(req.clone(), true, MaxTokensField::MaxTokens);
+        assert_eq!(b["stream"], true);
+        assert_eq!(
+            b["stream_options"],
+            json!({"include_usage": true, "continuous_usage_stats": true})
+        );
+        let b = body(req, false, MaxTokensField::MaxTokens);
+        assert!(b.get("stream").is_none() && b.get("stream_options").is_none());
+    }
 }
