@@ -86,6 +86,11 @@ slug_id!(
     TierName,
     "tier name"
 );
+slug_id!(
+    /// A runtime's name (an agent or tool server registered by the operator), e.g. `support-bot`.
+    RuntimeName,
+    "runtime name"
+);
 
 /// A user within a tenant, as the tenant's identity provider names it (the `sub` claim by
 /// default). Opaque, but bounded and free of control characters so it is safe in headers and logs.

@@ -1,9 +1,9 @@
 //! The vocabulary of tenancy, shared by every Tenantry crate.
 //!
-//! This crate owns the identifiers (`TenantId`, `UserId`, `TierName`), the tier and tenant
-//! records, isolation settings, the verified `Principal` and `TenantContext` of a request, the
-//! `TenantScope` that every store method for tenant data demands, and the closed error
-//! taxonomy (`ErrorCode`) that every layer maps its errors into.
+//! This crate owns the identifiers (`TenantId`, `UserId`, `TierName`, `RuntimeName`), the tier
+//! and tenant records, isolation settings, the verified `Principal` and `TenantContext` of a
+//! request, the `TenantScope` that every store method for tenant data demands, and the closed
+//! error taxonomy (`ErrorCode`) that every layer maps its errors into.
 //!
 //! It must never do I/O: it is plain data and the rules that make it valid.
 
@@ -17,7 +17,7 @@ pub mod tenant;
 pub mod tier;
 
 pub use error::{Blame, ErrorCode};
-pub use id::{IdError, TenantId, TierName, UserId};
+pub use id::{IdError, RuntimeName, TenantId, TierName, UserId};
 pub use money::Money;
 pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
 pub use tenant::{

@@ -1,5 +1,6 @@
-//! Tenantry's persistence: the operator's registry (tiers, tenants) and tenant data (API keys
-//! now; sessions, memory and the rest later), on SQLite (embedded) or PostgreSQL (scale-out).
+//! Tenantry's persistence: the operator's registry (tiers, tenants, runtimes) and tenant data
+//! (API keys, sessions, the usage ledger; memory and the rest later), on SQLite (embedded) or
+//! PostgreSQL (scale-out).
 //!
 //! Tenancy law 2 lives here. Every method that reads or writes tenant data takes a
 //! `TenantScope`, and every such query filters by the scope's tenant. On PostgreSQL each of
@@ -8,9 +9,16 @@
 //! query forgot its filter. SQLite has no row-level security; there the filter in the SQL is
 //! the only guard, which is why every tenant query of both dialects is written with it.
 //!
+//! The operator's cross-tenant reads (the session storage sweep and the usage report) are the
+//! only unscoped access to tenant data; they demand an `OperatorGrant`, and on PostgreSQL run
+//! read-only as `tenantry_operator`, the one role whose policy shows every tenant's rows.
+//! Deleting tenant data always goes through a scope, the operator's included
+//! (`TenantScope::for_operator`).
+//!
 //! This crate must never take a tenant id from anything but a `TenantScope` (or, for
 //! `authenticate_api_key`, the tenant named by the credential being checked), must never
-//! return another tenant's row, and must never expose a driver type in its API.
+//! return another tenant's row to a scoped call, and must never expose a driver type in its
+//! API.
 
 #![forbid(unsafe_code)]
 
@@ -22,10 +30,18 @@ mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-use tenantry_core::{Tenant, TenantId, TenantScope, Tier, TierName};
+use tenantry_core::{
+    OperatorGrant, RuntimeName, Tenant, TenantId, TenantScope, Tier, TierName, UserId,
+};
 
 pub use error::StoreError;
-pub use record::ApiKeyRecord;
+pub use record::{
+    ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, UsageGroup,
+    UsageKind, UsageQuery, UsageRecord, UsageRow, is_valid_session_id,
+};
+
+/// The most sessions `Store::list_sessions` returns.
+pub const LIST_SESSIONS_LIMIT: u32 = 1000;
 
 use postgres::PgStore;
 use sqlite::SqliteStore;
@@ -129,9 +145,45 @@ impl Store {
         dispatch!(self.update_tenant(t))
     }
 
-    /// Deletes the tenant and all its data rows in one transaction; `false` if absent.
+    /// Deletes the tenant, all its data rows (API keys, sessions, usage ledger) and the
+    /// runtimes dedicated to it, in one transaction; `false` if absent. It only deletes rows:
+    /// stopping the tenant's sandboxes and removing their session storage is the runtime
+    /// layer's job, before it calls this.
     pub async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
         dispatch!(self.delete_tenant(id))
+    }
+
+    // ---- operator data: runtimes ----------------------------------------------------------
+
+    /// Registers a runtime; `StoreError::Conflict` if the name is taken. A runtime dedicated to
+    /// a tenant that does not exist is refused (foreign key; `StoreError::Database`), so check
+    /// the tenant first to answer the caller precisely.
+    pub async fn create_runtime(&self, r: &RuntimeRecord) -> Result<(), StoreError> {
+        dispatch!(self.create_runtime(r))
+    }
+
+    pub async fn get_runtime(
+        &self,
+        name: &RuntimeName,
+    ) -> Result<Option<RuntimeRecord>, StoreError> {
+        dispatch!(self.get_runtime(name))
+    }
+
+    /// All runtimes, ordered by name (byte order on both backends).
+    pub async fn list_runtimes(&self) -> Result<Vec<RuntimeRecord>, StoreError> {
+        dispatch!(self.list_runtimes())
+    }
+
+    /// Replaces `dedicated_tenant`, `body` and `updated_at` (not `name` nor `created_at`);
+    /// `false` if absent.
+    pub async fn update_runtime(&self, r: &RuntimeRecord) -> Result<bool, StoreError> {
+        dispatch!(self.update_runtime(r))
+    }
+
+    /// Deletes the runtime; `false` if absent. Its sessions' rows stay (they are the tenants'
+    /// data, resolved by the runtime name) until they are stopped and swept.
+    pub async fn delete_runtime(&self, name: &RuntimeName) -> Result<bool, StoreError> {
+        dispatch!(self.delete_runtime(name))
     }
 
     // ---- tenant data: API keys ------------------------------------------------------------
@@ -179,6 +231,164 @@ impl Store {
         at: i64,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         dispatch!(self.revoke_api_key(scope.tenant(), key_id, at))
+    }
+
+    // ---- tenant data: sessions -------------------------------------------------------------
+
+    /// Stores a new session. Its `tenant_id` must be the scope's tenant and its id must be valid
+    /// (`is_valid_session_id`); anything else is refused as a bug. `StoreError::Conflict` if the
+    /// tenant already has a session with that id (another tenant's session of the same id is
+    /// another session, and does not conflict).
+    pub async fn insert_session(
+        &self,
+        scope: &TenantScope,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        if &session.tenant_id != scope.tenant() {
+            return Err(StoreError::Database(format!(
+                "refusing to store a session of tenant {} in the scope of tenant {}",
+                session.tenant_id,
+                scope.tenant()
+            )));
+        }
+        if !is_valid_session_id(&session.id) {
+            return Err(StoreError::Database(format!(
+                "refusing to store a session id of {} characters: session ids have {} to {} \
+                 characters and no control characters",
+                session.id.chars().count(),
+                SESSION_ID_CHARS.start(),
+                SESSION_ID_CHARS.end()
+            )));
+        }
+        dispatch!(self.insert_session(scope.tenant(), session))
+    }
+
+    /// The scope's session `id`; `None` if the scope's tenant has no such session. Whether the
+    /// caller's user may use it is the caller's check (`user_id`).
+    pub async fn get_session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.get_session(scope.tenant(), id))
+    }
+
+    /// The scope's sessions, of one user and one runtime when given, newest first (by
+    /// `created_at`, then id), at most `LIST_SESSIONS_LIMIT`.
+    pub async fn list_sessions(
+        &self,
+        scope: &TenantScope,
+        user: Option<&UserId>,
+        runtime: Option<&RuntimeName>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let limit = i64::from(LIST_SESSIONS_LIMIT);
+        dispatch!(self.list_sessions(scope.tenant(), user, runtime, limit))
+    }
+
+    /// Sets the session's status at `at` (unix seconds) and returns it; `None` if the scope's
+    /// tenant has no such session. Any transition is allowed (the runtime layer decides which
+    /// make sense):
+    ///
+    /// * to `Active` (start or resume): clears `stopped_at` and `stop_reason` and moves
+    ///   `last_active_at` forward to `at`;
+    /// * from `Active` to `Stopped` or `Expired`: records `stopped_at = at` and `reason`;
+    /// * between `Stopped` and `Expired`: keeps the first `stopped_at`, and the first reason
+    ///   unless a new one is given.
+    pub async fn set_session_status(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        status: SessionStatus,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.set_session_status(scope.tenant(), id, status, reason, at))
+    }
+
+    /// Moves the session's `last_active_at` forward to `at` (never back); `false` if the
+    /// scope's tenant has no such session.
+    pub async fn touch_session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.touch_session(scope.tenant(), id, at))
+    }
+
+    /// How many of the scope's sessions are `Active`, on one runtime when given.
+    pub async fn count_active_sessions(
+        &self,
+        scope: &TenantScope,
+        runtime: Option<&RuntimeName>,
+    ) -> Result<u64, StoreError> {
+        let n = dispatch!(self.count_active_sessions(scope.tenant(), runtime))?;
+        u64::try_from(n).map_err(|_| StoreError::corrupt(format!("session count {n}")))
+    }
+
+    /// Deletes the scope's session row; `false` if the scope's tenant has no such session. The
+    /// storage sweeper calls it with `TenantScope::for_operator` for each tenant that
+    /// `sessions_idle_before` named.
+    pub async fn delete_session(&self, scope: &TenantScope, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self.delete_session(scope.tenant(), id))
+    }
+
+    /// Operator, across tenants: the stopped or expired sessions whose `last_active_at` is
+    /// before `before` (exclusive), least recently active first, at most `limit`, as
+    /// `(tenant, session id, runtime)`. Active sessions are never returned, however old. For
+    /// the storage-expiry sweeper, which deletes each one's storage and then its row through
+    /// `delete_session` in that tenant's scope.
+    pub async fn sessions_idle_before(
+        &self,
+        _grant: OperatorGrant,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
+        dispatch!(self.sessions_idle_before(before, i64::from(limit)))
+    }
+
+    // ---- tenant data: the usage ledger ----------------------------------------------------
+
+    /// Appends an entry to the scope's ledger. Its `tenant_id` must be the scope's tenant
+    /// (anything else is refused as a bug); `StoreError::Conflict` if the tenant already has an
+    /// entry with that id, so a retried write never counts twice. Entries are never updated.
+    pub async fn record_usage(
+        &self,
+        scope: &TenantScope,
+        usage: &UsageRecord,
+    ) -> Result<(), StoreError> {
+        if &usage.tenant_id != scope.tenant() {
+            return Err(StoreError::Database(format!(
+                "refusing to record usage of tenant {} in the scope of tenant {}",
+                usage.tenant_id,
+                scope.tenant()
+            )));
+        }
+        dispatch!(self.record_usage(scope.tenant(), usage))
+    }
+
+    /// The scope's ledger entries with `from <= at < to` (unix seconds), newest first (by `at`,
+    /// then id), at most `limit`.
+    pub async fn list_usage(
+        &self,
+        scope: &TenantScope,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        dispatch!(self.list_usage(scope.tenant(), from, to, i64::from(limit)))
+    }
+
+    /// Operator, across tenants (or of `query.tenant` only): exact sums of the ledger entries
+    /// with `query.from <= at < query.to`, one row per tenant and group, ordered by tenant,
+    /// then group key (byte order on both backends). Tenants without entries in the window have
+    /// no row.
+    pub async fn usage_report(
+        &self,
+        _grant: OperatorGrant,
+        query: &UsageQuery,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        dispatch!(self.usage_report(query))
     }
 
     /// The credential check of an API key `tk_{tenant}_{key_id}...`: looks up `key_id` within

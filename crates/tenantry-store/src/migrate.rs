@@ -16,10 +16,16 @@ use std::collections::BTreeMap;
 use crate::StoreError;
 
 /// SQLite migrations, in order.
-pub(crate) const SQLITE: &[(&str, &str)] = &[(
-    "0001_registry_and_api_keys",
-    include_str!("../migrations/sqlite/0001_registry_and_api_keys.sql"),
-)];
+pub(crate) const SQLITE: &[(&str, &str)] = &[
+    (
+        "0001_registry_and_api_keys",
+        include_str!("../migrations/sqlite/0001_registry_and_api_keys.sql"),
+    ),
+    (
+        "0002_runtimes_sessions_usage",
+        include_str!("../migrations/sqlite/0002_runtimes_sessions_usage.sql"),
+    ),
+];
 
 /// PostgreSQL migrations, in order.
 pub(crate) const POSTGRES: &[(&str, &str)] = &[
@@ -30,6 +36,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0002_registry_and_api_keys",
         include_str!("../migrations/postgres/0002_registry_and_api_keys.sql"),
+    ),
+    (
+        "0003_runtimes_sessions_usage",
+        include_str!("../migrations/postgres/0003_runtimes_sessions_usage.sql"),
     ),
 ];
 

@@ -1,16 +1,24 @@
 //! The PostgreSQL backend: the scale-out store shared by several replicas.
 //!
-//! Registry data (tiers, tenants) is read and written as the connecting user. Tenant data is
-//! only ever touched inside a transaction opened by `PgStore::scoped`, which first runs
+//! Registry data (tiers, tenants, runtimes) is read and written as the connecting user. Tenant
+//! data is only ever touched inside a transaction opened by `PgStore::scoped`, which first runs
 //! `SET LOCAL ROLE tenantry_app` and sets the transaction-local `app.tenant_id`: the forced
 //! row-level-security policy on every tenant table then hides and refuses every other
 //! tenant's rows, and each query filters by `tenant_id` as well (defence in depth). Both
 //! settings end with the transaction, so a pooled connection never carries a tenant over to
-//! its next user. This module must never query a tenant table outside such a transaction.
+//! its next user.
+//!
+//! The one exception is the operator's cross-tenant reads (the session storage sweep, the
+//! usage report): they run in a read-only transaction opened by `PgStore::operator`, which has
+//! switched to `tenantry_operator`, the one role with a policy that shows every tenant's rows
+//! (of `sessions` and `usage_records`, for SELECT only). Because the policies are forced, the
+//! connecting user itself sees no tenant rows unless it is a superuser. This module must never
+//! query a tenant table outside these two kinds of transaction.
 //!
 //! At connect it verifies, after migrating, that the guarantees hold in the actual database
-//! (the role cannot bypass row-level security and owns no tenant table; every tenant table
-//! has RLS enabled and forced), and refuses to start otherwise.
+//! (neither role can bypass row-level security or owns a tenant table, `tenantry_app` is no
+//! member of `tenantry_operator`, which cannot write tenant data; every tenant table has RLS
+//! enabled and forced), and refuses to start otherwise.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -18,19 +26,33 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
-use tenantry_core::{Tenant, TenantId, Tier, TierName, unix_now};
+use tenantry_core::{RuntimeName, Tenant, TenantId, Tier, TierName, UserId, unix_now};
 
 use crate::StoreError;
 use crate::migrate::{self, Migration};
-use crate::record::{ApiKeyRecord, api_key_from_row, tenant_from_row, tier_from_row, to_json};
+use crate::record::{
+    ApiKeyRecord, RuntimeRecord, SessionRecord, SessionStatus, UsageGroup, UsageQuery, UsageRecord,
+    UsageRow, api_key_from_row, idle_session_from_row, runtime_from_row, session_from_row,
+    tenant_from_row, tier_from_row, to_json, usage_from_row, usage_row_from_row,
+};
 
 /// The role of tenant-scoped transactions (created by migration 0001).
 const APP_ROLE: &str = "tenantry_app";
 
+/// The role of the operator's cross-tenant reads (created by migration 0003).
+const OPERATOR_ROLE: &str = "tenantry_operator";
+
 /// Every tenant-data table with the delete that `delete_tenant` runs on it (in a scoped
 /// transaction). A new tenant table must be added here; the foreign key to `tenants` makes a
 /// forgotten one fail the deletion, and the connect-time check verifies RLS on each.
-const TENANT_TABLES: &[(&str, &str)] = &[("api_keys", "DELETE FROM api_keys WHERE tenant_id = $1")];
+const TENANT_TABLES: &[(&str, &str)] = &[
+    ("api_keys", "DELETE FROM api_keys WHERE tenant_id = $1"),
+    ("sessions", "DELETE FROM sessions WHERE tenant_id = $1"),
+    (
+        "usage_records",
+        "DELETE FROM usage_records WHERE tenant_id = $1",
+    ),
+];
 
 macro_rules! tenant_cols {
     () => {
@@ -44,6 +66,66 @@ macro_rules! key_cols {
         "tenant_id, id, name, user_id, roles::text AS roles, prefix, secret_hash, created_at,
          revoked_at, expires_at"
     };
+}
+
+macro_rules! runtime_cols {
+    () => {
+        "name, dedicated_tenant, body::text AS body, created_at, updated_at"
+    };
+}
+
+macro_rules! session_cols {
+    () => {
+        "tenant_id, id, user_id, runtime, status, created_at, last_active_at, stopped_at,
+         stop_reason"
+    };
+}
+
+macro_rules! usage_cols {
+    () => {
+        "tenant_id, id, user_id, runtime, session_id, kind, resource, provider, input_tokens,
+         output_tokens, cpu_ms, memory_mb_ms, calls, cost_micros, latency_ms, ttft_ms, status, at"
+    };
+}
+
+/// The usage report grouped by the SQL expression `$grp` (over the columns of
+/// `usage_records`). Sums of BIGINT are NUMERIC in PostgreSQL, exact; the cast back to BIGINT
+/// fails loudly rather than wrap if a sum ever overflowed. `$1` is the tenant or NULL for all.
+macro_rules! usage_report_sql {
+    ($grp:expr) => {
+        concat!(
+            "SELECT grp, tenant_id, sum(calls)::bigint AS calls,
+                    sum(input_tokens)::bigint AS input_tokens,
+                    sum(output_tokens)::bigint AS output_tokens, sum(cpu_ms)::bigint AS cpu_ms,
+                    sum(memory_mb_ms)::bigint AS memory_mb_ms,
+                    sum(cost_micros)::bigint AS cost_micros, count(*) AS records
+             FROM (SELECT ",
+            $grp,
+            " AS grp, tenant_id, calls, input_tokens, output_tokens, cpu_ms, memory_mb_ms,
+                          cost_micros
+                   FROM usage_records
+                   WHERE ($1::text IS NULL OR tenant_id = $1) AND at >= $2 AND at < $3) AS u
+             GROUP BY tenant_id, grp
+             ORDER BY tenant_id COLLATE \"C\", grp COLLATE \"C\""
+        )
+    };
+}
+
+/// The report query of each grouping. The day is computed from `at` with integer-exact date
+/// arithmetic in UTC (no time zone setting involved).
+fn usage_report_sql(group: UsageGroup) -> &'static str {
+    match group {
+        UsageGroup::Tenant => usage_report_sql!("tenant_id"),
+        UsageGroup::User => usage_report_sql!("COALESCE(user_id, '')"),
+        UsageGroup::Model => {
+            usage_report_sql!("CASE WHEN kind = 'model' THEN COALESCE(resource, '') ELSE '' END")
+        }
+        UsageGroup::Runtime => usage_report_sql!("COALESCE(runtime, '')"),
+        UsageGroup::Day => usage_report_sql!(
+            "to_char((DATE '1970-01-01' + floor(at / 86400.0)::integer)::timestamp, 'YYYY-MM-DD')"
+        ),
+        UsageGroup::Kind => usage_report_sql!("kind"),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -129,23 +211,57 @@ impl PgStore {
                  not hold; run ALTER ROLE {APP_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN"
             )));
         }
+        let operator = sqlx::query(
+            "SELECT rolsuper, rolbypassrls, rolcanlogin,
+                    pg_has_role($2, rolname, 'MEMBER') AS app_is_member
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(OPERATOR_ROLE)
+        .bind(APP_ROLE)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::Migration(format!("role {OPERATOR_ROLE} does not exist")))?;
+        if operator.try_get::<bool, _>("rolsuper")?
+            || operator.try_get::<bool, _>("rolbypassrls")?
+            || operator.try_get::<bool, _>("rolcanlogin")?
+        {
+            return Err(StoreError::Migration(format!(
+                "role {OPERATOR_ROLE} has SUPERUSER, BYPASSRLS or LOGIN; run ALTER ROLE \
+                 {OPERATOR_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN"
+            )));
+        }
+        if operator.try_get::<bool, _>("app_is_member")? {
+            return Err(StoreError::Migration(format!(
+                "role {APP_ROLE} is a member of {OPERATOR_ROLE}, so a tenant-scoped transaction \
+                 could read every tenant's rows; run REVOKE {OPERATOR_ROLE} FROM {APP_ROLE}"
+            )));
+        }
         for (table, _) in TENANT_TABLES {
             let row = sqlx::query(
-                "SELECT c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) AS owner
+                "SELECT c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) AS owner,
+                        has_table_privilege($2, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+                            AS operator_writes
                  FROM pg_class c
                  WHERE c.oid = to_regclass($1)",
             )
             .bind(*table)
+            .bind(OPERATOR_ROLE)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::Migration(format!("tenant table {table} is missing")))?;
             let enabled: bool = row.try_get("relrowsecurity")?;
             let forced: bool = row.try_get("relforcerowsecurity")?;
             let owner: String = row.try_get("owner")?;
-            if !enabled || !forced || owner == APP_ROLE {
+            if !enabled || !forced || owner == APP_ROLE || owner == OPERATOR_ROLE {
                 return Err(StoreError::Migration(format!(
                     "tenant table {table} must have row-level security enabled and forced and must not be \
-                     owned by {APP_ROLE} (enabled: {enabled}, forced: {forced}, owner: {owner})"
+                     owned by {APP_ROLE} or {OPERATOR_ROLE} (enabled: {enabled}, forced: {forced}, owner: {owner})"
+                )));
+            }
+            if row.try_get::<bool, _>("operator_writes")? {
+                return Err(StoreError::Migration(format!(
+                    "role {OPERATOR_ROLE} may write tenant table {table}; it must only read: run \
+                     REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {table} FROM {OPERATOR_ROLE}"
                 )));
             }
         }
@@ -161,6 +277,17 @@ impl PgStore {
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         enter_scope(&mut tx, tenant).await?;
+        Ok(tx)
+    }
+
+    /// Begins a read-only transaction as `tenantry_operator`, which sees every tenant's rows of
+    /// the tenant tables that have an `operator_read` policy. Only the operator's cross-tenant
+    /// reports use it.
+    async fn operator(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql("SET TRANSACTION READ ONLY; SET LOCAL ROLE tenantry_operator")
+            .execute(&mut *tx)
+            .await?;
         Ok(tx)
     }
 
@@ -283,7 +410,8 @@ impl PgStore {
     }
 
     /// Deletes the tenant's data through row-level security (scoped to the tenant, as
-    /// `tenantry_app`), then the registry row as the connecting user, in one transaction.
+    /// `tenantry_app`), then, as the connecting user, the runtimes dedicated to it and the
+    /// registry row, in one transaction.
     pub(crate) async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
         let mut tx = self.scoped(id).await?;
         for (_, delete) in TENANT_TABLES {
@@ -293,6 +421,10 @@ impl PgStore {
                 .await?;
         }
         sqlx::raw_sql("SET LOCAL ROLE NONE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM runtimes WHERE dedicated_tenant = $1")
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
@@ -395,6 +527,340 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    // ---- runtimes (operator data) ---------------------------------------------------------
+
+    pub(crate) async fn create_runtime(&self, r: &RuntimeRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO runtimes (name, dedicated_tenant, body, created_at, updated_at)
+             VALUES ($1, $2, $3::jsonb, $4, $5)",
+        )
+        .bind(r.name.as_str())
+        .bind(r.dedicated_tenant.as_ref().map(TenantId::as_str))
+        .bind(to_json(&r.body)?)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("runtime {} already exists", r.name))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_runtime(
+        &self,
+        name: &RuntimeName,
+    ) -> Result<Option<RuntimeRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            runtime_cols!(),
+            " FROM runtimes WHERE name = $1"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(runtime_from_row).transpose()
+    }
+
+    pub(crate) async fn list_runtimes(&self) -> Result<Vec<RuntimeRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            runtime_cols!(),
+            r#" FROM runtimes ORDER BY name COLLATE "C""#
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(runtime_from_row).collect()
+    }
+
+    pub(crate) async fn update_runtime(&self, r: &RuntimeRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runtimes SET dedicated_tenant = $2, body = $3::jsonb, updated_at = $4
+             WHERE name = $1",
+        )
+        .bind(r.name.as_str())
+        .bind(r.dedicated_tenant.as_ref().map(TenantId::as_str))
+        .bind(to_json(&r.body)?)
+        .bind(r.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn delete_runtime(&self, name: &RuntimeName) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM runtimes WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- sessions (tenant data: scoped transaction and tenant_id filter) ------------------
+
+    pub(crate) async fn insert_session(
+        &self,
+        tenant: &TenantId,
+        s: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(tenant.as_str())
+        .bind(&s.id)
+        .bind(s.user_id.as_str())
+        .bind(s.runtime.as_str())
+        .bind(s.status.as_str())
+        .bind(s.created_at)
+        .bind(s.last_active_at)
+        .bind(s.stopped_at)
+        .bind(s.stop_reason.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("session {} already exists", s.id))
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub(crate) async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        runtime: Option<&RuntimeName>,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            r#" FROM sessions
+               WHERE tenant_id = $1 AND ($2::text IS NULL OR user_id = $2)
+                 AND ($3::text IS NULL OR runtime = $3)
+               ORDER BY created_at DESC, id COLLATE "C" DESC
+               LIMIT $4"#
+        ))
+        .bind(tenant.as_str())
+        .bind(user.map(UserId::as_str))
+        .bind(runtime.map(RuntimeName::as_str))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub(crate) async fn set_session_status(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        status: SessionStatus,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE sessions SET
+                 stopped_at = CASE WHEN $3 = 'active' THEN NULL
+                                   WHEN status = 'active' THEN $5
+                                   ELSE stopped_at END,
+                 stop_reason = CASE WHEN $3 = 'active' THEN NULL
+                                    WHEN status = 'active' THEN $4
+                                    ELSE COALESCE($4, stop_reason) END,
+                 last_active_at = CASE WHEN $3 = 'active' THEN GREATEST(last_active_at, $5)
+                                       ELSE last_active_at END,
+                 status = $3
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING ",
+            session_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub(crate) async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET last_active_at = GREATEST(last_active_at, $3)
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn count_active_sessions(
+        &self,
+        tenant: &TenantId,
+        runtime: Option<&RuntimeName>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sessions
+             WHERE tenant_id = $1 AND status = 'active' AND ($2::text IS NULL OR runtime = $2)",
+        )
+        .bind(tenant.as_str())
+        .bind(runtime.map(RuntimeName::as_str))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn delete_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Cross-tenant, as the read-only operator role.
+    pub(crate) async fn sessions_idle_before(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
+        let mut tx = self.operator().await?;
+        let rows = sqlx::query(
+            r#"SELECT tenant_id, id, runtime FROM sessions
+               WHERE status IN ('stopped', 'expired') AND last_active_at < $1
+               ORDER BY last_active_at, tenant_id COLLATE "C", id COLLATE "C"
+               LIMIT $2"#,
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(idle_session_from_row).collect()
+    }
+
+    // ---- usage ledger (tenant data, append-only) ------------------------------------------
+
+    pub(crate) async fn record_usage(
+        &self,
+        tenant: &TenantId,
+        u: &UsageRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        sqlx::query(concat!(
+            "INSERT INTO usage_records (",
+            usage_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                       $17, $18)"
+        ))
+        .bind(tenant.as_str())
+        .bind(&u.id)
+        .bind(u.user_id.as_ref().map(UserId::as_str))
+        .bind(u.runtime.as_ref().map(RuntimeName::as_str))
+        .bind(u.session_id.as_deref())
+        .bind(u.kind.as_str())
+        .bind(u.resource.as_deref())
+        .bind(u.provider.as_deref())
+        .bind(u.input_tokens)
+        .bind(u.output_tokens)
+        .bind(u.cpu_ms)
+        .bind(u.memory_mb_ms)
+        .bind(u.calls)
+        .bind(u.cost.micros())
+        .bind(u.latency_ms)
+        .bind(u.ttft_ms)
+        .bind(&u.status)
+        .bind(u.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("usage record {} already exists", u.id))
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_usage(
+        &self,
+        tenant: &TenantId,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            usage_cols!(),
+            r#" FROM usage_records
+               WHERE tenant_id = $1 AND at >= $2 AND at < $3
+               ORDER BY at DESC, id COLLATE "C" DESC
+               LIMIT $4"#
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(usage_from_row).collect()
+    }
+
+    /// Cross-tenant, as the read-only operator role.
+    pub(crate) async fn usage_report(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        let mut tx = self.operator().await?;
+        let rows = sqlx::query(usage_report_sql(q.group_by))
+            .bind(q.tenant.as_ref().map(TenantId::as_str))
+            .bind(q.from)
+            .bind(q.to)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(usage_row_from_row).collect()
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! SQLite has no roles and no row-level security, so the isolation of tenant data rests on
 //! the `WHERE tenant_id = ?1` that every tenant query in this module carries; a query of a
-//! tenant table without it must never be written here. Write transactions that touch more than
+//! tenant table without it must never be written here. The only exceptions are the operator's
+//! two cross-tenant reads (`sessions_idle_before`, `usage_report`), which `Store` exposes only
+//! to holders of an `OperatorGrant`. Write transactions that touch more than
 //! one statement begin with `BEGIN IMMEDIATE` so they take the write lock up front and wait
 //! (busy timeout) instead of failing when two writers meet.
 
@@ -13,15 +15,23 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use tenantry_core::{Tenant, TenantId, Tier, TierName, unix_now};
+use tenantry_core::{RuntimeName, Tenant, TenantId, Tier, TierName, UserId, unix_now};
 
 use crate::StoreError;
 use crate::migrate::{self, Migration};
-use crate::record::{ApiKeyRecord, api_key_from_row, tenant_from_row, tier_from_row, to_json};
+use crate::record::{
+    ApiKeyRecord, RuntimeRecord, SessionRecord, SessionStatus, UsageGroup, UsageQuery, UsageRecord,
+    UsageRow, api_key_from_row, idle_session_from_row, runtime_from_row, session_from_row,
+    tenant_from_row, tier_from_row, to_json, usage_from_row, usage_row_from_row,
+};
 
 /// Deletes of every tenant-data table, run by `delete_tenant`. A new tenant table must be
 /// added here; the foreign key to `tenants` makes a forgotten one fail the deletion.
-const TENANT_TABLE_DELETES: &[&str] = &["DELETE FROM api_keys WHERE tenant_id = ?1"];
+const TENANT_TABLE_DELETES: &[&str] = &[
+    "DELETE FROM api_keys WHERE tenant_id = ?1",
+    "DELETE FROM sessions WHERE tenant_id = ?1",
+    "DELETE FROM usage_records WHERE tenant_id = ?1",
+];
 
 macro_rules! tenant_cols {
     () => {
@@ -33,6 +43,60 @@ macro_rules! key_cols {
     () => {
         "tenant_id, id, name, user_id, roles, prefix, secret_hash, created_at, revoked_at, expires_at"
     };
+}
+
+macro_rules! runtime_cols {
+    () => {
+        "name, dedicated_tenant, body, created_at, updated_at"
+    };
+}
+
+macro_rules! session_cols {
+    () => {
+        "tenant_id, id, user_id, runtime, status, created_at, last_active_at, stopped_at,
+         stop_reason"
+    };
+}
+
+macro_rules! usage_cols {
+    () => {
+        "tenant_id, id, user_id, runtime, session_id, kind, resource, provider, input_tokens,
+         output_tokens, cpu_ms, memory_mb_ms, calls, cost_micros, latency_ms, ttft_ms, status, at"
+    };
+}
+
+/// The usage report grouped by the SQL expression `$grp` (over the columns of
+/// `usage_records`). SQLite sums integers exactly and raises "integer overflow" rather than
+/// wrap or fall back to floating point. `?1` is the tenant, or NULL for all.
+macro_rules! usage_report_sql {
+    ($grp:expr) => {
+        concat!(
+            "SELECT ",
+            $grp,
+            " AS grp, tenant_id, sum(calls) AS calls, sum(input_tokens) AS input_tokens,
+                    sum(output_tokens) AS output_tokens, sum(cpu_ms) AS cpu_ms,
+                    sum(memory_mb_ms) AS memory_mb_ms, sum(cost_micros) AS cost_micros,
+                    count(*) AS records
+             FROM usage_records
+             WHERE (?1 IS NULL OR tenant_id = ?1) AND at >= ?2 AND at < ?3
+             GROUP BY tenant_id, grp
+             ORDER BY tenant_id, grp"
+        )
+    };
+}
+
+/// The report query of each grouping. `date(at, 'unixepoch')` is the UTC day, `YYYY-MM-DD`.
+fn usage_report_sql(group: UsageGroup) -> &'static str {
+    match group {
+        UsageGroup::Tenant => usage_report_sql!("tenant_id"),
+        UsageGroup::User => usage_report_sql!("COALESCE(user_id, '')"),
+        UsageGroup::Model => {
+            usage_report_sql!("CASE WHEN kind = 'model' THEN COALESCE(resource, '') ELSE '' END")
+        }
+        UsageGroup::Runtime => usage_report_sql!("COALESCE(runtime, '')"),
+        UsageGroup::Day => usage_report_sql!("COALESCE(date(at, 'unixepoch'), '')"),
+        UsageGroup::Kind => usage_report_sql!("kind"),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -251,6 +315,10 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("DELETE FROM runtimes WHERE dedicated_tenant = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM tenants WHERE id = ?1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -343,5 +411,316 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    // ---- runtimes (operator data) ---------------------------------------------------------
+
+    pub(crate) async fn create_runtime(&self, r: &RuntimeRecord) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO runtimes (",
+            runtime_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))
+        .bind(r.name.as_str())
+        .bind(r.dedicated_tenant.as_ref().map(TenantId::as_str))
+        .bind(to_json(&r.body)?)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("runtime {} already exists", r.name))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_runtime(
+        &self,
+        name: &RuntimeName,
+    ) -> Result<Option<RuntimeRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            runtime_cols!(),
+            " FROM runtimes WHERE name = ?1"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(runtime_from_row).transpose()
+    }
+
+    pub(crate) async fn list_runtimes(&self) -> Result<Vec<RuntimeRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            runtime_cols!(),
+            " FROM runtimes ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(runtime_from_row).collect()
+    }
+
+    pub(crate) async fn update_runtime(&self, r: &RuntimeRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runtimes SET dedicated_tenant = ?2, body = ?3, updated_at = ?4 WHERE name = ?1",
+        )
+        .bind(r.name.as_str())
+        .bind(r.dedicated_tenant.as_ref().map(TenantId::as_str))
+        .bind(to_json(&r.body)?)
+        .bind(r.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn delete_runtime(&self, name: &RuntimeName) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM runtimes WHERE name = ?1")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- sessions (tenant data: every query filters by tenant_id) -------------------------
+
+    pub(crate) async fn insert_session(
+        &self,
+        tenant: &TenantId,
+        s: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))
+        .bind(tenant.as_str())
+        .bind(&s.id)
+        .bind(s.user_id.as_str())
+        .bind(s.runtime.as_str())
+        .bind(s.status.as_str())
+        .bind(s.created_at)
+        .bind(s.last_active_at)
+        .bind(s.stopped_at)
+        .bind(s.stop_reason.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("session {} already exists", s.id))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE tenant_id = ?1 AND id = ?2"
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub(crate) async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        user: Option<&UserId>,
+        runtime: Option<&RuntimeName>,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions
+              WHERE tenant_id = ?1 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR runtime = ?3)
+              ORDER BY created_at DESC, id DESC
+              LIMIT ?4"
+        ))
+        .bind(tenant.as_str())
+        .bind(user.map(UserId::as_str))
+        .bind(runtime.map(RuntimeName::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub(crate) async fn set_session_status(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        status: SessionStatus,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE sessions SET
+                 stopped_at = CASE WHEN ?3 = 'active' THEN NULL
+                                   WHEN status = 'active' THEN ?5
+                                   ELSE stopped_at END,
+                 stop_reason = CASE WHEN ?3 = 'active' THEN NULL
+                                    WHEN status = 'active' THEN ?4
+                                    ELSE COALESCE(?4, stop_reason) END,
+                 last_active_at = CASE WHEN ?3 = 'active' THEN MAX(last_active_at, ?5)
+                                       ELSE last_active_at END,
+                 status = ?3
+             WHERE tenant_id = ?1 AND id = ?2
+             RETURNING ",
+            session_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub(crate) async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET last_active_at = MAX(last_active_at, ?3)
+             WHERE tenant_id = ?1 AND id = ?2",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn count_active_sessions(
+        &self,
+        tenant: &TenantId,
+        runtime: Option<&RuntimeName>,
+    ) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sessions
+             WHERE tenant_id = ?1 AND status = 'active' AND (?2 IS NULL OR runtime = ?2)",
+        )
+        .bind(tenant.as_str())
+        .bind(runtime.map(RuntimeName::as_str))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    pub(crate) async fn delete_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE tenant_id = ?1 AND id = ?2")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Cross-tenant: the operator's storage-expiry sweep (the one unfiltered session query).
+    pub(crate) async fn sessions_idle_before(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, id, runtime FROM sessions
+             WHERE status IN ('stopped', 'expired') AND last_active_at < ?1
+             ORDER BY last_active_at, tenant_id, id
+             LIMIT ?2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(idle_session_from_row).collect()
+    }
+
+    // ---- usage ledger (tenant data, append-only) ------------------------------------------
+
+    pub(crate) async fn record_usage(
+        &self,
+        tenant: &TenantId,
+        u: &UsageRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO usage_records (",
+            usage_cols!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                       ?17, ?18)"
+        ))
+        .bind(tenant.as_str())
+        .bind(&u.id)
+        .bind(u.user_id.as_ref().map(UserId::as_str))
+        .bind(u.runtime.as_ref().map(RuntimeName::as_str))
+        .bind(u.session_id.as_deref())
+        .bind(u.kind.as_str())
+        .bind(u.resource.as_deref())
+        .bind(u.provider.as_deref())
+        .bind(u.input_tokens)
+        .bind(u.output_tokens)
+        .bind(u.cpu_ms)
+        .bind(u.memory_mb_ms)
+        .bind(u.calls)
+        .bind(u.cost.micros())
+        .bind(u.latency_ms)
+        .bind(u.ttft_ms)
+        .bind(&u.status)
+        .bind(u.at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("usage record {} already exists", u.id))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_usage(
+        &self,
+        tenant: &TenantId,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            usage_cols!(),
+            " FROM usage_records
+              WHERE tenant_id = ?1 AND at >= ?2 AND at < ?3
+              ORDER BY at DESC, id DESC
+              LIMIT ?4"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_from_row).collect()
+    }
+
+    /// Cross-tenant: the operator's usage report (filtered by `q.tenant` when given).
+    pub(crate) async fn usage_report(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(usage_report_sql(q.group_by))
+            .bind(q.tenant.as_ref().map(TenantId::as_str))
+            .bind(q.from)
+            .bind(q.to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(usage_row_from_row).collect()
     }
 }

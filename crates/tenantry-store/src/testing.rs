@@ -27,11 +27,13 @@ pub fn postgres_url_or_skip(what: &str) -> Option<String> {
     }
 }
 
-/// Drops the database it names when dropped (terminating its remaining connections).
+/// Drops the database it names when dropped (terminating its remaining connections), and the
+/// login role that owns it, if it made one.
 #[derive(Debug)]
 pub struct DropGuard {
     admin_url: String,
     database: String,
+    role: Option<String>,
 }
 
 impl DropGuard {
@@ -45,6 +47,7 @@ impl Drop for DropGuard {
     fn drop(&mut self) {
         let admin_url = std::mem::take(&mut self.admin_url);
         let database = std::mem::take(&mut self.database);
+        let role = self.role.take();
         // Drop runs inside the test's async runtime, which must not be blocked on from within;
         // a short-lived thread with a runtime of its own does the work.
         let worker = std::thread::spawn(move || {
@@ -52,7 +55,7 @@ impl Drop for DropGuard {
                 .enable_all()
                 .build();
             match runtime {
-                Ok(rt) => rt.block_on(drop_database(&admin_url, &database)),
+                Ok(rt) => rt.block_on(drop_database(&admin_url, &database, role.as_deref())),
                 Err(e) => Err(StoreError::Database(format!("starting a runtime: {e}"))),
             }
         });
@@ -64,13 +67,25 @@ impl Drop for DropGuard {
     }
 }
 
-async fn drop_database(admin_url: &str, database: &str) -> Result<(), StoreError> {
+async fn drop_database(
+    admin_url: &str,
+    database: &str,
+    role: Option<&str>,
+) -> Result<(), StoreError> {
     let mut conn = PgConnection::connect(admin_url).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
     )))
     .execute(&mut conn)
     .await?;
+    if let Some(role) = role {
+        // Dropping the role also ends its memberships of tenantry_app and tenantry_operator.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP ROLE IF EXISTS \"{role}\""
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
     conn.close().await?;
     Ok(())
 }
@@ -95,7 +110,63 @@ pub async fn fresh_postgres(admin_url: &str) -> Result<(String, DropGuard), Stor
     let guard = DropGuard {
         admin_url: admin_url.to_owned(),
         database,
+        role: None,
     };
+    Ok((url.to_string(), guard))
+}
+
+/// Like `fresh_postgres`, but the database is owned by a new login role
+/// `tenantry_t_<random>` that is no superuser and cannot bypass row-level security, and the
+/// returned URL connects as that role: the production setup, in which forced row-level
+/// security binds the owner of the tables too (a superuser bypasses it entirely).
+///
+/// A non-superuser cannot create the cluster-wide roles `tenantry_app` and
+/// `tenantry_operator` nor grant them to itself, so, as a database administrator would, this
+/// makes sure they exist (by migrating a throwaway database as the admin user when they do
+/// not) and grants both to the new role first.
+pub async fn fresh_postgres_unprivileged(
+    admin_url: &str,
+) -> Result<(String, DropGuard), StoreError> {
+    let mut conn = PgConnection::connect(admin_url).await?;
+    let roles: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ('tenantry_app', 'tenantry_operator')",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    if roles < 2 {
+        let (url, _guard) = fresh_postgres(admin_url).await?;
+        drop(crate::Store::connect(&url).await?);
+    }
+
+    let name = format!("tenantry_t_{:016x}", random_u64());
+    let mut url = url::Url::parse(admin_url)
+        .map_err(|e| StoreError::InvalidUrl(format!("{TEST_DATABASE_URL_VAR}: {e}")))?;
+    url.set_path(&format!("/{name}"));
+    url.set_username(&name)
+        .and_then(|()| url.set_password(None))
+        .map_err(|()| StoreError::InvalidUrl(format!("{TEST_DATABASE_URL_VAR}: no host")))?;
+
+    // The name is ours (hex digits), so formatting it into the statements is safe.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+    )))
+    .execute(&mut conn)
+    .await?;
+    // From here on, a failure drops what was made.
+    let guard = DropGuard {
+        admin_url: admin_url.to_owned(),
+        database: name.clone(),
+        role: Some(name.clone()),
+    };
+    for statement in [
+        format!("GRANT tenantry_app, tenantry_operator TO \"{name}\""),
+        format!("CREATE DATABASE \"{name}\" OWNER \"{name}\""),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await?;
     Ok((url.to_string(), guard))
 }
 

@@ -1,7 +1,9 @@
 //! The store's contract, written once against `&Store` and run on both backends: SQLite (a
 //! temporary file) always, PostgreSQL when `TENANTRY_TEST_DATABASE_URL` is set (a fresh
-//! database per test). The last tests prove, below the store, that PostgreSQL row-level
-//! security isolates tenants even from SQL that forgets its tenant filter.
+//! database per test), both as the admin user of that URL and, as in production, as a
+//! database owner that is no superuser (so forced row-level security binds it). The last
+//! tests prove, below the store, that PostgreSQL row-level security isolates tenants even from
+//! SQL that forgets its tenant filter, and that the start-up check refuses a weakened schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,11 +12,16 @@ use std::collections::BTreeMap;
 use sqlx::{Connection, Executor, PgConnection, Row};
 use tenantry_core::{
     ErrorCode, IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Money,
-    OperatorGrant, SandboxResources, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus,
-    Tier, TierLimits, TierName, UserId,
+    OperatorGrant, RuntimeName, SandboxResources, Tenant, TenantId, TenantIsolation, TenantScope,
+    TenantStatus, Tier, TierLimits, TierName, UserId,
 };
-use tenantry_store::testing::{DropGuard, fresh_postgres, postgres_url_or_skip};
-use tenantry_store::{ApiKeyRecord, Store, StoreError};
+use tenantry_store::testing::{
+    DropGuard, fresh_postgres, fresh_postgres_unprivileged, postgres_url_or_skip,
+};
+use tenantry_store::{
+    ApiKeyRecord, LIST_SESSIONS_LIMIT, RuntimeRecord, SessionRecord, SessionStatus, Store,
+    StoreError, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
+};
 
 // ---- fixtures ---------------------------------------------------------------------------------
 
@@ -52,8 +59,18 @@ async fn postgres_db() -> Option<TestDb> {
     })
 }
 
-/// Runs each suite function (`async fn(&Store)`) as two tests, `NAME::sqlite` and
-/// `NAME::postgres`.
+/// A database owned by a login role without SUPERUSER or BYPASSRLS, connected to as that role.
+async fn postgres_db_unprivileged() -> Option<TestDb> {
+    let admin = postgres_url_or_skip("PostgreSQL store tests (unprivileged owner)")?;
+    let (url, guard) = fresh_postgres_unprivileged(&admin).await.unwrap();
+    Some(TestDb {
+        url,
+        _keep: Keep::Postgres(guard),
+    })
+}
+
+/// Runs each suite function (`async fn(&Store)`) as three tests, `NAME::sqlite`,
+/// `NAME::postgres` and `NAME::postgres_unprivileged`.
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {$(
         mod $suite {
@@ -72,6 +89,14 @@ macro_rules! on_both_backends {
                 assert_eq!(store.backend(), "postgres");
                 super::$suite(&store).await;
             }
+
+            #[tokio::test]
+            async fn postgres_unprivileged() {
+                let Some(db) = super::postgres_db_unprivileged().await else { return };
+                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
+                assert_eq!(store.backend(), "postgres");
+                super::$suite(&store).await;
+            }
         }
     )*};
 }
@@ -84,6 +109,18 @@ on_both_backends!(
     api_key_authentication,
     revoking_keeps_the_first_time,
     errors_are_classified,
+    runtime_crud_and_conflict,
+    dedicated_runtimes_go_with_their_tenant,
+    same_session_id_in_two_tenants_is_two_sessions,
+    session_status_transitions_and_touch,
+    session_ids_are_validated,
+    list_sessions_filters_orders_and_limits,
+    count_active_sessions_per_runtime,
+    idle_sweep_returns_old_stopped_sessions_only,
+    usage_is_recorded_and_listed_in_scope,
+    usage_report_sums_exactly_per_group,
+    usage_report_window_and_tenant_filter,
+    a_thousand_micros_make_exactly_a_thousandth,
 );
 
 fn tid(s: &str) -> TenantId {
@@ -147,6 +184,95 @@ fn tenant(id: &str) -> Tenant {
         created_at: 1_700_000_000,
         updated_at: 1_700_000_000,
     }
+}
+
+fn grant() -> OperatorGrant {
+    OperatorGrant::verified()
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn rname(s: &str) -> RuntimeName {
+    RuntimeName::new(s).unwrap()
+}
+
+fn runtime(name: &str, dedicated: Option<&str>) -> RuntimeRecord {
+    RuntimeRecord {
+        name: rname(name),
+        dedicated_tenant: dedicated.map(tid),
+        body: serde_json::json!({
+            "protocol": "http",
+            "command": ["python3", "agent.py", "--greeting", "grüß dich ✓"],
+            "workdir": "/srv/agents/echo",
+            "env": {"B": "2", "A": "1"},
+            "lifecycle": {"idle_timeout_s": 900, "max_lifetime_s": 28800, "cpu_share": 0.25},
+            "allowed_headers": ["X-Tenantry-Custom-Plan"],
+            "big": 9_007_199_254_740_993_u64,
+            "nothing": null,
+        }),
+        created_at: 1_700_000_000,
+        updated_at: 1_700_000_000,
+    }
+}
+
+/// A valid session id (37 characters) made from a short tag.
+fn sid(tag: &str) -> String {
+    format!("sess-{tag:0>32}")
+}
+
+fn session(tenant: &str, id: &str, user: &str, runtime: &str, created_at: i64) -> SessionRecord {
+    SessionRecord {
+        id: id.to_owned(),
+        tenant_id: tid(tenant),
+        user_id: uid(user),
+        runtime: rname(runtime),
+        status: SessionStatus::Active,
+        created_at,
+        last_active_at: created_at,
+        stopped_at: None,
+        stop_reason: None,
+    }
+}
+
+/// A model call of `tenant` at `at`, with every optional field set.
+fn usage(tenant: &str, id: &str, at: i64) -> UsageRecord {
+    UsageRecord {
+        id: format!("0190a0b1-{id:0>4}-7000-8000-000000000000"),
+        tenant_id: tid(tenant),
+        user_id: Some(uid("alice@example.com")),
+        runtime: Some(rname("bot")),
+        session_id: Some(sid("s1")),
+        kind: UsageKind::Model,
+        resource: Some("gpt-4o".into()),
+        provider: Some("openai".into()),
+        input_tokens: 120,
+        output_tokens: 30,
+        cpu_ms: 0,
+        memory_mb_ms: 0,
+        calls: 1,
+        cost: Money::parse("0.000345").unwrap(),
+        latency_ms: Some(850),
+        ttft_ms: Some(120),
+        status: "ok".into(),
+        at,
+    }
+}
+
+fn query(tenant: Option<&str>, group_by: UsageGroup) -> UsageQuery {
+    UsageQuery {
+        tenant: tenant.map(tid),
+        from: i64::MIN,
+        to: i64::MAX,
+        group_by,
+    }
+}
+
+fn tenants_of(rows: &[UsageRow]) -> Vec<String> {
+    let mut out: Vec<String> = rows.iter().map(|r| r.tenant_id.to_string()).collect();
+    out.dedup();
+    out
 }
 
 fn hash_of(secret: &str) -> Vec<u8> {
@@ -299,8 +425,39 @@ async fn delete_tenant_removes_its_data_and_only_its_data(store: &Store) {
         .insert_api_key(&scope("bravo"), &key("bravo", "k1", 5))
         .await
         .unwrap();
+    // Sessions and usage of both, with the same ids in both.
+    for t in ["alpha", "bravo"] {
+        for (i, tag) in ["s1", "s2"].into_iter().enumerate() {
+            let s = session(t, &sid(tag), "alice", "bot", i as i64);
+            store.insert_session(&scope(t), &s).await.unwrap();
+            store
+                .record_usage(&scope(t), &usage(t, tag, 10 + i as i64))
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .create_runtime(&runtime("alpha-bot", Some("alpha")))
+        .await
+        .unwrap();
 
     assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+
+    // Nothing of alpha is left for the operator's cross-tenant reads either.
+    let report = store
+        .usage_report(grant(), &query(None, UsageGroup::Tenant))
+        .await
+        .unwrap();
+    assert_eq!(tenants_of(&report), ["bravo"]);
+    let idle_before: Vec<TenantId> = store
+        .sessions_idle_before(grant(), i64::MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, _, _)| t)
+        .collect();
+    assert!(idle_before.iter().all(|t| t.as_str() == "bravo"));
+    assert_eq!(store.get_runtime(&rname("alpha-bot")).await.unwrap(), None);
 
     // Re-creating the tenant does not resurrect its old keys.
     store.create_tenant(&tenant("alpha")).await.unwrap();
@@ -318,10 +475,46 @@ async fn delete_tenant_removes_its_data_and_only_its_data(store: &Store) {
             .unwrap(),
         None
     );
-    // The other tenant's keys are untouched.
+    assert!(
+        store
+            .list_sessions(&scope("alpha"), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_session(&scope("alpha"), &sid("s1"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The other tenant's keys, sessions and usage are untouched.
     assert_eq!(
         store.list_api_keys(&scope("bravo")).await.unwrap(),
         [key("bravo", "k1", 5)]
+    );
+    assert_eq!(
+        store
+            .list_sessions(&scope("bravo"), None, None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 100)
+            .await
+            .unwrap(),
+        [usage("bravo", "s2", 11), usage("bravo", "s1", 10)]
     );
 }
 
@@ -532,6 +725,1066 @@ async fn errors_are_classified(store: &Store) {
     assert_eq!(orphan.code(), ErrorCode::Internal, "{orphan:?}");
 }
 
+// ---- runtimes ---------------------------------------------------------------------------------
+
+async fn runtime_crud_and_conflict(store: &Store) {
+    assert!(store.list_runtimes().await.unwrap().is_empty());
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+
+    let bot = runtime("bot", None);
+    store.create_runtime(&bot).await.unwrap();
+    // The spec comes back as it went in (key order aside), floats and big integers included.
+    assert_eq!(
+        store.get_runtime(&bot.name).await.unwrap(),
+        Some(bot.clone())
+    );
+
+    let mut again = runtime("bot", Some("alpha"));
+    again.body = serde_json::json!({"other": true});
+    let err = store.create_runtime(&again).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    assert_eq!(
+        store.get_runtime(&bot.name).await.unwrap(),
+        Some(bot.clone())
+    );
+
+    // Byte order, whatever the database's collation.
+    store.create_runtime(&runtime("ab", None)).await.unwrap();
+    store
+        .create_runtime(&runtime("a-c", Some("alpha")))
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list_runtimes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(names, ["a-c", "ab", "bot"]);
+
+    // Update replaces tenancy, body and updated_at, never created_at.
+    let mut changed = runtime("bot", Some("alpha"));
+    changed.body = serde_json::json!({"protocol": "mcp", "command": ["server"], "n": -1.5});
+    changed.created_at = 1;
+    changed.updated_at = 1_800_000_000;
+    assert!(store.update_runtime(&changed).await.unwrap());
+    assert_eq!(
+        store.get_runtime(&bot.name).await.unwrap(),
+        Some(RuntimeRecord {
+            created_at: bot.created_at,
+            ..changed.clone()
+        })
+    );
+    // And back to shared.
+    let mut shared = changed.clone();
+    shared.dedicated_tenant = None;
+    assert!(store.update_runtime(&shared).await.unwrap());
+    assert_eq!(
+        store
+            .get_runtime(&bot.name)
+            .await
+            .unwrap()
+            .unwrap()
+            .dedicated_tenant,
+        None
+    );
+    assert!(!store.update_runtime(&runtime("ghost", None)).await.unwrap());
+    assert_eq!(store.get_runtime(&rname("ghost")).await.unwrap(), None);
+
+    // A runtime dedicated to a tenant that does not exist is refused, and is no conflict.
+    let err = store
+        .create_runtime(&runtime("orphan", Some("ghost")))
+        .await
+        .unwrap_err();
+    assert!(!matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get_runtime(&rname("orphan")).await.unwrap(), None);
+    let mut to_ghost = runtime("ab", Some("ghost"));
+    to_ghost.updated_at = 5;
+    assert!(store.update_runtime(&to_ghost).await.is_err());
+
+    assert!(store.delete_runtime(&bot.name).await.unwrap());
+    assert_eq!(store.get_runtime(&bot.name).await.unwrap(), None);
+    assert!(!store.delete_runtime(&bot.name).await.unwrap());
+    assert_eq!(store.list_runtimes().await.unwrap().len(), 2);
+}
+
+async fn dedicated_runtimes_go_with_their_tenant(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    for r in [
+        runtime("alpha-bot", Some("alpha")),
+        runtime("alpha-tools", Some("alpha")),
+        runtime("bravo-bot", Some("bravo")),
+        runtime("shared", None),
+    ] {
+        store.create_runtime(&r).await.unwrap();
+    }
+    // A session of alpha on the shared runtime does not keep the runtime from staying.
+    store
+        .insert_session(
+            &scope("alpha"),
+            &session("alpha", &sid("s1"), "u", "shared", 1),
+        )
+        .await
+        .unwrap();
+
+    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    let names: Vec<String> = store
+        .list_runtimes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(names, ["bravo-bot", "shared"]);
+    assert_eq!(
+        store.get_runtime(&rname("bravo-bot")).await.unwrap(),
+        Some(runtime("bravo-bot", Some("bravo")))
+    );
+    // Re-creating the tenant does not bring its runtimes back.
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    assert_eq!(store.get_runtime(&rname("alpha-bot")).await.unwrap(), None);
+}
+
+// ---- sessions ---------------------------------------------------------------------------------
+
+async fn same_session_id_in_two_tenants_is_two_sessions(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    let id = sid("shared-id");
+    let a = session("alpha", &id, "alice", "bot", 100);
+    let b = session("bravo", &id, "bob", "other", 200);
+    store.insert_session(&scope("alpha"), &a).await.unwrap();
+    store.insert_session(&scope("bravo"), &b).await.unwrap();
+
+    assert_eq!(
+        store.get_session(&scope("alpha"), &id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.get_session(&scope("bravo"), &id).await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(
+        store
+            .list_sessions(&scope("alpha"), None, None)
+            .await
+            .unwrap(),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        store
+            .list_sessions(&scope("bravo"), None, None)
+            .await
+            .unwrap(),
+        vec![b.clone()]
+    );
+
+    // Stopping and touching alpha's leaves bravo's alone.
+    let stopped = store
+        .set_session_status(
+            &scope("alpha"),
+            &id,
+            SessionStatus::Stopped,
+            Some("user"),
+            150,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.tenant_id, tid("alpha"));
+    assert_eq!(stopped.status, SessionStatus::Stopped);
+    assert!(
+        store
+            .touch_session(&scope("alpha"), &id, 300)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_session(&scope("bravo"), &id).await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(
+        store
+            .count_active_sessions(&scope("alpha"), None)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .count_active_sessions(&scope("bravo"), None)
+            .await
+            .unwrap(),
+        1
+    );
+
+    // A session only bravo has does not exist for alpha: not to get, list, stop, touch, count
+    // or delete.
+    let only_b = session("bravo", &sid("bravo-only"), "bob", "bot", 400);
+    store
+        .insert_session(&scope("bravo"), &only_b)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_session(&scope("alpha"), &only_b.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .list_sessions(&scope("alpha"), None, None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.id == only_b.id)
+    );
+    assert_eq!(
+        store
+            .set_session_status(
+                &scope("alpha"),
+                &only_b.id,
+                SessionStatus::Stopped,
+                None,
+                500
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .touch_session(&scope("alpha"), &only_b.id, 500)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .count_active_sessions(&scope("alpha"), Some(&rname("bot")))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        !store
+            .delete_session(&scope("alpha"), &only_b.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_session(&scope("bravo"), &only_b.id)
+            .await
+            .unwrap(),
+        Some(only_b.clone())
+    );
+
+    // The id is taken within alpha only.
+    let err = store
+        .insert_session(&scope("alpha"), &session("alpha", &id, "carol", "bot", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    // A record of another tenant cannot be written through this scope.
+    let planted = session("bravo", &sid("planted"), "mallory", "bot", 1);
+    let err = store
+        .insert_session(&scope("alpha"), &planted)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Internal);
+    assert_eq!(
+        store
+            .get_session(&scope("bravo"), &planted.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_session(&scope("alpha"), &planted.id)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Deleting alpha's leaves bravo's of the same id.
+    assert!(store.delete_session(&scope("alpha"), &id).await.unwrap());
+    assert_eq!(store.get_session(&scope("alpha"), &id).await.unwrap(), None);
+    assert_eq!(
+        store.get_session(&scope("bravo"), &id).await.unwrap(),
+        Some(b)
+    );
+    assert!(
+        store
+            .list_sessions(&scope("ghost"), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn session_status_transitions_and_touch(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    let id = sid("s1");
+    let s = session("alpha", &id, "alice", "bot", 100);
+    store.insert_session(&scope("alpha"), &s).await.unwrap();
+    let set = |status, reason: Option<&'static str>, at| {
+        let id = id.clone();
+        async move {
+            store
+                .set_session_status(&scope("alpha"), &id, status, reason, at)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+
+    // Active -> Stopped records when and why; activity is unchanged.
+    let stopped = set(SessionStatus::Stopped, Some("idle_timeout"), 200).await;
+    assert_eq!(
+        stopped,
+        SessionRecord {
+            status: SessionStatus::Stopped,
+            stopped_at: Some(200),
+            stop_reason: Some("idle_timeout".into()),
+            ..s.clone()
+        }
+    );
+    // Stopped -> Expired keeps the first stop and its reason, unless a new reason is given.
+    let expired = set(SessionStatus::Expired, None, 300).await;
+    assert_eq!(expired.status, SessionStatus::Expired);
+    assert_eq!(expired.stopped_at, Some(200));
+    assert_eq!(expired.stop_reason.as_deref(), Some("idle_timeout"));
+    let expired = set(SessionStatus::Expired, Some("storage_expired"), 350).await;
+    assert_eq!(expired.stopped_at, Some(200));
+    assert_eq!(expired.stop_reason.as_deref(), Some("storage_expired"));
+
+    // Resuming clears the stop and counts as activity.
+    let resumed = set(SessionStatus::Active, Some("ignored"), 400).await;
+    assert_eq!(
+        resumed,
+        SessionRecord {
+            last_active_at: 400,
+            ..s.clone()
+        }
+    );
+    // Activity never moves back.
+    assert_eq!(
+        set(SessionStatus::Active, None, 50).await.last_active_at,
+        400
+    );
+    assert!(
+        store
+            .touch_session(&scope("alpha"), &id, 500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .touch_session(&scope("alpha"), &id, 450)
+            .await
+            .unwrap()
+    );
+    let got = store
+        .get_session(&scope("alpha"), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.last_active_at, 500);
+    assert_eq!(got.created_at, 100);
+
+    // A second stop of an active session records the new time.
+    let again = set(SessionStatus::Stopped, Some("user"), 600).await;
+    assert_eq!(again.stopped_at, Some(600));
+    assert_eq!(again.stop_reason.as_deref(), Some("user"));
+    assert_eq!(
+        store.get_session(&scope("alpha"), &id).await.unwrap(),
+        Some(again)
+    );
+
+    // Unknown sessions.
+    assert!(
+        !store
+            .touch_session(&scope("alpha"), &sid("nope"), 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .set_session_status(
+                &scope("alpha"),
+                &sid("nope"),
+                SessionStatus::Active,
+                None,
+                1
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Statuses read and write as snake_case.
+    assert_eq!(
+        serde_json::to_value(SessionStatus::Expired).unwrap(),
+        serde_json::json!("expired")
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["status"], "active");
+    assert_eq!(
+        serde_json::from_value::<SessionRecord>(json).unwrap(),
+        s.clone()
+    );
+}
+
+async fn session_ids_are_validated(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    for ok in ["a".repeat(33), "é".repeat(256), sid("x")] {
+        store
+            .insert_session(&scope("alpha"), &session("alpha", &ok, "u", "bot", 1))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .get_session(&scope("alpha"), &ok)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    for bad in [
+        "a".repeat(32),
+        "é".repeat(257),
+        String::new(),
+        format!("{}\n", "a".repeat(40)),
+    ] {
+        let err = store
+            .insert_session(&scope("alpha"), &session("alpha", &bad, "u", "bot", 1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Internal, "{bad:?}");
+    }
+    assert_eq!(
+        store
+            .list_sessions(&scope("alpha"), None, None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+async fn list_sessions_filters_orders_and_limits(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    let s1 = session("alpha", &sid("a1"), "alice", "r1", 10);
+    let s2 = session("alpha", &sid("b1"), "bob", "r1", 20);
+    let s3 = session("alpha", &sid("a2"), "alice", "r1", 30);
+    let s4 = session("alpha", &sid("a3"), "alice", "r2", 40);
+    // Two at the same time: the greater id first.
+    let s5 = session("alpha", &sid("t-a"), "bob", "r2", 50);
+    let s6 = session("alpha", &sid("t-b"), "bob", "r2", 50);
+    for s in [&s3, &s1, &s6, &s2, &s5, &s4] {
+        store.insert_session(&scope("alpha"), s).await.unwrap();
+    }
+    let alice = uid("alice");
+    let r1 = rname("r1");
+    let list = |user: Option<UserId>, runtime: Option<RuntimeName>| async move {
+        store
+            .list_sessions(&scope("alpha"), user.as_ref(), runtime.as_ref())
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        list(None, None).await,
+        [&s6, &s5, &s4, &s3, &s2, &s1].map(Clone::clone)
+    );
+    assert_eq!(
+        list(Some(alice.clone()), None).await,
+        [&s4, &s3, &s1].map(Clone::clone)
+    );
+    assert_eq!(
+        list(None, Some(r1.clone())).await,
+        [&s3, &s2, &s1].map(Clone::clone)
+    );
+    assert_eq!(
+        list(Some(alice), Some(r1)).await,
+        [&s3, &s1].map(Clone::clone)
+    );
+    assert!(list(Some(uid("nobody")), None).await.is_empty());
+
+    // At most LIST_SESSIONS_LIMIT, the newest.
+    let limit = i64::from(LIST_SESSIONS_LIMIT);
+    for i in 0..limit {
+        let s = session("alpha", &sid(&format!("bulk{i}")), "carol", "r3", 1_000 + i);
+        store.insert_session(&scope("alpha"), &s).await.unwrap();
+    }
+    let all = list(None, None).await;
+    assert_eq!(all.len(), LIST_SESSIONS_LIMIT as usize);
+    assert_eq!(all.first().map(|s| s.created_at), Some(1_000 + limit - 1));
+    assert_eq!(all.last().map(|s| s.created_at), Some(1_000));
+}
+
+async fn count_active_sessions_per_runtime(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    for (tag, rt) in [("a", "r1"), ("b", "r1"), ("c", "r1"), ("d", "r2")] {
+        store
+            .insert_session(&scope("alpha"), &session("alpha", &sid(tag), "u", rt, 1))
+            .await
+            .unwrap();
+    }
+    store
+        .insert_session(&scope("bravo"), &session("bravo", &sid("a"), "u", "r1", 1))
+        .await
+        .unwrap();
+    store
+        .set_session_status(&scope("alpha"), &sid("c"), SessionStatus::Stopped, None, 2)
+        .await
+        .unwrap();
+    let count = |rt: Option<&'static str>| async move {
+        store
+            .count_active_sessions(&scope("alpha"), rt.map(rname).as_ref())
+            .await
+            .unwrap()
+    };
+    assert_eq!(count(None).await, 3);
+    assert_eq!(count(Some("r1")).await, 2);
+    assert_eq!(count(Some("r2")).await, 1);
+    assert_eq!(count(Some("r3")).await, 0);
+    store
+        .set_session_status(&scope("alpha"), &sid("c"), SessionStatus::Active, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(count(Some("r1")).await, 3);
+}
+
+async fn idle_sweep_returns_old_stopped_sessions_only(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    // (tenant, tag, runtime, last active, status after)
+    let plan = [
+        ("alpha", "s1", "r1", 100, SessionStatus::Stopped),
+        ("alpha", "s2", "r2", 150, SessionStatus::Expired),
+        ("alpha", "old-active", "r1", 50, SessionStatus::Active),
+        ("alpha", "recent", "r1", 1_000, SessionStatus::Stopped),
+        ("bravo", "s5", "r1", 120, SessionStatus::Stopped),
+        ("bravo", "s1", "r9", 100, SessionStatus::Stopped),
+    ];
+    for (t, tag, rt, last_active, status) in plan {
+        let s = session(t, &sid(tag), "u", rt, last_active);
+        store.insert_session(&scope(t), &s).await.unwrap();
+        store
+            .set_session_status(&scope(t), &sid(tag), status, None, last_active + 5)
+            .await
+            .unwrap();
+    }
+    let entry = |t: &str, tag: &str, rt: &str| (tid(t), sid(tag), rname(rt));
+
+    let idle = store.sessions_idle_before(grant(), 500, 100).await.unwrap();
+    assert_eq!(
+        idle,
+        [
+            entry("alpha", "s1", "r1"),
+            entry("bravo", "s1", "r9"),
+            entry("bravo", "s5", "r1"),
+            entry("alpha", "s2", "r2"),
+        ]
+    );
+    // `before` is exclusive, and the limit holds.
+    assert!(
+        store
+            .sessions_idle_before(grant(), 100, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.sessions_idle_before(grant(), 101, 100).await.unwrap(),
+        [entry("alpha", "s1", "r1"), entry("bravo", "s1", "r9")]
+    );
+    assert_eq!(
+        store.sessions_idle_before(grant(), 500, 1).await.unwrap(),
+        [entry("alpha", "s1", "r1")]
+    );
+
+    // The sweeper deletes each through its tenant's scope.
+    for (t, id, _) in idle {
+        let scope = TenantScope::for_operator(grant(), t);
+        assert!(store.delete_session(&scope, &id).await.unwrap());
+    }
+    assert!(
+        store
+            .sessions_idle_before(grant(), 500, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let left: Vec<String> = store
+        .list_sessions(&scope("alpha"), None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, [sid("recent"), sid("old-active")]);
+    assert!(
+        store
+            .list_sessions(&scope("bravo"), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// ---- the usage ledger -------------------------------------------------------------------------
+
+async fn usage_is_recorded_and_listed_in_scope(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+
+    let full = usage("alpha", "u1", 1_000);
+    // Every optional field empty, another kind.
+    let bare = UsageRecord {
+        id: "0190a0b1-bare".into(),
+        user_id: None,
+        runtime: None,
+        session_id: None,
+        kind: UsageKind::Compute,
+        resource: None,
+        provider: None,
+        input_tokens: 0,
+        output_tokens: 0,
+        cpu_ms: 1_500,
+        memory_mb_ms: i64::MAX / 4,
+        calls: 0,
+        cost: Money::from_micros(-7),
+        latency_ms: None,
+        ttft_ms: None,
+        status: "error:upstream_error".into(),
+        ..usage("alpha", "u2", 1_000)
+    };
+    let later = usage("alpha", "u3", 2_000);
+    let edge_from = usage("alpha", "u4", 500);
+    let edge_to = usage("alpha", "u5", 3_000);
+    for u in [&full, &bare, &later, &edge_from, &edge_to] {
+        store.record_usage(&scope("alpha"), u).await.unwrap();
+    }
+    // Bravo records the same ids: ids are unique per tenant only.
+    let theirs = usage("bravo", "u1", 1_000);
+    store.record_usage(&scope("bravo"), &theirs).await.unwrap();
+
+    // Newest first, then id descending ("0190a0b1-bare" > "0190a0b1-00u1-..."); `from`
+    // inclusive, `to` exclusive.
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), 500, 3_000, 100)
+            .await
+            .unwrap(),
+        [later.clone(), bare.clone(), full.clone(), edge_from.clone()]
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), 501, 3_001, 100)
+            .await
+            .unwrap(),
+        [edge_to.clone(), later.clone(), bare.clone(), full.clone()]
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 2)
+            .await
+            .unwrap(),
+        [edge_to.clone(), later.clone()]
+    );
+    assert!(
+        store
+            .list_usage(&scope("alpha"), 1_000, 1_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 100)
+            .await
+            .unwrap(),
+        vec![theirs.clone()]
+    );
+    assert!(
+        store
+            .list_usage(&scope("ghost"), i64::MIN, i64::MAX, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The same id twice in one tenant is a conflict, so a retried write never counts twice.
+    let err = store
+        .record_usage(&scope("alpha"), &usage("alpha", "u1", 9_999))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    // A record of another tenant cannot be written through this scope.
+    let planted = usage("bravo", "planted", 1_000);
+    let err = store
+        .record_usage(&scope("alpha"), &planted)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Internal);
+    assert_eq!(
+        store
+            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 100)
+            .await
+            .unwrap(),
+        [theirs]
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 100)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // The wire form: snake_case kinds, money as an exact decimal string.
+    let json = serde_json::to_value(&bare).unwrap();
+    assert_eq!(json["kind"], "compute");
+    assert_eq!(json["cost"], "-0.000007");
+    assert_eq!(serde_json::from_value::<UsageRecord>(json).unwrap(), bare);
+}
+
+/// A deterministic mix of ledger entries over three tenants, with values above 2^53 (where a
+/// floating-point sum would round) and times around day boundaries, before 1970 included.
+fn ledger() -> Vec<UsageRecord> {
+    const BIG: i64 = 9_007_199_254_740_993; // 2^53 + 1
+    let tenants = ["alpha", "bravo", "a-b"];
+    let users = [Some("alice@example.com"), Some("Bob"), None];
+    let models = [Some("gpt-4o"), Some("Claude"), Some("claude"), None];
+    let runtimes = [Some("support-bot"), Some("ab"), None];
+    let kinds = [
+        UsageKind::Model,
+        UsageKind::Tool,
+        UsageKind::Compute,
+        UsageKind::Storage,
+    ];
+    let times = [
+        -1,
+        0,
+        86_399,
+        86_400,
+        1_700_000_000,
+        1_700_006_399,
+        1_700_006_400,
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) % n as u64) as usize
+    };
+    let mut out = Vec::new();
+    for i in 0..240 {
+        let t = tenants[next(tenants.len())];
+        let kind = kinds[next(kinds.len())];
+        let mut u = usage(t, &format!("g{i}"), times[next(times.len())]);
+        u.user_id = users[next(users.len())].map(uid);
+        u.resource = models[next(models.len())].map(str::to_owned);
+        u.runtime = runtimes[next(runtimes.len())].map(rname);
+        u.kind = kind;
+        u.calls = i64::from(matches!(kind, UsageKind::Model | UsageKind::Tool));
+        u.input_tokens = next(5_000) as i64;
+        u.output_tokens = next(2_000) as i64;
+        u.cpu_ms = next(100_000) as i64;
+        u.memory_mb_ms = next(1_000_000_000) as i64;
+        u.cost = Money::from_micros(next(3_000_000) as i64);
+        out.push(u);
+    }
+    for (i, t) in ["alpha", "bravo"].into_iter().enumerate() {
+        let mut u = usage(t, &format!("big{i}"), 1_700_000_000);
+        u.input_tokens = BIG;
+        u.cost = Money::from_micros(BIG);
+        u.memory_mb_ms = BIG;
+        out.push(u.clone());
+        u.id = format!("{}-again", u.id);
+        out.push(u);
+    }
+    out
+}
+
+/// The UTC calendar day of a unix time, computed independently of both databases.
+fn utc_day(at: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = at.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn group_key(u: &UsageRecord, group: UsageGroup) -> String {
+    match group {
+        UsageGroup::Tenant => u.tenant_id.to_string(),
+        UsageGroup::User => u
+            .user_id
+            .as_ref()
+            .map(UserId::to_string)
+            .unwrap_or_default(),
+        UsageGroup::Model => match u.kind {
+            UsageKind::Model => u.resource.clone().unwrap_or_default(),
+            UsageKind::Tool | UsageKind::Compute | UsageKind::Storage => String::new(),
+        },
+        UsageGroup::Runtime => u
+            .runtime
+            .as_ref()
+            .map(RuntimeName::to_string)
+            .unwrap_or_default(),
+        UsageGroup::Day => utc_day(u.at),
+        UsageGroup::Kind => serde_json::to_value(u.kind)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    }
+}
+
+/// The report computed in Rust with checked integer arithmetic, in (tenant, group) byte order.
+fn expected_report(records: &[UsageRecord], q: &UsageQuery) -> Vec<UsageRow> {
+    let mut rows: BTreeMap<(String, String), UsageRow> = BTreeMap::new();
+    let add = |a: i64, b: i64| a.checked_add(b).unwrap();
+    for u in records {
+        if q.tenant.as_ref().is_some_and(|t| t != &u.tenant_id) || u.at < q.from || u.at >= q.to {
+            continue;
+        }
+        let group = group_key(u, q.group_by);
+        let row = rows
+            .entry((u.tenant_id.to_string(), group.clone()))
+            .or_insert_with(|| UsageRow {
+                group,
+                tenant_id: u.tenant_id.clone(),
+                calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cpu_ms: 0,
+                memory_mb_ms: 0,
+                cost: Money::ZERO,
+                records: 0,
+            });
+        row.calls = add(row.calls, u.calls);
+        row.input_tokens = add(row.input_tokens, u.input_tokens);
+        row.output_tokens = add(row.output_tokens, u.output_tokens);
+        row.cpu_ms = add(row.cpu_ms, u.cpu_ms);
+        row.memory_mb_ms = add(row.memory_mb_ms, u.memory_mb_ms);
+        row.cost = Money::from_micros(add(row.cost.micros(), u.cost.micros()));
+        row.records += 1;
+    }
+    rows.into_values().collect()
+}
+
+const ALL_GROUPS: [UsageGroup; 6] = [
+    UsageGroup::Tenant,
+    UsageGroup::User,
+    UsageGroup::Model,
+    UsageGroup::Runtime,
+    UsageGroup::Day,
+    UsageGroup::Kind,
+];
+
+async fn record_ledger(store: &Store) -> Vec<UsageRecord> {
+    for t in ["alpha", "bravo", "a-b", "quiet"] {
+        store.create_tenant(&tenant(t)).await.unwrap();
+    }
+    let records = ledger();
+    for u in &records {
+        let scope = TenantScope::for_operator(grant(), u.tenant_id.clone());
+        store.record_usage(&scope, u).await.unwrap();
+    }
+    records
+}
+
+async fn usage_report_sums_exactly_per_group(store: &Store) {
+    let records = record_ledger(store).await;
+    for group_by in ALL_GROUPS {
+        for tenant in [None, Some("alpha"), Some("a-b")] {
+            let q = query(tenant, group_by);
+            let got = store.usage_report(grant(), &q).await.unwrap();
+            let want = expected_report(&records, &q);
+            assert!(!want.is_empty());
+            assert_eq!(got, want, "{q:?}");
+            // Every grouping adds up to the same totals per tenant.
+            let total: i64 = got.iter().map(|r| r.cost.micros()).sum();
+            let all: i64 = records
+                .iter()
+                .filter(|u| tenant.is_none_or(|t| u.tenant_id.as_str() == t))
+                .map(|u| u.cost.micros())
+                .sum();
+            assert_eq!(total, all, "{q:?}");
+        }
+    }
+
+    // A few rows checked by hand, independently of the expectation above.
+    let by_tenant = store
+        .usage_report(grant(), &query(None, UsageGroup::Tenant))
+        .await
+        .unwrap();
+    // Byte order of tenants ("a-b" < "alpha" < "bravo"), and a tenant without entries has no row.
+    assert_eq!(tenants_of(&by_tenant), ["a-b", "alpha", "bravo"]);
+    assert!(by_tenant.iter().all(|r| r.group == r.tenant_id.as_str()));
+    let alpha = &by_tenant[1];
+    assert!(alpha.input_tokens > 2 * 9_007_199_254_740_993);
+    assert_eq!(
+        alpha.input_tokens,
+        records
+            .iter()
+            .filter(|u| u.tenant_id.as_str() == "alpha")
+            .map(|u| u.input_tokens)
+            .sum::<i64>()
+    );
+
+    let days: Vec<String> = store
+        .usage_report(grant(), &query(Some("alpha"), UsageGroup::Day))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.group)
+        .collect();
+    assert_eq!(
+        days,
+        [
+            "1969-12-31",
+            "1970-01-01",
+            "1970-01-02",
+            "2023-11-14",
+            "2023-11-15"
+        ]
+    );
+
+    let models: Vec<String> = store
+        .usage_report(grant(), &query(Some("bravo"), UsageGroup::Model))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.group)
+        .collect();
+    assert_eq!(models, ["", "Claude", "claude", "gpt-4o"]);
+
+    let kinds: Vec<String> = store
+        .usage_report(grant(), &query(Some("bravo"), UsageGroup::Kind))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.group)
+        .collect();
+    assert_eq!(kinds, ["compute", "model", "storage", "tool"]);
+}
+
+async fn usage_report_window_and_tenant_filter(store: &Store) {
+    let records = record_ledger(store).await;
+    // from inclusive, to exclusive: [86_400, 1_700_006_400) holds 86_400 and the 2023-11-14
+    // entries, not 86_399 nor 1_700_006_400.
+    for (from, to) in [
+        (86_400, 1_700_006_400),
+        (0, 1),
+        (-1, 0),
+        (1_700_006_400, 1_700_006_401),
+        (5, 5),
+        (10, 0),
+    ] {
+        for tenant in [None, Some("bravo"), Some("quiet"), Some("ghost")] {
+            for group_by in [UsageGroup::Tenant, UsageGroup::Day] {
+                let q = UsageQuery {
+                    tenant: tenant.map(tid),
+                    from,
+                    to,
+                    group_by,
+                };
+                let got = store.usage_report(grant(), &q).await.unwrap();
+                assert_eq!(got, expected_report(&records, &q), "{q:?}");
+            }
+        }
+    }
+    let q = UsageQuery {
+        tenant: Some(tid("bravo")),
+        from: 86_400,
+        to: 1_700_006_400,
+        group_by: UsageGroup::Day,
+    };
+    let days: Vec<String> = store
+        .usage_report(grant(), &q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.group)
+        .collect();
+    assert_eq!(days, ["1970-01-02", "2023-11-14"]);
+    assert!(
+        store
+            .usage_report(grant(), &query(Some("quiet"), UsageGroup::User))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_thousand_micros_make_exactly_a_thousandth(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    for i in 0..1_000 {
+        let mut u = usage("alpha", &format!("m{i}"), 1_700_000_000 + i);
+        u.cost = Money::parse("0.000001").unwrap();
+        u.input_tokens = 1;
+        u.output_tokens = 2;
+        store.record_usage(&scope("alpha"), &u).await.unwrap();
+    }
+    store
+        .record_usage(&scope("bravo"), &usage("bravo", "other", 1_700_000_000))
+        .await
+        .unwrap();
+
+    let rows = store
+        .usage_report(grant(), &query(Some("alpha"), UsageGroup::Model))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [UsageRow {
+            group: "gpt-4o".into(),
+            tenant_id: tid("alpha"),
+            calls: 1_000,
+            input_tokens: 1_000,
+            output_tokens: 2_000,
+            cpu_ms: 0,
+            memory_mb_ms: 0,
+            cost: Money::parse("0.001").unwrap(),
+            records: 1_000,
+        }]
+    );
+    assert_eq!(rows[0].cost.micros(), 1_000);
+    assert_eq!(
+        serde_json::to_value(&rows[0]).unwrap()["cost"],
+        serde_json::json!("0.001")
+    );
+    let users = store
+        .usage_report(grant(), &query(None, UsageGroup::User))
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0].cost, Money::parse("0.001").unwrap());
+    assert_eq!(users[1].tenant_id, tid("bravo"));
+    assert_eq!(users[1].cost, Money::parse("0.000345").unwrap());
+}
+
 // ---- connecting and migrating -----------------------------------------------------------------
 
 /// Connecting again (and several times at once) finds the migrations applied and the data kept.
@@ -566,7 +1819,32 @@ async fn migrations_are_idempotent_sqlite() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
+}
+
+/// Below the store, the SQLite ledger refuses to change an entry.
+#[tokio::test]
+async fn sqlite_usage_ledger_is_append_only() {
+    let db = sqlite_db();
+    let store = Store::connect(&db.url).await.unwrap();
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store
+        .record_usage(&scope("alpha"), &usage("alpha", "u1", 1))
+        .await
+        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let err = sqlx::query("UPDATE usage_records SET cost_micros = 0")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 10)
+            .await
+            .unwrap(),
+        [usage("alpha", "u1", 1)]
+    );
 }
 
 #[tokio::test]
@@ -585,7 +1863,7 @@ async fn migrations_are_idempotent_postgres() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 #[tokio::test]
@@ -761,6 +2039,281 @@ async fn postgres_row_level_security_isolates_tenants() {
             .unwrap()
             .is_none()
     );
+}
+
+/// Sessions and usage of alpha and bravo (the same ids in both) inserted through the store,
+/// then raw SQL without any tenant filter, as `tenantry_app` scoped to alpha and as the
+/// operator's read-only role: the database itself confines each.
+async fn row_level_security_isolates_sessions_and_usage(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    for t in ["alpha", "bravo"] {
+        store.create_tenant(&tenant(t)).await.unwrap();
+        for (i, tag) in ["s1", "s2"].into_iter().enumerate() {
+            let s = session(t, &sid(tag), "alice", "bot", i as i64);
+            store.insert_session(&scope(t), &s).await.unwrap();
+        }
+        for (i, tag) in ["u1", "u2", "u3"].into_iter().enumerate() {
+            store
+                .record_usage(&scope(t), &usage(t, tag, i as i64))
+                .await
+                .unwrap();
+        }
+    }
+    let mut conn = PgConnection::connect(url).await.unwrap();
+
+    // Scoped to alpha, unfiltered reads and writes reach alpha's rows only.
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute("SET LOCAL ROLE tenantry_app").await.unwrap();
+    tx.execute("SELECT set_config('app.tenant_id', 'alpha', true)")
+        .await
+        .unwrap();
+    let seen: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM sessions")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, ["alpha", "alpha"]);
+    let seen: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM usage_records")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, ["alpha", "alpha", "alpha"]);
+    let sums: i64 = sqlx::query_scalar("SELECT sum(cost_micros)::bigint FROM usage_records")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(sums, 3 * 345);
+    let updated = tx
+        .execute("UPDATE sessions SET status = 'stopped'")
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(updated, 2);
+    let deleted = tx
+        .execute("DELETE FROM usage_records")
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 3);
+    tx.rollback().await.unwrap();
+
+    // Without app.tenant_id, nothing is visible.
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute("SET LOCAL ROLE tenantry_app").await.unwrap();
+    for table in [
+        "SELECT count(*) FROM sessions",
+        "SELECT count(*) FROM usage_records",
+    ] {
+        let n: i64 = sqlx::query_scalar(table).fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    tx.rollback().await.unwrap();
+
+    // Writing bravo's rows from alpha's scope is refused; the ledger refuses any update; the
+    // role cannot touch the runtimes registry.
+    for (statement, why) in [
+        (
+            "INSERT INTO sessions (tenant_id, id, user_id, runtime, status, created_at, last_active_at)
+             VALUES ('bravo', 'planted-planted-planted-planted-1', 'u', 'bot', 'active', 1, 1)",
+            "row-level security",
+        ),
+        (
+            "UPDATE sessions SET tenant_id = 'bravo'",
+            "row-level security",
+        ),
+        (
+            "INSERT INTO usage_records (tenant_id, id, kind, input_tokens, output_tokens, cpu_ms,
+                                        memory_mb_ms, calls, cost_micros, status, at)
+             VALUES ('bravo', 'planted', 'model', 0, 0, 0, 0, 1, 1000000, 'ok', 1)",
+            "row-level security",
+        ),
+        ("UPDATE usage_records SET cost_micros = 0", "permission denied"),
+        ("SELECT * FROM runtimes", "permission denied"),
+        (
+            "ALTER TABLE usage_records NO FORCE ROW LEVEL SECURITY",
+            "must be owner",
+        ),
+        ("DROP POLICY operator_read ON sessions", "must be owner"),
+    ] {
+        let err = in_alpha_scope(&mut conn, statement).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{statement}: {err}");
+        assert!(err.to_string().contains(why), "{statement}: {err}");
+    }
+
+    // The operator's role reads every tenant's sessions and usage, and nothing else, and can
+    // write nothing.
+    let mut tx = conn.begin().await.unwrap();
+    tx.execute("SET LOCAL ROLE tenantry_operator")
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 6);
+    tx.rollback().await.unwrap();
+    for statement in [
+        "DELETE FROM sessions",
+        "UPDATE sessions SET status = 'expired'",
+        "INSERT INTO usage_records (tenant_id, id, kind, input_tokens, output_tokens, cpu_ms,
+                                    memory_mb_ms, calls, cost_micros, status, at)
+         VALUES ('alpha', 'x', 'model', 0, 0, 0, 0, 1, 1, 'ok', 1)",
+        "DELETE FROM usage_records",
+        "SELECT * FROM api_keys",
+        "SELECT * FROM tenants",
+        "SELECT * FROM runtimes",
+    ] {
+        let err = as_operator_role(&mut conn, statement).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{statement}: {err}");
+    }
+
+    // The role attributes the operator role's guarantees rest on.
+    let role = sqlx::query(
+        "SELECT rolsuper, rolbypassrls, rolcanlogin,
+                pg_has_role('tenantry_app', 'tenantry_operator', 'MEMBER') AS app_member
+         FROM pg_roles WHERE rolname = 'tenantry_operator'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    for attribute in ["rolsuper", "rolbypassrls", "rolcanlogin", "app_member"] {
+        assert!(!role.get::<bool, _>(attribute), "{attribute}");
+    }
+    for table in ["sessions", "usage_records"] {
+        let row = sqlx::query(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert!(row.get::<bool, _>("relrowsecurity"), "{table}");
+        assert!(row.get::<bool, _>("relforcerowsecurity"), "{table}");
+    }
+
+    // The owner itself (when no superuser, as in production) sees no tenant rows without
+    // app.tenant_id, and the operator policy does not apply to it though it is a member of the
+    // operator role.
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    if !superuser {
+        for table in [
+            "SELECT count(*) FROM sessions",
+            "SELECT count(*) FROM usage_records",
+        ] {
+            let n: i64 = sqlx::query_scalar(table)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "the owner must not see tenant rows: {table}");
+        }
+    }
+
+    // Nothing above leaked into the store's view, and the operator's reports see both tenants.
+    assert_eq!(
+        store
+            .list_sessions(&scope("bravo"), None, None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let report = store
+        .usage_report(grant(), &query(None, UsageGroup::Tenant))
+        .await
+        .unwrap();
+    assert_eq!(tenants_of(&report), ["alpha", "bravo"]);
+    assert!(report.iter().all(|r| r.records == 3));
+}
+
+#[tokio::test]
+async fn postgres_row_level_security_isolates_sessions_and_usage() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    row_level_security_isolates_sessions_and_usage(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_row_level_security_isolates_sessions_and_usage_from_the_owner() {
+    let Some(db) = postgres_db_unprivileged().await else {
+        return;
+    };
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(!superuser, "this test must run as a non-superuser owner");
+    row_level_security_isolates_sessions_and_usage(&db.url).await;
+}
+
+/// The start-up check covers every tenant table: a database where one has lost its forced
+/// row-level security, or where the operator role may write one, is refused.
+#[tokio::test]
+async fn postgres_startup_refuses_weakened_tenant_tables() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    drop(Store::connect(&db.url).await.unwrap());
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    for table in ["api_keys", "sessions", "usage_records"] {
+        for (weaken, restore) in [
+            (
+                format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"),
+                format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+            ),
+            (
+                format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"),
+                format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+            ),
+            (
+                format!("GRANT DELETE ON {table} TO tenantry_operator"),
+                format!("REVOKE DELETE ON {table} FROM tenantry_operator"),
+            ),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(weaken.clone()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let err = Store::connect(&db.url).await.unwrap_err();
+            assert!(matches!(err, StoreError::Migration(_)), "{weaken}: {err:?}");
+            assert!(err.to_string().contains(table), "{weaken}: {err}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(restore))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Store::connect(&db.url).await.unwrap();
+        }
+    }
+}
+
+/// Runs `statement` as the operator's cross-tenant reads run, in a transaction rolled back after.
+async fn as_operator_role(
+    conn: &mut PgConnection,
+    statement: &'static str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    tx.execute("SET LOCAL ROLE tenantry_operator").await?;
+    let result = sqlx::raw_sql(statement).execute(&mut *tx).await.map(|_| ());
+    tx.rollback().await?;
+    result
 }
 
 /// The transaction-local settings do not outlive their transaction on a pooled connection.
