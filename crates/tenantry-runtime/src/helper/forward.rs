@@ -1,0 +1,194 @@
+//! The two bridges the sandbox's init runs, with plain threads and blocking I/O:
+//!
+//! * agent bridge: accepts on the host-side Unix socket (bound by the helper, inherited) and
+//!   connects each connection to `127.0.0.1:<agent_port>` inside the sandbox;
+//! * platform bridge: accepts on `127.0.0.1:<platform_port>` inside the sandbox and, for each
+//!   connection, asks the helper for a connection to the platform's Unix socket (made on the
+//!   host and passed in with `SCM_RIGHTS`), then copies bytes both ways.
+//!
+//! These threads run in the sandbox's cgroup and count against its process limit; when a thread
+//! cannot be started (a fork bomb has used the limit), the connection is dropped, never queued.
+//! They must never open anything on the host themselves: the init holds no host path.
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+
+use crate::protocol::{CONTROL_MAX, ControlMsg};
+
+/// Stack of forwarder threads: they only run `io::copy` with its 8 KiB buffer.
+const STACK: usize = 64 * 1024;
+
+/// The init's end of the control socket. Requests for platform connections are serialised by
+/// `lock`, so each `Connect` gets the answer meant for it.
+#[derive(Debug)]
+pub(super) struct Control {
+    fd: OwnedFd,
+    lock: Mutex<()>,
+}
+
+impl Control {
+    pub(super) fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub(super) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Receives one message without file descriptors (used for `Go`).
+    pub(super) fn recv_plain(&self) -> Option<ControlMsg> {
+        let mut buf = [0u8; CONTROL_MAX];
+        loop {
+            match rustix::net::recv(&self.fd, &mut buf, RecvFlags::empty()) {
+                Ok((0, _)) => return None,
+                Ok((n, _)) => return ControlMsg::decode(&buf[..n]),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Asks the helper for a connection to the platform socket.
+    fn connect_platform(&self) -> io::Result<OwnedFd> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.send(&ControlMsg::Connect)?;
+        let mut buf = [0u8; 16];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let msg = loop {
+            match recvmsg(
+                &self.fd,
+                &mut [io::IoSliceMut::new(&mut buf)],
+                &mut anc,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(m) => break m,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for m in anc.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = m {
+                fds.extend(received);
+            }
+        }
+        match ControlMsg::decode(&buf[..msg.bytes]) {
+            Some(ControlMsg::Connected) if fds.len() == 1 => {
+                fds.pop().ok_or_else(|| io::Error::other("no fd"))
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "the platform endpoint refused the connection",
+            )),
+        }
+    }
+}
+
+fn spawn(f: impl FnOnce() + Send + 'static) -> bool {
+    thread::Builder::new().stack_size(STACK).spawn(f).is_ok()
+}
+
+/// Copies both directions until both are closed.
+fn relay<A, B>(a: A, b: B)
+where
+    A: Read + Write + Send + 'static + Duplex,
+    B: Read + Write + Send + 'static + Duplex,
+{
+    let (Ok(mut a2), Ok(mut b2)) = (a.dup(), b.dup()) else {
+        return;
+    };
+    let (mut a, mut b) = (a, b);
+    let upstream = thread::Builder::new().stack_size(STACK).spawn(move || {
+        let _ = io::copy(&mut a2, &mut b2);
+        b2.close_write();
+    });
+    if upstream.is_err() {
+        return;
+    }
+    let _ = io::copy(&mut b, &mut a);
+    a.close_write();
+    if let Ok(h) = upstream {
+        let _ = h.join();
+    }
+}
+
+/// A stream that can be duplicated and half-closed.
+trait Duplex: Sized {
+    fn dup(&self) -> io::Result<Self>;
+    fn close_write(&self);
+}
+
+impl Duplex for TcpStream {
+    fn dup(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl Duplex for UnixStream {
+    fn dup(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+fn connect_agent(port: u16) -> io::Result<TcpStream> {
+    TcpStream::connect(("127.0.0.1", port)).or_else(|_| TcpStream::connect(("::1", port)))
+}
+
+/// Host → agent: each connection on the bridge socket is joined to the agent's port.
+pub(super) fn serve_agent_bridge(listener: UnixListener, port: u16) {
+    spawn(move || {
+        loop {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    spawn(move || {
+                        // If the agent does not listen (yet), the host sees the connection
+                        // close without a byte, which is what an HTTP client expects.
+                        if let Ok(tcp) = connect_agent(port) {
+                            let _ = tcp.set_nodelay(true);
+                            relay(conn, tcp);
+                        }
+                    });
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+}
+
+/// Agent → platform: each connection to the forwarder port is joined to a platform connection.
+pub(super) fn serve_platform_bridge(listener: TcpListener, ctl: Arc<Control>) {
+    spawn(move || {
+        loop {
+            match listener.accept() {
+                Ok((tcp, _)) => {
+                    let ctl = Arc::clone(&ctl);
+                    spawn(move || {
+                        if let Ok(fd) = ctl.connect_platform() {
+                            let _ = tcp.set_nodelay(true);
+                            relay(tcp, UnixStream::from(fd));
+                        }
+                    });
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+}

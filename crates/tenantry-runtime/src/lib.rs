@@ -1,0 +1,55 @@
+//! The agent runtime's sandboxes: one isolated sandbox per session, never shared.
+//!
+//! This crate owns the `Sandbox` abstraction and its `process` backend: a fresh process tree in
+//! new user, mount, PID, IPC, UTS and network namespaces, on a read-only view of the host with a
+//! private `/tmp` and only the session's storage writable, confined by cgroup limits (v2, or v1
+//! on hybrid hosts), Landlock and a seccomp filter, and reachable only through two bridges: the
+//! agent's port from the platform, and the platform endpoint from the agent. It also meters
+//! each sandbox's CPU time and memory from its cgroup.
+//!
+//! Layout:
+//! * `spec` — what to run (`SandboxSpec`) and its validation;
+//! * `sandbox` — the backend trait, how a sandbox ended, what it consumed;
+//! * `process` — the platform side of the process backend (`ProcessSandbox`, `SandboxHandle`);
+//! * `helper` — the helper executable that builds the sandbox, and the sandbox's init;
+//! * `cgroup`, `seccomp` — limits and the syscall policy (kept as data);
+//! * `protocol` — the wire formats between platform, helper and init;
+//! * `probe` — what the host supports;
+//! * `sys` — the only module with `unsafe`: thin wrappers around raw system calls.
+//!
+//! Threat model: the agent is hostile code (or prompt-injected code) running as root inside its
+//! namespaces. It must not read or write anything of another session or of the host beyond the
+//! read-only system directories, see or signal other processes, reach the network other than
+//! the platform endpoint, or exhaust the host's memory, CPU or process table. Every layer
+//! (mount table, Landlock, seccomp, capabilities, cgroups) is set so that one failing open does
+//! not open the sandbox. Secrets never enter it: the agent's environment is only what its spec
+//! says, and the platform endpoint's credentials are short-lived workload tokens (DESIGN.md §2).
+//!
+//! The crate must never run the helper logic inside a multi-threaded process: `helper_main()`
+//! is called from a binary's `main` before any runtime starts.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod cgroup;
+mod error;
+mod helper;
+pub mod probe;
+mod process;
+pub mod protocol;
+mod sandbox;
+pub mod seccomp;
+mod spec;
+mod sys;
+
+pub use cgroup::CgroupLayout;
+pub use error::SandboxError;
+pub use helper::helper_main;
+pub use probe::{ProbeReport, probe};
+pub use process::{DEFAULT_SANDBOX_UID, ProcessSandbox, ProcessSandboxConfig, SandboxHandle};
+pub use sandbox::{
+    BackendKind, ComputeUsage, Sandbox, SandboxExit, SandboxReport, SandboxStatus, StartFuture,
+};
+pub use spec::{
+    DEFAULT_AGENT_PORT, DEFAULT_MOUNT_PATH, DEFAULT_PATH, DEFAULT_PLATFORM_PORT, PlatformBridge,
+    SandboxSpec,
+};

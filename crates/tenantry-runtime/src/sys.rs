@@ -1,0 +1,388 @@
+//! Thin, documented wrappers around the raw Linux calls the sandbox needs and that neither `std`
+//! nor `rustix` offer safely: `clone` with namespace flags, `fork` for probing, `mount` and
+//! friends, credential changes, capability-bounding-set drops and the loopback `ioctl`.
+//!
+//! This is the only module of the crate where `unsafe` is allowed. Every block states the
+//! invariant that makes it sound. The functions here never allocate between a `fork`/`clone` and
+//! the child's `_exit` unless the caller is known to be single-threaded (the helper process).
+//!
+//! It must never grow policy: what to mount, which capability to keep or which syscall to deny
+//! is decided by the callers; this module only performs the call and reports `errno`.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cstring(p: &[u8]) -> io::Result<CString> {
+    CString::new(p).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// What `clone_process` returned in the calling process.
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// We are the child.
+    Child,
+    /// We are the parent; the child has this (host) pid.
+    Parent(libc::pid_t),
+}
+
+/// `clone(flags | SIGCHLD)` without a new stack: fork semantics (the child gets a copy-on-write
+/// copy of the address space) plus the given `CLONE_NEW*` flags.
+///
+/// Must only be called by a single-threaded process (the helper): the child continues running
+/// arbitrary Rust code, which is only sound when no other thread could have held a lock (e.g.
+/// the allocator's) at the moment of the copy.
+pub(crate) fn clone_process(ns_flags: libc::c_int) -> io::Result<Forked> {
+    let flags = (ns_flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: the raw clone syscall with a null stack pointer behaves like fork(2): the child
+    // resumes here on a copy of the parent's stack. The remaining arguments (parent_tid,
+    // child_tid, tls) are unused because no CLONE_*TID/CLONE_SETTLS flag is passed. The caller
+    // guarantees the process is single-threaded, so the child inherits no half-held locks.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// Forks, runs `child` in the child (which must only make async-signal-safe calls: raw
+/// syscalls, no allocation, no locks) and returns the child's raw wait status.
+///
+/// Used by `probe()`, which may run in a multi-threaded process; `child` therefore receives only
+/// data prepared before the fork and returns the exit code for `_exit`.
+pub(crate) fn fork_and_wait(child: impl FnOnce() -> libc::c_int) -> io::Result<libc::c_int> {
+    // SAFETY: after fork in a possibly multi-threaded parent, the child only runs `child`, whose
+    // contract (documented above and upheld by every caller in this crate) is to make raw
+    // syscalls on pre-allocated data, and then `_exit`s without running destructors or atexit
+    // handlers.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = child();
+        // SAFETY: `_exit` is async-signal-safe and never returns.
+        unsafe { libc::_exit(code) }
+    }
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable c_int; `pid` is our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            return Ok(status);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `unshare(2)`; returns the raw errno on failure so it can be called from `fork_and_wait`'s
+/// child without allocating.
+pub(crate) fn unshare_raw(flags: libc::c_int) -> libc::c_int {
+    // SAFETY: unshare takes an integer and touches no memory of ours.
+    if unsafe { libc::unshare(flags) } == -1 {
+        errno()
+    } else {
+        0
+    }
+}
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
+    match unshare_raw(flags) {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// `waitpid(-1, &status, 0)`: the next child to end, with its raw wait status.
+pub(crate) fn wait_any() -> io::Result<(libc::pid_t, libc::c_int)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable c_int.
+    let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+    if pid == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((pid, status))
+    }
+}
+
+/// The calling thread's errno, without allocating.
+pub(crate) fn errno() -> libc::c_int {
+    // SAFETY: __errno_location always returns a valid pointer to the thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `mount(2)` with optional source, file-system type and data.
+pub(crate) fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source
+        .map(|s| cstring(s.as_os_str().as_bytes()))
+        .transpose()?;
+    let target = cstring(target.as_os_str().as_bytes())?;
+    let fstype = fstype.map(|s| cstring(s.as_bytes())).transpose()?;
+    let data = data.map(|s| cstring(s.as_bytes())).transpose()?;
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either null (allowed by mount(2) for source, fstype and data) or
+    // points to a NUL-terminated string owned by a local that outlives the call.
+    check(unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    })
+}
+
+/// `umount2(2)`.
+pub(crate) fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let target = cstring(target.as_os_str().as_bytes())?;
+    // SAFETY: `target` is a valid NUL-terminated string alive for the call.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) })
+}
+
+/// `pivot_root(2)` (no libc wrapper exists).
+pub(crate) fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let new_root = cstring(new_root.as_os_str().as_bytes())?;
+    let put_old = cstring(put_old.as_os_str().as_bytes())?;
+    // SAFETY: both arguments are valid NUL-terminated strings alive for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `statvfs(2)`'s `f_flag` for a path: the mount flags that a bind remount must preserve.
+pub(crate) fn statvfs_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let path = cstring(path.as_os_str().as_bytes())?;
+    // SAFETY: statvfs is plain old data; zeroed is a valid value for it.
+    let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `buf` a valid, writable statvfs.
+    check(unsafe { libc::statvfs(path.as_ptr(), &mut buf) })?;
+    Ok(buf.f_flag)
+}
+
+/// `setgroups(0, NULL)`: drop every supplementary group.
+pub(crate) fn clear_groups() -> io::Result<()> {
+    // SAFETY: a zero-length list with a null pointer is the documented way to clear the groups.
+    check(unsafe { libc::setgroups(0, std::ptr::null()) })
+}
+
+/// `setresgid(g, g, g)` then `setresuid(u, u, u)` (glibc applies them to every thread).
+pub(crate) fn set_ids(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresuid(uid, uid, uid) })
+}
+
+/// `sethostname(2)`.
+pub(crate) fn set_hostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe the bytes of `name`, alive for the call.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+}
+
+/// `prctl` with integer arguments only.
+pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: every prctl option used by this crate (PDEATHSIG, DUMPABLE, CAPBSET_DROP,
+    // SECUREBITS, CAP_AMBIENT, NO_NEW_PRIVS) takes integer arguments and no pointers.
+    let rc = unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Drops every capability from the bounding set (up to the kernel's last known one).
+pub(crate) fn drop_bounding_set() -> io::Result<()> {
+    for cap in 0..64 {
+        match prctl(libc::PR_CAPBSET_DROP, cap) {
+            Ok(_) => {}
+            // EINVAL: past the kernel's last capability.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `capset` with empty effective, permitted and inheritable sets for the calling thread.
+pub(crate) fn clear_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data match the kernel's `__user_cap_header_struct` and the two
+    // `__user_cap_data_struct`s that version 3 expects; both outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets the `IFF_UP` flag of the loopback interface of the current network namespace.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() takes integers and returns a new fd or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let r = set_lo_up(fd);
+    // SAFETY: `fd` was returned by socket() above and is closed exactly once.
+    unsafe { libc::close(fd) };
+    r
+}
+
+fn set_lo_up(fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq naming "lo"; SIOCGIFFLAGS fills `ifru_flags`.
+    check(unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: reading the union member the kernel just filled in.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: `req` is a valid ifreq with the name and new flags set.
+    check(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) })
+}
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the kernel's Landlock
+/// ABI version, or `None` when Landlock is unsupported or disabled.
+pub(crate) fn landlock_abi_version() -> Option<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer and size 0, this flag only queries the version.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    u32::try_from(rc).ok().filter(|v| *v > 0)
+}
+
+/// Installs an already-compiled seccomp program on the calling thread, without allocating
+/// (callable between `fork` and `_exit`). Returns the raw errno on failure.
+pub(crate) fn seccomp_install_raw(program: &[seccompiler::sock_filter]) -> libc::c_int {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    let Ok(len) = libc::c_ushort::try_from(program.len()) else {
+        return libc::E2BIG;
+    };
+    let prog = SockFprog {
+        len,
+        filter: program.as_ptr(),
+    };
+    // SAFETY: integer-only prctl.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return errno();
+    }
+    // SAFETY: `prog` points at `program`, which has the kernel's `struct sock_filter` layout
+    // (seccompiler declares it `repr(C)`) and outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &prog as *const SockFprog,
+        )
+    };
+    if rc == 0 { 0 } else { errno() }
+}
+
+/// A raw syscall with one integer argument (the others zero); returns -1 with errno set on
+/// failure. Allocation-free, for use in `fork_and_wait` children.
+#[cfg(test)]
+pub(crate) fn raw_syscall1(nr: i64, arg0: u64) -> i64 {
+    // SAFETY: only used by tests with syscalls whose remaining arguments may be zero/null
+    // (the kernel validates user pointers and returns EFAULT rather than touching our memory).
+    unsafe { libc::syscall(nr, arg0, 0u64, 0u64, 0u64, 0u64, 0u64) }
+}
+
+/// `kill(2)`.
+pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::kill(pid, sig) })
+}
+
+/// The effective uid and gid of the calling process.
+pub(crate) fn effective_ids() -> (libc::uid_t, libc::gid_t) {
+    // SAFETY: geteuid/getegid cannot fail and take no arguments.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// `_exit(2)`: ends the process without running destructors (used by the sandbox init, whose
+/// stack belongs to a forked copy of the helper).
+pub(crate) fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: `_exit` is always safe to call and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Replaces `target` (0, 1 or 2) with a duplicate of `source`.
+pub(crate) fn dup_onto(source: libc::c_int, target: libc::c_int) -> io::Result<()> {
+    // SAFETY: dup2 takes two fds; it closes `target` atomically if open.
+    if unsafe { libc::dup2(source, target) } == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
