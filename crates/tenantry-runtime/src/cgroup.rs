@@ -434,6 +434,15 @@ impl SandboxCgroup {
         read_u64(&dir.join("pids.current"))
     }
 
+    /// How many times a fork was refused because the process limit was reached.
+    pub fn pids_limit_hits(&self) -> Option<u64> {
+        let dir = match &self.kind {
+            CgroupKind::V2 { dir } => dir,
+            CgroupKind::V1 { pids, .. } => pids,
+        };
+        read_keyed(&dir.join("pids.events"), "max")
+    }
+
     /// Sends SIGKILL to every process of the sandbox: `cgroup.kill` on v2 where the kernel has
     /// it, otherwise every pid listed in `cgroup.procs`, repeated until none is left (a process
     /// forked during the sweep is caught by the next pass).

@@ -219,7 +219,8 @@ impl ProcessSandbox {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            // Not `kill_on_drop`: closing its stdin makes the helper kill the sandbox and reap
+            // its init itself, leaving no zombie to the host's init.
             .spawn()
             .map_err(|source| SandboxError::Helper {
                 path: self.config.helper.clone(),
@@ -708,6 +709,11 @@ impl SandboxHandle {
         self.cgroup.pids_current()
     }
 
+    /// How many forks the process limit has refused so far.
+    pub fn pids_limit_hits(&self) -> Option<u64> {
+        self.cgroup.pids_limit_hits()
+    }
+
     /// The sandbox's cgroup directories (`v1`: one per hierarchy).
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         self.cgroup.dirs()
@@ -780,8 +786,8 @@ impl Drop for SandboxHandle {
         if stopped {
             return;
         }
-        // The helper is killed by `kill_on_drop`, its stdin closes, and the init dies with it
-        // (parent-death signal); clean the rest off the async runtime.
+        // Dropping the helper's stdin (a field of `self`) tells it to kill the sandbox; the
+        // cgroup sweep below covers a helper that is itself gone. Off the async runtime.
         drop(Cleanup {
             cgroup: Some(Arc::clone(&self.cgroup)),
             run_dir: Some(self.run_dir.clone()),

@@ -57,6 +57,8 @@ fn init_main(
     // If the helper dies, so does the sandbox (and with PID 1 gone, every process in it).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(env("setting the parent-death signal"))?;
+    // What `ps` inside the sandbox shows for PID 1.
+    let _ = rustix::thread::set_name(c"sandbox-init");
     // The helper's stdin and stdout are its channels to the platform; the agent gets neither.
     let null = File::options()
         .read(true)

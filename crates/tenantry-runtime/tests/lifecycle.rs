@@ -1,0 +1,253 @@
+//! A sandbox's life from the platform's side: the agent's HTTP server is reachable through the
+//! bridge, storage outlives the sandbox, `stop()` (and dropping the handle) leaves nothing
+//! behind, and failures to start are reported clearly.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tenantry_runtime::{SandboxError, SandboxExit, SandboxStatus};
+
+const HTTP_AGENT: &str = r#"
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "Healthy", "path": self.path,
+                           "session_dir": os.environ["SESSION_DIR"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_http_server_is_reachable_through_connect_agent() {
+    let Some(backend) = backend("the_agents_http_server_is_reachable_through_connect_agent") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let workdir = dirs.agent("http", HTTP_AGENT);
+    let storage = dirs.storage("storage");
+    let handle = backend
+        .launch(python_spec("http", &workdir, &storage))
+        .await
+        .unwrap();
+    handle
+        .wait_for_agent(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; output: {:?}", handle.recent_output()));
+    assert!(handle.agent_socket_path().exists());
+    let response = http_get(handle.connect_agent().await.unwrap(), "/ping").await;
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    assert!(response.contains(r#""status": "Healthy""#), "{response}");
+    assert!(
+        response.contains(r#""session_dir": "/mnt/session""#),
+        "{response}"
+    );
+
+    // Several connections at once.
+    let mut joins = Vec::new();
+    for i in 0..8 {
+        let stream = handle.connect_agent().await.unwrap();
+        joins.push(tokio::spawn(async move {
+            http_get(stream, &format!("/n{i}")).await
+        }));
+    }
+    for (i, j) in joins.into_iter().enumerate() {
+        let r = j.await.unwrap();
+        assert!(r.contains(&format!("/n{i}")), "{r}");
+    }
+    let report = handle.stop().await.unwrap();
+    assert_eq!(report.exit, SandboxExit::Stopped);
+    assert!(
+        !handle.agent_socket_path().exists(),
+        "run directory removed"
+    );
+    assert!(matches!(
+        handle.connect_agent().await,
+        Err(SandboxError::NotRunning(_))
+    ));
+}
+
+#[tokio::test]
+async fn storage_written_in_one_sandbox_is_there_in_the_next() {
+    let Some(backend) = backend("storage_written_in_one_sandbox_is_there_in_the_next") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let code = r#"
+import os
+path = os.path.join(os.environ["SESSION_DIR"], "counter")
+n = int(open(path).read()) if os.path.exists(path) else 0
+os.makedirs(os.path.join(os.environ["SESSION_DIR"], "nested"), exist_ok=True)
+open(path, "w").write(str(n + 1))
+"#;
+    let workdir = dirs.agent("counter", code);
+    let storage = dirs.storage("storage");
+    for expected in 1..=3 {
+        let handle = backend
+            .launch(python_spec("persist", &workdir, &storage))
+            .await
+            .unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(20), handle.wait())
+            .await
+            .unwrap();
+        assert_eq!(
+            exit,
+            SandboxExit::Exited { code: 0 },
+            "{:?}",
+            handle.recent_output()
+        );
+        handle.stop().await.unwrap();
+        let n = std::fs::read_to_string(storage.join("counter")).unwrap();
+        assert_eq!(n, expected.to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_kills_the_whole_tree_and_removes_the_cgroup() {
+    let Some(backend) = backend("stop_kills_the_whole_tree_and_removes_the_cgroup") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    // Children, grandchildren in their own sessions, and a process ignoring SIGTERM.
+    let code = r#"
+import os, signal, subprocess, time
+for _ in range(3):
+    subprocess.Popen(["/bin/sh", "-c", "sleep 1000 & sleep 1000"], start_new_session=True)
+subprocess.Popen(["/usr/bin/python3", "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"])
+open(os.path.join(os.environ["SESSION_DIR"], "started"), "w").write("yes")
+time.sleep(1000)
+"#;
+    let workdir = dirs.agent("tree", code);
+    let storage = dirs.storage("storage");
+    let handle = backend
+        .launch(python_spec("tree", &workdir, &storage))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !storage.join("started").exists() || handle.pids().len() < 9 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "tree never grew: {:?}",
+            handle.pids()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pids = handle.pids();
+    let cgroups = handle.cgroup_dirs();
+    assert_eq!(
+        handle.cgroup_version(),
+        if cgroups.len() > 1 { "v1" } else { "v2" }
+    );
+    assert!(cgroups.iter().all(|d| d.exists()));
+    let init = handle.init_pid();
+    assert!(pids.contains(&init));
+
+    let report = tokio::time::timeout(Duration::from_secs(10), handle.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.exit, SandboxExit::Stopped);
+    assert_eq!(handle.status(), SandboxStatus::Ended(SandboxExit::Stopped));
+    for pid in &pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} survived stop()"
+        );
+    }
+    for d in &cgroups {
+        assert!(!d.exists(), "cgroup {} still exists", d.display());
+    }
+    // Idempotent.
+    assert_eq!(handle.stop().await.unwrap().exit, SandboxExit::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_kills_the_sandbox() {
+    let Some(backend) = backend("dropping_the_handle_kills_the_sandbox") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let workdir = dirs.agent("sleepy", "import time\ntime.sleep(1000)\n");
+    let storage = dirs.storage("storage");
+    let handle = backend
+        .launch(python_spec("drop", &workdir, &storage))
+        .await
+        .unwrap();
+    let init = handle.init_pid();
+    let cgroups = handle.cgroup_dirs();
+    drop(handle);
+    let start = std::time::Instant::now();
+    while Path::new(&format!("/proc/{init}")).exists() || cgroups.iter().any(|d| d.exists()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sandbox outlived its handle"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_start_is_a_clear_error() {
+    let Some(backend) = backend("an_agent_that_cannot_start_is_a_clear_error") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let workdir = dirs.agent("missing", "");
+    let storage = dirs.storage("storage");
+    let mut spec = python_spec("missing", &workdir, &storage);
+    spec.command = vec!["no-such-agent-binary".into()];
+    let err = backend.launch(spec).await.unwrap_err();
+    assert!(matches!(err, SandboxError::AgentSpawn(_)), "{err}");
+    assert!(err.to_string().contains("no-such-agent-binary"), "{err}");
+    assert_eq!(err.code(), tenantry_core::ErrorCode::UpstreamError);
+
+    let mut spec = python_spec("bad", &workdir, &storage);
+    spec.mount_path = "/etc/session".into();
+    let err = backend.launch(spec).await.unwrap_err();
+    assert!(matches!(err, SandboxError::InvalidSpec(_)), "{err}");
+
+    let spec = python_spec("gone", &workdir, &dirs.path("does-not-exist"));
+    let err = backend.launch(spec).await.unwrap_err();
+    assert!(err.to_string().contains("does-not-exist"), "{err}");
+}
+
+#[tokio::test]
+async fn the_agent_exit_code_is_reported() {
+    let Some(backend) = backend("the_agent_exit_code_is_reported") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let workdir = dirs.agent(
+        "fail",
+        "import sys\nprint('bye', file=sys.stderr)\nsys.exit(7)\n",
+    );
+    let storage = dirs.storage("storage");
+    let handle = backend
+        .launch(python_spec("exit", &workdir, &storage))
+        .await
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), handle.wait())
+        .await
+        .unwrap();
+    assert_eq!(exit, SandboxExit::Exited { code: 7 });
+    assert!(matches!(
+        handle.wait_for_agent(Duration::from_secs(1)).await,
+        Err(SandboxError::NotRunning(_))
+    ));
+    handle.stop().await.unwrap();
+    assert!(handle.recent_output().iter().any(|l| l == "bye"));
+}
