@@ -45,6 +45,12 @@ pub enum ErrorCode {
     Unavailable,
     /// An upstream we called failed.
     UpstreamError,
+    /// The session's agent could not be reached: it crashed, never listened, or was stopped.
+    AgentUnavailable,
+    /// The session's agent answered with something that is not HTTP.
+    AgentError,
+    /// The session's sandbox was killed for going over its memory limit.
+    SandboxOom,
     /// A bug or an unexpected state in Tenantry.
     Internal,
 }
@@ -68,6 +74,9 @@ impl ErrorCode {
             ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::AgentError => "agent_error",
+            ErrorCode::SandboxOom => "sandbox_oom",
             ErrorCode::Internal => "internal",
         }
     }
@@ -84,14 +93,20 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::RateLimited | ErrorCode::BudgetExceeded => 429,
             ErrorCode::Unavailable => 503,
-            ErrorCode::UpstreamError => 502,
+            ErrorCode::UpstreamError
+            | ErrorCode::AgentUnavailable
+            | ErrorCode::AgentError
+            | ErrorCode::SandboxOom => 502,
             ErrorCode::Internal => 500,
         }
     }
 
     pub const fn retryable(self) -> bool {
         match self {
-            ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::UpstreamError => true,
+            ErrorCode::RateLimited
+            | ErrorCode::Unavailable
+            | ErrorCode::UpstreamError
+            | ErrorCode::AgentUnavailable => true,
             ErrorCode::InvalidRequest
             | ErrorCode::InvalidJson
             | ErrorCode::PayloadTooLarge
@@ -105,6 +120,8 @@ impl ErrorCode {
             | ErrorCode::MethodNotAllowed
             | ErrorCode::Conflict
             | ErrorCode::BudgetExceeded
+            | ErrorCode::AgentError
+            | ErrorCode::SandboxOom
             | ErrorCode::Internal => false,
         }
     }
@@ -125,7 +142,12 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::RateLimited
             | ErrorCode::BudgetExceeded => Blame::Caller,
-            ErrorCode::Unavailable | ErrorCode::UpstreamError => Blame::Upstream,
+            // The agent is the tenant's code: to the platform it is an upstream.
+            ErrorCode::Unavailable
+            | ErrorCode::UpstreamError
+            | ErrorCode::AgentUnavailable
+            | ErrorCode::AgentError
+            | ErrorCode::SandboxOom => Blame::Upstream,
             ErrorCode::Internal => Blame::Internal,
         }
     }

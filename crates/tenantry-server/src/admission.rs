@@ -14,8 +14,14 @@ use crate::auth::{CallerTier, authenticate};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Adds the decision's `RateLimit-*` headers, unless the handler already set its own: a
+/// narrower limit checked by the endpoint (e.g. the model gateway's requests per minute) is
+/// the one the caller must see.
 fn with_headers(mut response: Response, decision: &Decision) -> Response {
     for (name, value) in decision.headers() {
+        if response.headers().contains_key(name) {
+            continue;
+        }
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, v);
         }

@@ -90,12 +90,20 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
     }
     if looks_like_jwt(token) && unverified_issuer(token).as_deref() == Some(WORKLOAD_ISSUER) {
         let id = state.workload.verify(token)?;
+        // A workload token is good only while its session runs: stopping a session revokes it.
+        if !state.sessions.is_live(&id.tenant, &id.session) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "the workload token's session is not running",
+            ));
+        }
         return Ok(Claimed {
             tenant: id.tenant,
             user: id.user,
             roles: Vec::new(),
             credential: CredentialKind::Workload {
                 session_id: id.session,
+                runtime: id.runtime,
             },
         });
     }

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tenantry_core::Tier;
 use tenantry_identity::IssuerConfig;
+use tenantry_models::{ModelsConfig, ProviderConfig};
+
+/// The hidden subcommand of `tenantry` that runs the sandbox helper.
+pub const SANDBOX_HELPER_SUBCOMMAND: &str = "sandbox-helper";
 
 /// Environment variables that override keys of the file, and the key each one sets.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -61,6 +65,11 @@ pub struct ServerConfig {
     /// Largest request body accepted by the control plane and other small JSON endpoints.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Largest request body accepted by the model gateway (`/v1/chat/completions`,
+    /// `/v1/embeddings`): long conversations and inline images are larger than control-plane
+    /// calls.
+    #[serde(default = "default_model_max_body")]
+    pub model_max_body_bytes: usize,
     #[serde(default)]
     pub log_format: LogFormat,
 }
@@ -73,12 +82,17 @@ fn default_max_body() -> usize {
     1024 * 1024
 }
 
+fn default_model_max_body() -> usize {
+    10 * 1024 * 1024
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
             public_url: None,
             max_body_bytes: default_max_body(),
+            model_max_body_bytes: default_model_max_body(),
             log_format: LogFormat::Text,
         }
     }
@@ -120,6 +134,54 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             url: default_limits_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Where session storage lives (one directory per session, below one per tenant).
+    #[serde(default = "default_storage_dir")]
+    pub storage_dir: PathBuf,
+    /// Where sandboxes' sockets and run files live.
+    #[serde(default = "default_run_dir")]
+    pub run_dir: PathBuf,
+    /// The sandbox helper program [default: this `tenantry` binary, with `helper_args`
+    /// `["sandbox-helper"]`].
+    #[serde(default)]
+    pub helper: Option<PathBuf>,
+    #[serde(default)]
+    pub helper_args: Option<Vec<String>>,
+    /// Longest wait for a new sandbox's agent to listen on its port.
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout_seconds: u64,
+    /// Divides lifecycle durations; only tests set it (it cannot come from the file).
+    #[serde(skip)]
+    pub time_divisor: u32,
+}
+
+fn default_ready_timeout() -> u64 {
+    20
+}
+
+fn default_storage_dir() -> PathBuf {
+    PathBuf::from("sessions")
+}
+
+fn default_run_dir() -> PathBuf {
+    PathBuf::from("run")
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            storage_dir: default_storage_dir(),
+            run_dir: default_run_dir(),
+            helper: None,
+            helper_args: None,
+            ready_timeout_seconds: default_ready_timeout(),
+            time_divisor: 1,
         }
     }
 }
@@ -225,10 +287,20 @@ pub struct Config {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
     pub identity: IdentitySection,
     /// Tiers created at first start; afterwards the control plane is the source of truth.
     #[serde(default)]
     pub tiers: Vec<Tier>,
+    /// The model gateway: providers, catalogue, and initial routes per tier and tenant (the
+    /// control plane overrides routes at run time).
+    #[serde(default)]
+    pub models: ModelsConfig,
+    /// The values of the environment variables that `[models.providers]` name for credentials,
+    /// read through the injected lookup when the file is loaded. Never serialised or logged.
+    #[serde(skip)]
+    pub models_env: ModelsEnv,
     /// Directory of the config file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -241,10 +313,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        // Absolute, so paths derived from it (sandbox mounts, sockets) never depend on the
+        // working directory.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            Some(_) | None => PathBuf::from("."),
+        };
+        let base = std::fs::canonicalize(&parent).unwrap_or(parent);
         Self::from_toml(&text, &base, env).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -273,6 +348,7 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         config.base_dir = base_dir.to_path_buf();
+        config.models_env = ModelsEnv::capture(&config.models, env);
         config.resolve_paths();
         config.validate()?;
         Ok(config)
@@ -292,6 +368,11 @@ impl Config {
             abs(p);
         }
         abs(&mut self.identity.workload_key_file);
+        abs(&mut self.runtime.storage_dir);
+        abs(&mut self.runtime.run_dir);
+        if let Some(p) = self.runtime.helper.as_mut() {
+            abs(p);
+        }
         if let Some(rest) = self.database.url.strip_prefix("sqlite://")
             && !rest.starts_with('/')
             && !rest.starts_with(':')
@@ -318,6 +399,12 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.model_max_body_bytes < 1024 {
+            return Err(invalid(
+                "server.model_max_body_bytes",
+                "must be at least 1024",
+            ));
         }
         let db = &self.database.url;
         if !(db.starts_with("sqlite:")
@@ -426,6 +513,26 @@ impl Config {
         Ok(key)
     }
 
+    /// The sandbox helper and its arguments: the configured one, or this program itself when
+    /// it is the `tenantry` binary (which runs the helper as a hidden subcommand).
+    pub fn sandbox_helper(&self) -> Option<(PathBuf, Vec<String>)> {
+        if let Some(helper) = &self.runtime.helper {
+            return Some((
+                helper.clone(),
+                self.runtime.helper_args.clone().unwrap_or_default(),
+            ));
+        }
+        let exe = std::env::current_exe().ok()?;
+        (exe.file_name()? == "tenantry").then(|| {
+            let args = self
+                .runtime
+                .helper_args
+                .clone()
+                .unwrap_or_else(|| vec![SANDBOX_HELPER_SUBCOMMAND.to_string()]);
+            (exe, args)
+        })
+    }
+
     /// The development issuer's `iss`.
     pub fn dev_issuer_name(&self) -> String {
         self.identity
@@ -433,6 +540,52 @@ impl Config {
             .issuer
             .clone()
             .unwrap_or_else(|| self.public_url())
+    }
+}
+
+/// Credentials from the environment for `[models.providers]`, captured when the config is
+/// loaded so the model router is built (at start-up) from the same injected source. Its `Debug`
+/// shows only the variable names.
+#[derive(Clone, Default)]
+pub struct ModelsEnv(std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for ModelsEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl ModelsEnv {
+    fn capture(models: &ModelsConfig, env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut names: Vec<&str> = Vec::new();
+        for p in models.providers.values() {
+            match p {
+                ProviderConfig::Openai(c) => names.extend(c.api_key_env.as_deref()),
+                ProviderConfig::Anthropic(c) => names.extend(c.api_key_env.as_deref()),
+                ProviderConfig::Bedrock(c) => names.extend([
+                    c.access_key_id_env.as_str(),
+                    c.secret_access_key_env.as_str(),
+                    c.session_token_env.as_str(),
+                ]),
+                ProviderConfig::Mock(_) => {}
+            }
+        }
+        Self(
+            names
+                .into_iter()
+                .filter_map(|n| env(n).map(|v| (n.to_owned(), v)))
+                .collect(),
+        )
+    }
+
+    /// The captured value of `name`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    /// Sets a value, for tests and embedders that build a `Config` in code.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(name.into(), value.into());
     }
 }
 

@@ -1,4 +1,6 @@
-//! API errors: one JSON shape, `{"error":{"code","message","request_id"}}`, for every failure.
+//! API errors: one JSON shape, `{"error":{"code","message","type","request_id"}}`, for every
+//! failure. `type` is the OpenAI error type of the code, so OpenAI client libraries pointed at
+//! the model gateway classify Tenantry's errors as they do OpenAI's.
 //!
 //! Errors of the layers below (store, identity) are classified here through their own
 //! exhaustive `code()` mappings; internal details are logged, never sent to the caller.
@@ -105,6 +107,30 @@ impl From<LimitError> for ApiError {
     }
 }
 
+/// The OpenAI error `type` closest to a code (`invalid_request_error`, `rate_limit_error`...).
+pub const fn openai_type(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidJson
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType
+        | ErrorCode::MethodNotAllowed
+        | ErrorCode::Conflict => "invalid_request_error",
+        ErrorCode::Unauthenticated | ErrorCode::InvalidToken => "authentication_error",
+        ErrorCode::Forbidden | ErrorCode::ModelNotEntitled | ErrorCode::TenantSuspended => {
+            "permission_error"
+        }
+        ErrorCode::NotFound => "not_found_error",
+        ErrorCode::RateLimited => "rate_limit_error",
+        ErrorCode::BudgetExceeded => "insufficient_quota",
+        ErrorCode::Unavailable | ErrorCode::Internal => "server_error",
+        ErrorCode::UpstreamError
+        | ErrorCode::AgentUnavailable
+        | ErrorCode::AgentError
+        | ErrorCode::SandboxOom => "api_error",
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
@@ -113,6 +139,7 @@ impl IntoResponse for ApiError {
             "error": {
                 "code": self.code.as_str(),
                 "message": self.message,
+                "type": openai_type(self.code),
                 "request_id": current_request_id(),
             }
         });

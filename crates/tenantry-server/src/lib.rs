@@ -15,6 +15,8 @@ pub mod extract;
 pub mod json;
 pub mod middleware;
 pub mod routes;
+pub mod runtimes;
+pub mod sessions;
 pub mod state;
 pub mod statedir;
 
@@ -115,6 +117,17 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     .with_min_refresh_interval(Duration::from_secs(
         config.identity.jwks_min_refresh_seconds,
     ));
+    let sessions = sessions::SessionManager::new(
+        sessions::SessionSettings {
+            storage_root: config.runtime.storage_dir.clone(),
+            run_root: config.runtime.run_dir.clone(),
+            helper: config.sandbox_helper(),
+            ready_timeout: Duration::from_secs(config.runtime.ready_timeout_seconds.max(1)),
+            time_divisor: config.runtime.time_divisor,
+        },
+        store.clone(),
+        workload.clone(),
+    );
     Ok(AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -126,6 +139,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             workload,
             dev_issuer,
             registry: state::RegistryCache::default(),
+            sessions,
         }),
     })
 }
@@ -177,6 +191,7 @@ impl Server {
         })?;
         let state = build_state(config).await?;
         let app = app(state.clone());
+        state.sessions.start(app.clone());
         let (stop, mut stopped) = watch::channel(false);
         // Small JSON responses must not wait for Nagle's algorithm.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -206,6 +221,7 @@ impl Server {
     /// Stops accepting connections and waits (up to 10 s) for requests in flight.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.state.sessions.shutdown().await;
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),

@@ -32,6 +32,7 @@ pub struct Inner {
     pub workload: WorkloadIssuer,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub registry: RegistryCache,
+    pub sessions: crate::sessions::SessionManager,
 }
 
 impl std::ops::Deref for AppState {

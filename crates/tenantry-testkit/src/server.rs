@@ -61,6 +61,17 @@ impl TestServerBuilder {
         self
     }
 
+    /// Runs sandboxes with this helper program (e.g. the `tenantry` binary with
+    /// `["sandbox-helper"]`).
+    pub fn sandbox_helper(self, program: impl Into<PathBuf>, args: &[&str]) -> Self {
+        let program = program.into();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.configure(move |c| {
+            c.runtime.helper = Some(program);
+            c.runtime.helper_args = Some(args);
+        })
+    }
+
     /// Uses this database instead of a temporary SQLite file.
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.database_url = Some(url.into());

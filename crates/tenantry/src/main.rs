@@ -15,6 +15,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The sandbox helper must run before anything starts a thread: it creates user
+    // namespaces, which a multi-threaded process cannot.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            tenantry_server::config::SANDBOX_HELPER_SUBCOMMAND,
+        ))
+    {
+        return tenantry_runtime::helper_main();
+    }
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,7 +1,9 @@
 //! The HTTP surface: which path goes to which handler, and the limits in front of them.
 
 pub mod admin;
+pub mod invocations;
 pub mod keys;
+pub mod runtimes;
 pub mod system;
 pub mod tenant;
 
@@ -22,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(system::discovery))
         .merge(tenant::routes(state.clone()))
         .merge(admin::routes())
+        .merge(runtimes::routes())
+        .merge(invocations::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,0 +1,162 @@
+//! Invoking agents and managing one's sessions (tenant callers):
+//! `POST /v1/runtimes/{runtime}/invocations`, `GET /v1/sessions`, `GET|DELETE /v1/sessions/{id}`.
+//!
+//! A session belongs to the (tenant, user) that created it: for anyone else it does not exist.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_core::{ErrorCode, RuntimeName};
+use tenantry_limits::{ConcurrencyKey, Dimension, Subject};
+use tenantry_store::SessionRecord;
+
+use crate::auth::{CallerTier, TenantCaller};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::sessions::{AGENTCORE_SESSION_HEADER, SESSION_HEADER, new_session_id, valid_session_id};
+use crate::state::AppState;
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/runtimes/{runtime}/invocations", post(invoke))
+        .route("/v1/sessions", get(list))
+        .route("/v1/sessions/{id}", get(show).delete(stop))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::admission::admit,
+        ))
+}
+
+/// The session id the caller asked for, or a new one.
+fn session_id(headers: &HeaderMap) -> ApiResult<String> {
+    let given = headers
+        .get(SESSION_HEADER)
+        .or_else(|| headers.get(AGENTCORE_SESSION_HEADER));
+    match given {
+        None => Ok(new_session_id()),
+        Some(v) => {
+            let id = v
+                .to_str()
+                .map_err(|_| ApiError::invalid("the session id header is not valid text"))?;
+            if valid_session_id(id) {
+                Ok(id.to_string())
+            } else {
+                Err(ApiError::invalid(
+                    "a session id must be 33 to 256 characters of letters, digits, '-', '_' and '.'",
+                ))
+            }
+        }
+    }
+}
+
+async fn invoke(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    CallerTier(tier): CallerTier,
+    ApiPath(runtime): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, ApiError> {
+    let name = RuntimeName::new(&runtime).map_err(|_| ApiError::not_found("runtime"))?;
+    let runtime = super::runtimes::load(&state, &name)
+        .await?
+        .filter(|r| r.visible_to(&ctx.tenant_id))
+        .ok_or_else(|| ApiError::not_found("runtime"))?;
+    let tier = tier
+        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the tenant's tier does not exist"))?;
+    let session = session_id(&headers)?;
+    let permit = match tier.limits.concurrent_invocations {
+        None => None,
+        Some(max) => {
+            let key = ConcurrencyKey::new(
+                Subject::tenant(ctx.tenant_id.clone()),
+                Dimension::Invocations,
+            );
+            Some(state.limiter.acquire(&key, max).await?)
+        }
+    };
+    state
+        .sessions
+        .invoke(&ctx, &tier, runtime, session, &headers, body, permit)
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    runtime: Option<String>,
+}
+
+fn view(state: &AppState, s: &SessionRecord) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "running".into(),
+            json!(state.sessions.is_live(&s.tenant_id, &s.id)),
+        );
+    }
+    v
+}
+
+/// The caller's own sessions (a user sees only the sessions they created).
+async fn list(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let runtime = match q.runtime {
+        Some(r) => Some(RuntimeName::new(r).map_err(|e| ApiError::invalid(e.to_string()))?),
+        None => None,
+    };
+    let sessions = state
+        .store
+        .list_sessions(&ctx.scope(), Some(&ctx.user_id), runtime.as_ref())
+        .await?;
+    let views: Vec<Value> = sessions.iter().map(|s| view(&state, s)).collect();
+    Ok(Json(json!({ "sessions": views })))
+}
+
+async fn own_session(
+    state: &AppState,
+    ctx: &tenantry_core::TenantContext,
+    id: &str,
+) -> ApiResult<SessionRecord> {
+    state
+        .store
+        .get_session(&ctx.scope(), id)
+        .await?
+        .filter(|s| s.user_id == ctx.user_id)
+        .ok_or_else(|| ApiError::not_found("session"))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let s = own_session(&state, &ctx, &id).await?;
+    Ok(Json(view(&state, &s)))
+}
+
+/// Stops the session's sandbox; its storage stays and the next invocation resumes it.
+async fn stop(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    own_session(&state, &ctx, &id).await?;
+    let was_running = state
+        .sessions
+        .stop(&ctx.tenant_id, &id, "stopped_by_user")
+        .await;
+    let s = own_session(&state, &ctx, &id).await?;
+    let mut v = view(&state, &s);
+    v["was_running"] = json!(was_running);
+    Ok(Json(v))
+}

@@ -1,0 +1,191 @@
+//! The control plane for runtimes: `/v1/admin/runtimes` (operator key only).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use tenantry_core::{ErrorCode, RuntimeName, unix_now};
+
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::json::{ApiJson, parse_json};
+use crate::runtimes::{Runtime, RuntimeSpec, Tenancy};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/runtimes", get(list).post(create))
+        .route(
+            "/v1/admin/runtimes/{name}",
+            get(show).patch(update).delete(remove),
+        )
+}
+
+fn parse_name(raw: &str) -> ApiResult<RuntimeName> {
+    RuntimeName::new(raw).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+fn parse_tenancy(v: Option<Value>) -> ApiResult<Tenancy> {
+    match v {
+        None => Ok(Tenancy::Shared),
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("tenancy must be \"shared\" or {{\"dedicated\": \"TENANT\"}}: {e}"),
+            )
+        }),
+    }
+}
+
+fn parse_spec(body: Map<String, Value>) -> ApiResult<RuntimeSpec> {
+    let bytes = serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| ApiError::internal("re-encoding a runtime", e))?;
+    let spec: RuntimeSpec = parse_json(&bytes)?;
+    spec.validate().map_err(ApiError::invalid)?;
+    Ok(spec)
+}
+
+pub async fn load(state: &AppState, name: &RuntimeName) -> ApiResult<Option<Runtime>> {
+    match state.store.get_runtime(name).await? {
+        None => Ok(None),
+        Some(record) => Runtime::from_record(record)
+            .map(Some)
+            .map_err(|e| ApiError::internal("reading a runtime", e)),
+    }
+}
+
+async fn require_tenant_exists(state: &AppState, tenancy: &Tenancy) -> ApiResult<()> {
+    if let Tenancy::Dedicated(t) = tenancy
+        && state.store.get_tenant(t).await?.is_none()
+    {
+        return Err(ApiError::invalid(format!(
+            "tenancy: tenant {t} does not exist; create it first"
+        )));
+    }
+    Ok(())
+}
+
+async fn create(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Runtime>)> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "the body must be a JSON object",
+        ));
+    };
+    let name = match body.remove("name") {
+        Some(Value::String(n)) => parse_name(&n)?,
+        Some(_) | None => {
+            return Err(ApiError::invalid(
+                "name is required: a slug such as echo-agent",
+            ));
+        }
+    };
+    let tenancy = parse_tenancy(body.remove("tenancy"))?;
+    let spec = parse_spec(body)?;
+    require_tenant_exists(&state, &tenancy).await?;
+    let now = unix_now();
+    let runtime = Runtime {
+        name,
+        tenancy,
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    let record = runtime
+        .to_record()
+        .map_err(|e| ApiError::internal("encoding a runtime", e))?;
+    state.store.create_runtime(&record).await?;
+    tracing::info!(runtime = %runtime.name, "runtime created");
+    Ok((StatusCode::CREATED, Json(runtime)))
+}
+
+async fn list(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut runtimes = Vec::new();
+    for record in state.store.list_runtimes().await? {
+        runtimes.push(
+            Runtime::from_record(record).map_err(|e| ApiError::internal("reading a runtime", e))?,
+        );
+    }
+    Ok(Json(json!({ "runtimes": runtimes })))
+}
+
+async fn show(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Runtime>> {
+    let name = parse_name(&name)?;
+    load(&state, &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("runtime"))
+}
+
+/// Changes the given top-level fields of the spec (and `tenancy`); the rest stays. Sessions
+/// started afterwards use the new spec; running ones keep theirs.
+async fn update(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(patch): ApiJson<Value>,
+) -> ApiResult<Json<Runtime>> {
+    let name = parse_name(&name)?;
+    let mut runtime = load(&state, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("runtime"))?;
+    let Value::Object(mut patch) = patch else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "the body must be a JSON object",
+        ));
+    };
+    if patch
+        .remove("name")
+        .is_some_and(|n| n != Value::String(name.to_string()))
+    {
+        return Err(ApiError::invalid(
+            "a runtime cannot be renamed; create a new one",
+        ));
+    }
+    if let Some(t) = patch.remove("tenancy") {
+        runtime.tenancy = parse_tenancy(Some(t))?;
+        require_tenant_exists(&state, &runtime.tenancy).await?;
+    }
+    let Value::Object(mut body) = serde_json::to_value(&runtime.spec)
+        .map_err(|e| ApiError::internal("encoding a runtime", e))?
+    else {
+        return Err(ApiError::internal("encoding a runtime", "not an object"));
+    };
+    body.extend(patch);
+    runtime.spec = parse_spec(body)?;
+    runtime.updated_at = unix_now();
+    let record = runtime
+        .to_record()
+        .map_err(|e| ApiError::internal("encoding a runtime", e))?;
+    if !state.store.update_runtime(&record).await? {
+        return Err(ApiError::not_found("runtime"));
+    }
+    tracing::info!(runtime = %runtime.name, "runtime updated");
+    Ok(Json(runtime))
+}
+
+async fn remove(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let name = parse_name(&name)?;
+    if !state.store.delete_runtime(&name).await? {
+        return Err(ApiError::not_found("runtime"));
+    }
+    state.sessions.runtime_deleted(&name).await;
+    tracing::info!(runtime = %name, "runtime deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
