@@ -354,7 +354,7 @@ impl SessionManager {
                         "the agent did not answer within 15 minutes",
                     ));
                 }
-                Ok(Err(e)) => return Err(self.forward_error(&live, e)),
+                Ok(Err(e)) => return Err(forward_error(&live, e).await),
                 Ok(Ok(r)) => r,
             };
         let (parts, incoming) = response.into_parts();
@@ -371,29 +371,6 @@ impl SessionManager {
         });
         out.body(body)
             .map_err(|e| ApiError::internal("building the response", e))
-    }
-
-    fn forward_error(&self, live: &Live, e: hyper::Error) -> ApiError {
-        if let SandboxStatus::Ended(exit) = live.sandbox.handle.status() {
-            return ended_error(exit, &live.sandbox.handle.recent_output());
-        }
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            return ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                "the body is larger than the runtime's max_body_bytes",
-            );
-        }
-        if e.is_parse() || e.is_parse_status() {
-            return ApiError::new(
-                ErrorCode::AgentError,
-                format!("the agent answered with something that is not HTTP: {e}"),
-            );
-        }
-        agent_unavailable(format!(
-            "the agent closed the connection without answering: {e}"
-        ))
     }
 
     /// The live session for this caller: running already, resumed, or created.
@@ -428,20 +405,15 @@ impl SessionManager {
             if matches!(live.sandbox.handle.status(), SandboxStatus::Running) {
                 return Ok(live.clone());
             }
-            // The sandbox ended on its own (crash, OOM): report it once, then a new invocation
-            // starts a fresh sandbox on the same storage.
-            let live = guard.take();
-            drop(guard);
-            if let Some(live) = live {
-                let exit = match live.sandbox.handle.status() {
+            // The sandbox ended on its own (crash, OOM; the invocation that saw it was told).
+            // Meter it and start a fresh sandbox on the same storage.
+            if let Some(ended) = guard.take() {
+                let exit = match ended.sandbox.handle.status() {
                     SandboxStatus::Ended(exit) => exit,
                     SandboxStatus::Running => SandboxExit::Stopped,
                 };
-                let output = live.sandbox.handle.recent_output();
-                self.finish(&key, live, exit.as_str()).await;
-                return Err(ended_error(exit, &output));
+                self.finish_keep_slot(&key, ended, exit.as_str()).await;
             }
-            return Err(agent_unavailable("the session's sandbox ended"));
         }
         let now = unix_now();
         let resumed = match record {
@@ -781,6 +753,11 @@ impl SessionManager {
         if let Ok(mut m) = self.inner.live.lock() {
             m.remove(key);
         }
+        self.finish_keep_slot(key, live, reason).await;
+    }
+
+    /// `finish`, for a caller that holds the session's slot and goes on using it.
+    async fn finish_keep_slot(&self, key: &LiveKey, live: Arc<Live>, reason: &str) {
         let report = live.sandbox.handle.stop().await;
         let (tenant, session) = key;
         let scope = TenantScope::for_operator(OperatorGrant::verified(), tenant.clone());
@@ -924,6 +901,38 @@ impl SessionManager {
     pub async fn sweep_now(&self) {
         self.sweep_storage().await;
     }
+}
+
+/// Classifies a failed exchange with the agent. A connection that drops mid-request is often
+/// the kernel killing the agent: give the sandbox a moment to report how it ended.
+async fn forward_error(live: &Live, e: hyper::Error) -> ApiError {
+    let too_large =
+        std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+    if too_large {
+        return ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the body is larger than the runtime's max_body_bytes",
+        );
+    }
+    let handle = &live.sandbox.handle;
+    if !e.is_parse() && !e.is_parse_status() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), handle.wait()).await;
+    }
+    if let SandboxStatus::Ended(exit) = handle.status() {
+        return ended_error(exit, &handle.recent_output());
+    }
+    if handle.usage().oom_kills > 0 {
+        return ended_error(SandboxExit::OutOfMemory, &[]);
+    }
+    if e.is_parse() || e.is_parse_status() {
+        return ApiError::new(
+            ErrorCode::AgentError,
+            format!("the agent answered with something that is not HTTP: {e}"),
+        );
+    }
+    agent_unavailable(format!(
+        "the agent closed the connection without answering: {e}"
+    ))
 }
 
 /// Asks the agent's `/ping` whether it is busy. Anything but a clear `HealthyBusy` is "not busy".

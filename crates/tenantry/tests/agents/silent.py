@@ -1,0 +1,3 @@
+# An agent that runs but never listens on its port.
+import time
+time.sleep(3600)

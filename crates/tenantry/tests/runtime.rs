@@ -1,0 +1,505 @@
+//! The agent runtime driven from the outside: real sandboxes started through the `tenantry`
+//! binary's helper, the example agents, and hostile or broken ones.
+//!
+//! These tests need user namespaces and cgroups; where the host lacks them they print a SKIP
+//! line saying what is missing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tenantry_testkit::{RequestBody, Response, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python_agent_dir() -> String {
+    repo()
+        .join("examples/agents/python")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn test_agents_dir() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/agents")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn sandboxes_available(test: &str) -> bool {
+    let report = tenantry_runtime::probe();
+    if report.sandbox_supported() {
+        true
+    } else {
+        eprintln!(
+            "SKIP {test}: this host cannot run sandboxes: {}",
+            report.missing().join("; ")
+        );
+        false
+    }
+}
+
+async fn server(divisor: u32) -> TestServer {
+    TestServer::builder()
+        .sandbox_helper(BIN, &["sandbox-helper"])
+        .configure(move |c| {
+            c.runtime.ready_timeout_seconds = 5;
+            c.runtime.time_divisor = divisor;
+        })
+        .start()
+        .await
+}
+
+fn session_id(tag: &str) -> String {
+    format!("{tag}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:032x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn invoke(
+    s: &TestServer,
+    runtime: &str,
+    token: &str,
+    session: &str,
+    body: Value,
+    extra: &[(&str, &str)],
+) -> Response {
+    let mut headers = vec![("X-Tenantry-Session-Id", session)];
+    headers.extend_from_slice(extra);
+    s.request(
+        "POST",
+        &format!("/v1/runtimes/{runtime}/invocations"),
+        Some(token),
+        &headers,
+        Some(RequestBody::Json(body)),
+    )
+    .await
+}
+
+async fn create_runtime(s: &TestServer, body: Value) {
+    s.admin("POST", "/v1/admin/runtimes", Some(body)).await;
+}
+
+#[tokio::test]
+async fn sessions_carry_context_persist_storage_and_belong_to_their_owner() {
+    if !sandboxes_available("sessions_carry_context_persist_storage_and_belong_to_their_owner") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    s.create_tenant("globex", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "allowed_headers": ["X-Tenantry-Custom-Plan"]}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("ctx");
+
+    let r = invoke(
+        &s,
+        "py",
+        &alice,
+        &session,
+        json!({"prompt": "hi", "call_platform": true}),
+        &[
+            ("X-Tenantry-Custom-Plan", "gold"),
+            ("X-Tenantry-Custom-Secret", "not allowlisted"),
+            ("X-Tenantry-Tenant-Id", "globex"),
+            ("X-Tenantry-Tier", "premium"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ctx = &r.body["context"];
+    assert_eq!(ctx["X-Tenantry-Tenant-Id"], "acme");
+    assert_eq!(ctx["X-Tenantry-Tier"], "standard");
+    assert_eq!(ctx["X-Tenantry-User-Id"], "alice");
+    assert_eq!(ctx["X-Tenantry-Session-Id"], session.as_str());
+    assert_eq!(
+        ctx["X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"],
+        session.as_str()
+    );
+    assert_eq!(
+        r.body["custom_headers"],
+        json!({"x-tenantry-custom-plan": "gold"})
+    );
+    assert_eq!(r.body["invocations_in_session"], 1);
+    assert_eq!(r.header("x-tenantry-session-id"), Some(session.as_str()));
+    // The agent reached the platform with its OPENAI_API_KEY-style secret, as the session.
+    let platform = &r.body["platform"]["body"];
+    assert_eq!(platform["tenant"]["tenant_id"], "acme", "{}", r.text);
+    assert_eq!(platform["principal"]["credential"]["kind"], "workload");
+
+    // Same session again: the counter in session storage goes on.
+    let r = invoke(&s, "py", &alice, &session, json!({}), &[]).await;
+    assert_eq!(r.body["invocations_in_session"], 2);
+
+    // Another user of the same tenant cannot use, see or stop it.
+    let carol = s.token("acme", "carol", &[]);
+    let r = invoke(&s, "py", &carol, &session, json!({}), &[]).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.text);
+    // Another tenant cannot see or stop it; to globex the id names nothing, so using it
+    // creates globex's own session, which shares nothing with acme's.
+    let bob = s.token("globex", "bob", &[]);
+    for token in [&bob, &carol] {
+        let r = s.delete(&format!("/v1/sessions/{session}"), token).await;
+        assert_eq!(r.status, 404);
+        let r = s.get(&format!("/v1/sessions/{session}"), token).await;
+        assert_eq!(r.status, 404);
+    }
+    let r = invoke(&s, "py", &bob, &session, json!({}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["context"]["X-Tenantry-Tenant-Id"], "globex");
+    assert_eq!(
+        r.body["invocations_in_session"], 1,
+        "globex must not see acme's storage"
+    );
+    s.delete(&format!("/v1/sessions/{session}"), &bob).await;
+
+    // Stop, then resume: the storage is still there.
+    let r = s.delete(&format!("/v1/sessions/{session}"), &alice).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["was_running"], true);
+    assert_eq!(r.body["status"], "stopped");
+    let listed = s.get("/v1/sessions", &alice).await;
+    assert_eq!(listed.body["sessions"][0]["running"], false);
+    let r = invoke(&s, "py", &alice, &session, json!({}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["invocations_in_session"], 3);
+
+    // Compute is metered per session when it stops.
+    s.delete(&format!("/v1/sessions/{session}"), &alice).await;
+    let scope = tenantry_core::TenantScope::for_operator(
+        tenantry_core::OperatorGrant::verified(),
+        tenantry_core::TenantId::new("acme").unwrap(),
+    );
+    let usage = s
+        .server()
+        .state
+        .store
+        .list_usage(&scope, 0, i64::MAX, 100)
+        .await
+        .unwrap();
+    let compute: Vec<_> = usage
+        .iter()
+        .filter(|u| {
+            u.kind == tenantry_store::UsageKind::Compute
+                && u.session_id.as_deref() == Some(session.as_str())
+        })
+        .collect();
+    assert_eq!(
+        compute.len(),
+        2,
+        "one compute record per sandbox: {usage:?}"
+    );
+    assert!(
+        compute.iter().all(|u| u.cpu_ms > 0 && u.memory_mb_ms > 0),
+        "{compute:?}"
+    );
+    assert!(
+        compute
+            .iter()
+            .all(|u| u.runtime.as_ref().map(|r| r.as_str()) == Some("py"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn storage_expires_and_workload_tokens_die_with_their_session() {
+    if !sandboxes_available("storage_expires_and_workload_tokens_die_with_their_session") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "storage": {"idle_expiry_seconds": 1}}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("exp");
+    let r = invoke(&s, "py", &alice, &session, json!({}), &[]).await;
+    assert_eq!(r.body["invocations_in_session"], 1, "{}", r.text);
+    let workload = s
+        .server()
+        .state
+        .workload
+        .mint(
+            &tenantry_core::TenantId::new("acme").unwrap(),
+            &tenantry_core::UserId::new("alice").unwrap(),
+            &session,
+            "py",
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    assert_eq!(s.get("/v1/me", &workload).await.status, 200);
+    s.delete(&format!("/v1/sessions/{session}"), &alice).await;
+    let r = s.get("/v1/me", &workload).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "invalid_token"),
+        "a stopped session's token is dead"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.server().state.sessions.sweep_now().await;
+    let r = s.get(&format!("/v1/sessions/{session}"), &alice).await;
+    assert_eq!(r.status, 404, "the expired session is gone");
+    let r = invoke(&s, "py", &alice, &session, json!({}), &[]).await;
+    assert_eq!(
+        r.body["invocations_in_session"], 1,
+        "storage was deleted: {}",
+        r.text
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn broken_agents_give_clear_errors_not_hangs() {
+    if !sandboxes_available("broken_agents_give_clear_errors_not_hangs") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    let dir = test_agents_dir();
+    for (name, script) in [
+        ("crash", "crash.py"),
+        ("silent", "silent.py"),
+        ("garbage", "garbage.py"),
+    ] {
+        create_runtime(
+            &s,
+            json!({"name": name, "command": ["python3", script], "workdir": dir}),
+        )
+        .await;
+    }
+    let alice = s.token("acme", "alice", &[]);
+    for (runtime, code) in [
+        ("crash", "agent_unavailable"),
+        ("silent", "agent_unavailable"),
+        ("garbage", "agent_error"),
+    ] {
+        let started = Instant::now();
+        let r = invoke(&s, runtime, &alice, &session_id(runtime), json!({}), &[]).await;
+        assert_eq!((r.status, r.code()), (502, code), "{runtime}: {}", r.text);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{runtime} took {:?}",
+            started.elapsed()
+        );
+    }
+    let r = invoke(&s, "crash", &alice, &session_id("crash"), json!({}), &[]).await;
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("code 3"),
+        "{}",
+        r.text
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn memory_limit_kills_the_agent_with_sandbox_oom() {
+    if !sandboxes_available("memory_limit_kills_the_agent_with_sandbox_oom") {
+        return;
+    }
+    let s = server(1).await;
+    // basic: 256 MiB per sandbox.
+    s.create_tenant("acme", "basic").await;
+    create_runtime(
+        &s,
+        json!({"name": "hog", "command": ["python3", "hog.py"], "workdir": test_agents_dir()}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("oom");
+    let r = invoke(&s, "hog", &alice, &session, json!({"allocate_mb": 16}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = invoke(
+        &s,
+        "hog",
+        &alice,
+        &session,
+        json!({"allocate_mb": 1024}),
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (502, "sandbox_oom"), "{}", r.text);
+    // The platform is fine, and the session starts afresh on the next call.
+    assert_eq!(s.get("/v1/me", &alice).await.status, 200);
+    let r = invoke(&s, "hog", &alice, &session, json!({"allocate_mb": 1}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dedicated_runtimes_exist_only_for_their_tenant() {
+    if !sandboxes_available("dedicated_runtimes_exist_only_for_their_tenant") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    s.create_tenant("globex", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "acme-only", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "tenancy": {"dedicated": "acme"}}),
+    )
+    .await;
+    let acme = s.token("acme", "alice", &[]);
+    let globex = s.token("globex", "bob", &[]);
+    let r = invoke(
+        &s,
+        "acme-only",
+        &globex,
+        &session_id("silo"),
+        json!({}),
+        &[],
+    )
+    .await;
+    let missing = invoke(
+        &s,
+        "no-such-runtime",
+        &globex,
+        &session_id("silo"),
+        json!({}),
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    assert_eq!(r.body["error"]["message"], missing.body["error"]["message"]);
+    let r = invoke(&s, "acme-only", &acme, &session_id("silo"), json!({}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn idle_timeout_stops_sessions_unless_busy() {
+    if !sandboxes_available("idle_timeout_stops_sessions_unless_busy") {
+        return;
+    }
+    // Lifecycle durations divided by 30: the 60 s idle timeout acts after 2 s.
+    let s = server(30).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "lifecycle": {"idle_timeout_seconds": 60, "max_lifetime_seconds": 600}}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let idle = session_id("idle");
+    let busy = session_id("busy");
+    assert_eq!(
+        invoke(&s, "py", &alice, &idle, json!({}), &[]).await.status,
+        200
+    );
+    // This one reports HealthyBusy on /ping for 6 s (three idle timeouts).
+    let r = invoke(&s, "py", &alice, &busy, json!({"busy_seconds": 6}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let state = &s.server().state;
+    let acme = tenantry_core::TenantId::new("acme").unwrap();
+    assert!(
+        !state.sessions.is_live(&acme, &idle),
+        "idle session must be stopped"
+    );
+    assert!(
+        state.sessions.is_live(&acme, &busy),
+        "HealthyBusy must keep the session"
+    );
+    let r = s.get(&format!("/v1/sessions/{idle}"), &alice).await;
+    assert_eq!(r.body["stop_reason"], "idle_timeout", "{}", r.text);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn max_lifetime_stops_even_busy_sessions() {
+    if !sandboxes_available("max_lifetime_stops_even_busy_sessions") {
+        return;
+    }
+    // Divided by 60: the 60 s maximum lifetime acts after 1 s.
+    let s = server(60).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "lifecycle": {"idle_timeout_seconds": 600, "max_lifetime_seconds": 60}}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("life");
+    assert_eq!(
+        invoke(&s, "py", &alice, &session, json!({"busy_seconds": 60}), &[])
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = s.get(&format!("/v1/sessions/{session}"), &alice).await;
+    assert_eq!(r.body["stop_reason"], "max_lifetime", "{}", r.text);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn warm_pool_serves_new_sessions_once_each() {
+    if !sandboxes_available("warm_pool_serves_new_sessions_once_each") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(), "warm_pool": 2}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    // The first session fills the pool for this tenant.
+    assert_eq!(
+        invoke(&s, "py", &alice, &session_id("w0"), json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut counters = Vec::new();
+    for i in 0..3 {
+        let r = invoke(
+            &s,
+            "py",
+            &alice,
+            &session_id(&format!("w{}", i + 1)),
+            json!({}),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        counters.push(r.body["invocations_in_session"].clone());
+    }
+    // Every new session starts with empty storage: a warm sandbox is never reused.
+    assert_eq!(counters, [json!(1), json!(1), json!(1)]);
+    s.stop().await;
+}
