@@ -454,6 +454,7 @@ impl SandboxCgroup {
             }
         }
         let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
         loop {
             let pids = self.pids();
             if pids.is_empty() || start.elapsed() > deadline {
@@ -464,7 +465,8 @@ impl SandboxCgroup {
                     let _ = crate::sys::kill(pid, libc::SIGKILL);
                 }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 
@@ -480,7 +482,7 @@ impl SandboxCgroup {
                         if start.elapsed() >= deadline {
                             return Err(cg_err("remove", &dir)(e));
                         }
-                        std::thread::sleep(Duration::from_millis(5));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                 }
             }

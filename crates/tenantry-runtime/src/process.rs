@@ -740,11 +740,18 @@ impl SandboxHandle {
         if let Some(mut stdin) = self.control.lock().await.take() {
             let _ = stdin.write_all(b"kill\n").await;
         }
-        let cg = Arc::clone(&self.cgroup);
-        let _ = tokio::task::spawn_blocking(move || cg.kill_all(Duration::from_secs(1))).await;
+        // The helper kills the init through its pidfd; the kernel then kills everything else
+        // in the PID namespace and the init's exit waits for them, so the exit report means
+        // the sandbox is empty. The cgroup sweep is the fallback for a helper that does not
+        // answer.
         let exit = match tokio::time::timeout(self.stop_timeout, self.wait()).await {
             Ok(exit) => exit,
-            Err(_) => SandboxExit::Stopped,
+            Err(_) => {
+                let cg = Arc::clone(&self.cgroup);
+                let _ =
+                    tokio::task::spawn_blocking(move || cg.kill_all(Duration::from_secs(1))).await;
+                SandboxExit::Stopped
+            }
         };
         if let Some(mut child) = self.helper.lock().await.take()
             && tokio::time::timeout(self.stop_timeout, child.wait())

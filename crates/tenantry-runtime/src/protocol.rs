@@ -43,7 +43,7 @@ pub struct HelperSpec {
     /// The helper may map ids other than its own (it runs as root on the host): supplementary
     /// groups are then dropped inside instead of `setgroups` being denied.
     pub privileged: bool,
-    /// `cgroup.procs` files the init is written to before it is released.
+    /// `cgroup.procs` files the init is written to before it may start the agent.
     pub cgroup_procs: Vec<PathBuf>,
     pub tmp_size_mb: u32,
     pub hostname: String,
@@ -116,8 +116,10 @@ impl HelperEvent {
 /// Messages on the init ↔ helper control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMsg {
-    /// helper → init: id maps written and cgroups joined; go on.
+    /// helper → init: id maps written; build the sandbox.
     Go,
+    /// helper → init: the init is in the sandbox's cgroup(s); the agent may start.
+    Placed,
     /// init → helper: the agent has started.
     Ready,
     /// init → helper: set-up failed at this stage.
@@ -139,6 +141,7 @@ impl ControlMsg {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             ControlMsg::Go => b"G".to_vec(),
+            ControlMsg::Placed => b"P".to_vec(),
             ControlMsg::Ready => b"R".to_vec(),
             ControlMsg::Connect => b"C".to_vec(),
             ControlMsg::Connected => b"F".to_vec(),
@@ -165,6 +168,7 @@ impl ControlMsg {
         let (&tag, rest) = bytes.split_first()?;
         match (tag, rest.len()) {
             (b'G', 0) => Some(ControlMsg::Go),
+            (b'P', 0) => Some(ControlMsg::Placed),
             (b'R', 0) => Some(ControlMsg::Ready),
             (b'C', 0) => Some(ControlMsg::Connect),
             (b'F', 0) => Some(ControlMsg::Connected),
@@ -214,6 +218,7 @@ mod tests {
     fn control_messages_round_trip() {
         for m in [
             ControlMsg::Go,
+            ControlMsg::Placed,
             ControlMsg::Ready,
             ControlMsg::Connect,
             ControlMsg::Connected,

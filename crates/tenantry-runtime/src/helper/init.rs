@@ -2,10 +2,11 @@
 //! starts the agent, forwards the two bridges and reaps zombies.
 //!
 //! Order matters and is fixed:
-//! 1. wait for the helper's `Go` (id maps written, cgroups joined);
-//! 2. enter a new cgroup namespace (the sandbox's cgroup becomes its `/`);
-//! 3. build the root file system (`mounts`), set the hostname, bring up loopback;
-//! 4. bind the platform forwarder's TCP port, so the agent can never take it first;
+//! 1. wait for the helper's `Go` (id maps written);
+//! 2. build the root file system (`mounts`), set the hostname, bring up loopback;
+//! 3. bind the platform forwarder's TCP port, so the agent can never take it first;
+//! 4. wait for `Placed` (the helper has moved us into the session's cgroups, meanwhile), then
+//!    enter a new cgroup namespace (the sandbox's cgroup becomes its `/`);
 //! 5. drop every capability, apply Landlock, install the seccomp filters (`confine`): from
 //!    here on, neither the init nor anything it starts can mount, create namespaces, ptrace...;
 //! 6. start the agent, become non-dumpable (the agent shares our uid and must not read our
@@ -69,13 +70,10 @@ fn init_main(
     sys::dup_onto(2, 1).map_err(env("redirecting stdout"))?;
     drop(null);
 
-    match ctl.recv_plain() {
-        Some(ControlMsg::Go) => {}
+    if ctl.recv_plain() != Some(ControlMsg::Go) {
         // The helper gave up (and will kill us): nothing to report.
-        Some(_) | None => return Ok(1),
+        return Ok(1);
     }
-    // Best effort: a kernel without cgroup namespaces still isolates through the mount table.
-    let _ = sys::unshare(libc::CLONE_NEWCGROUP);
 
     mounts::build_root(spec).map_err(|e| (SetupStage::Environment, e))?;
     sys::set_hostname(&spec.hostname).map_err(env("setting the hostname"))?;
@@ -87,6 +85,12 @@ fn init_main(
         ),
         None => None,
     };
+
+    if ctl.recv_plain() != Some(ControlMsg::Placed) {
+        return Ok(1);
+    }
+    // Best effort: a kernel without cgroup namespaces still isolates through the mount table.
+    let _ = sys::unshare(libc::CLONE_NEWCGROUP);
 
     confine::drop_capabilities().map_err(|e| {
         (

@@ -10,8 +10,10 @@
 //! 2. binds the agent bridge's Unix socket on the host (mode 0600, so only the platform's user
 //!    can reach the agent);
 //! 3. clones the sandbox's init into new user, mount, PID, IPC, UTS and network namespaces;
-//! 4. writes the init's uid/gid maps (root inside → the sandbox's host uid) and places it in
-//!    the session's cgroup(s), then lets it go on (see `init` for what happens inside);
+//! 4. writes the init's uid/gid maps (root inside → the sandbox's host uid) and lets it build
+//!    the sandbox (see `init` for what happens inside) while it places it in the session's
+//!    cgroup(s) — moving a task between v1 cgroups can wait for an RCU grace period, so this
+//!    overlaps with the init's mounts; the init starts no agent code before it is placed;
 //! 5. stays outside the sandbox as its supervisor: it reports `ready`, serves the init's
 //!    requests for connections to the platform socket, kills the sandbox when told (`kill` on
 //!    stdin, or stdin closed), and reports how it ended.
@@ -200,18 +202,19 @@ fn supervise(spec: &HelperSpec, mut input: StdinLines) -> Result<(), Failure> {
     drop(init_ctl);
     drop(listener);
     let child = Child::new(pid)?;
-    match prepare_child(spec, pid) {
-        Ok(()) => {}
-        Err(f) => {
-            child.kill();
-            let _ = child.wait();
-            return Err(f);
-        }
-    }
-    if let Err(e) = rustix::net::send(&ctl, &ControlMsg::Go.encode(), SendFlags::NOSIGNAL) {
+    let release = |msg: ControlMsg| {
+        rustix::net::send(&ctl, &msg.encode(), SendFlags::NOSIGNAL)
+            .map(|_| ())
+            .map_err(|e| env_err("releasing the sandbox init")(e.into()))
+    };
+    let prepared = write_id_maps(spec, pid)
+        .and_then(|()| release(ControlMsg::Go))
+        .and_then(|()| join_cgroups(spec, pid))
+        .and_then(|()| release(ControlMsg::Placed));
+    if let Err(f) = prepared {
         child.kill();
         let _ = child.wait();
-        return Err(env_err("releasing the sandbox init")(e.into()));
+        return Err(f);
     }
     supervise_loop(spec, &child, &ctl, &mut input)
 }
@@ -253,8 +256,8 @@ impl Child {
     }
 }
 
-/// Id maps and cgroup placement, done from outside while the init waits for `Go`.
-fn prepare_child(spec: &HelperSpec, pid: libc::pid_t) -> Result<(), Failure> {
+/// Id maps, written from outside while the init waits for `Go`.
+fn write_id_maps(spec: &HelperSpec, pid: libc::pid_t) -> Result<(), Failure> {
     let proc_dir = Path::new("/proc").join(pid.to_string());
     let ns = |what: String| move |e: io::Error| (SetupStage::Namespaces, format!("{what}: {e}"));
     if !spec.privileged {
@@ -271,6 +274,11 @@ fn prepare_child(spec: &HelperSpec, pid: libc::pid_t) -> Result<(), Failure> {
         format!("{} {} 1\n", spec.gid.inside, spec.gid.outside),
     )
     .map_err(ns(format!("writing gid_map (0 → {})", spec.gid.outside)))?;
+    Ok(())
+}
+
+/// Cgroup placement; the init's future children (the agent) inherit it.
+fn join_cgroups(spec: &HelperSpec, pid: libc::pid_t) -> Result<(), Failure> {
     for procs in &spec.cgroup_procs {
         fs::write(procs, pid.to_string())
             .map_err(env_err(&format!("joining cgroup {}", procs.display())))?;
@@ -389,6 +397,7 @@ fn classify(msg: Option<ControlMsg>) -> ControlEvent {
         }
         // Messages only the helper sends, `Connect` (handled by the caller) and garbage.
         Some(ControlMsg::Go)
+        | Some(ControlMsg::Placed)
         | Some(ControlMsg::Connect)
         | Some(ControlMsg::Connected)
         | Some(ControlMsg::Refused)
