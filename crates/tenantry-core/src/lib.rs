@@ -24,7 +24,7 @@ pub use tenant::{
     IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Tenant, TenantIsolation,
     TenantStatus,
 };
-pub use tier::{SandboxResources, Tier, TierLimits};
+pub use tier::{SandboxResources, Tier, TierLimits, UserLimits};
 
 /// Seconds since the Unix epoch, the one clock representation stored and returned by the API.
 pub fn unix_now() -> i64 {

@@ -20,8 +20,8 @@ pub enum CredentialKind {
     Jwt { issuer: String },
     /// A tenant API key, by its public id.
     ApiKey { key_id: String },
-    /// A workload token minted by Tenantry for an agent session.
-    Workload { session_id: String },
+    /// A workload token minted by Tenantry for an agent session of a runtime.
+    Workload { session_id: String, runtime: String },
 }
 
 /// The verified identity of a request.

@@ -24,6 +24,25 @@ pub struct TierLimits {
     /// Spending limit per calendar month, in US dollars.
     #[serde(default)]
     pub budget_per_month: Option<Money>,
+    /// Model gateway calls (`/v1/chat/completions`, `/v1/embeddings`) per minute per tenant.
+    #[serde(default)]
+    pub model_requests_per_minute: Option<u32>,
+    /// The same limits for each user of a tenant (within the tenant's own).
+    #[serde(default)]
+    pub per_user: UserLimits,
+}
+
+/// Limits of each user of a tenant on a tier. `None` means no limit beyond the tenant's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimits {
+    #[serde(default)]
+    pub model_requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Spending limit per calendar month, in US dollars.
+    #[serde(default)]
+    pub budget_per_month: Option<Money>,
 }
 
 impl Default for TierLimits {
@@ -35,6 +54,8 @@ impl Default for TierLimits {
             concurrent_sessions: Some(10),
             tokens_per_minute: Some(100_000),
             budget_per_month: Some(Money::from_micros(50_000_000)),
+            model_requests_per_minute: Some(600),
+            per_user: UserLimits::default(),
         }
     }
 }
@@ -100,6 +121,15 @@ impl Tier {
         }
         if l.budget_per_month.is_some_and(|m| m.micros() < 0) {
             return Err("limits.budget_per_month must not be negative".into());
+        }
+        if l.per_user.budget_per_month.is_some_and(|m| m.micros() < 0) {
+            return Err("limits.per_user.budget_per_month must not be negative".into());
+        }
+        if l.model_requests_per_minute == Some(0) || l.per_user.model_requests_per_minute == Some(0)
+        {
+            return Err(
+                "model_requests_per_minute must be at least 1 (omit it for no limit)".into(),
+            );
         }
         let s = &self.sandbox;
         if s.memory_mb < 16 {

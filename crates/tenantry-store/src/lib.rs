@@ -1,4 +1,5 @@
-//! Tenantry's persistence: the operator's registry (tiers, tenants, runtimes) and tenant data
+//! Tenantry's persistence: the operator's registry (tiers, tenants, runtimes, and the settings
+//! the control plane keeps per tier and tenant) and tenant data
 //! (API keys, sessions, the usage ledger; memory and the rest later), on SQLite (embedded) or
 //! PostgreSQL (scale-out).
 //!
@@ -36,8 +37,8 @@ use tenantry_core::{
 
 pub use error::StoreError;
 pub use record::{
-    ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, UsageGroup,
-    UsageKind, UsageQuery, UsageRecord, UsageRow, is_valid_session_id,
+    ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, SettingKind,
+    SettingRecord, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow, is_valid_session_id,
 };
 
 /// The most sessions `Store::list_sessions` returns.
@@ -184,6 +185,55 @@ impl Store {
     /// data, resolved by the runtime name) until they are stopped and swept.
     pub async fn delete_runtime(&self, name: &RuntimeName) -> Result<bool, StoreError> {
         dispatch!(self.delete_runtime(name))
+    }
+
+    // ---- operator data: settings of tiers and tenants --------------------------------------
+
+    /// The tiers' settings of one kind, ordered by tier (byte order on both backends).
+    pub async fn list_tier_settings(
+        &self,
+        kind: SettingKind,
+    ) -> Result<Vec<SettingRecord<TierName>>, StoreError> {
+        dispatch!(self.list_tier_settings(kind))
+    }
+
+    /// Creates or replaces the tier's setting of `s.kind`. A setting of a tier that does not
+    /// exist is refused (foreign key; `StoreError::Database`): check the tier first.
+    pub async fn put_tier_setting(&self, s: &SettingRecord<TierName>) -> Result<(), StoreError> {
+        dispatch!(self.put_tier_setting(s))
+    }
+
+    /// Deletes the tier's setting of `kind`; `false` if it had none.
+    pub async fn delete_tier_setting(
+        &self,
+        tier: &TierName,
+        kind: SettingKind,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.delete_tier_setting(tier, kind))
+    }
+
+    pub async fn get_tenant_setting(
+        &self,
+        tenant: &TenantId,
+        kind: SettingKind,
+    ) -> Result<Option<SettingRecord<TenantId>>, StoreError> {
+        dispatch!(self.get_tenant_setting(tenant, kind))
+    }
+
+    /// Creates or replaces the tenant's setting of `s.kind`. A setting of a tenant that does
+    /// not exist is refused (foreign key; `StoreError::Database`): check the tenant first.
+    /// The tenant's settings are deleted with it.
+    pub async fn put_tenant_setting(&self, s: &SettingRecord<TenantId>) -> Result<(), StoreError> {
+        dispatch!(self.put_tenant_setting(s))
+    }
+
+    /// Deletes the tenant's setting of `kind`; `false` if it had none.
+    pub async fn delete_tenant_setting(
+        &self,
+        tenant: &TenantId,
+        kind: SettingKind,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.delete_tenant_setting(tenant, kind))
     }
 
     // ---- tenant data: API keys ------------------------------------------------------------

@@ -25,6 +25,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0002_runtimes_sessions_usage",
         include_str!("../migrations/sqlite/0002_runtimes_sessions_usage.sql"),
     ),
+    (
+        "0003_tier_and_tenant_settings",
+        include_str!("../migrations/sqlite/0003_tier_and_tenant_settings.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -40,6 +44,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0003_runtimes_sessions_usage",
         include_str!("../migrations/postgres/0003_runtimes_sessions_usage.sql"),
+    ),
+    (
+        "0004_tier_and_tenant_settings",
+        include_str!("../migrations/postgres/0004_tier_and_tenant_settings.sql"),
     ),
 ];
 

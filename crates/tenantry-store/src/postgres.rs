@@ -31,9 +31,10 @@ use tenantry_core::{RuntimeName, Tenant, TenantId, Tier, TierName, UserId, unix_
 use crate::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
-    ApiKeyRecord, RuntimeRecord, SessionRecord, SessionStatus, UsageGroup, UsageQuery, UsageRecord,
-    UsageRow, api_key_from_row, idle_session_from_row, runtime_from_row, session_from_row,
-    tenant_from_row, tier_from_row, to_json, usage_from_row, usage_row_from_row,
+    ApiKeyRecord, RuntimeRecord, SessionRecord, SessionStatus, SettingKind, SettingRecord,
+    UsageGroup, UsageQuery, UsageRecord, UsageRow, api_key_from_row, idle_session_from_row,
+    runtime_from_row, session_from_row, tenant_from_row, tenant_setting_from_row, tier_from_row,
+    tier_setting_from_row, to_json, usage_from_row, usage_row_from_row,
 };
 
 /// The role of tenant-scoped transactions (created by migration 0001).
@@ -427,6 +428,10 @@ impl PgStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM tenant_settings WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -527,6 +532,101 @@ impl PgStore {
         .await?;
         tx.commit().await?;
         row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    // ---- tier and tenant settings (operator data) -----------------------------------------
+
+    pub(crate) async fn list_tier_settings(
+        &self,
+        kind: SettingKind,
+    ) -> Result<Vec<SettingRecord<TierName>>, StoreError> {
+        let rows = sqlx::query(
+            r#"SELECT tier, kind, body::text AS body, updated_at FROM tier_settings
+               WHERE kind = $1 ORDER BY tier COLLATE "C""#,
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(tier_setting_from_row).collect()
+    }
+
+    pub(crate) async fn put_tier_setting(
+        &self,
+        s: &SettingRecord<TierName>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tier_settings (tier, kind, body, updated_at) VALUES ($1, $2, $3::jsonb, $4)
+             ON CONFLICT (tier, kind) DO UPDATE SET body = excluded.body,
+                                                   updated_at = excluded.updated_at",
+        )
+        .bind(s.owner.as_str())
+        .bind(s.kind.as_str())
+        .bind(to_json(&s.body)?)
+        .bind(s.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_tier_setting(
+        &self,
+        tier: &TierName,
+        kind: SettingKind,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tier_settings WHERE tier = $1 AND kind = $2")
+            .bind(tier.as_str())
+            .bind(kind.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn get_tenant_setting(
+        &self,
+        tenant: &TenantId,
+        kind: SettingKind,
+    ) -> Result<Option<SettingRecord<TenantId>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant_id, kind, body::text AS body, updated_at FROM tenant_settings
+             WHERE tenant_id = $1 AND kind = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(tenant_setting_from_row).transpose()
+    }
+
+    pub(crate) async fn put_tenant_setting(
+        &self,
+        s: &SettingRecord<TenantId>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_settings (tenant_id, kind, body, updated_at)
+             VALUES ($1, $2, $3::jsonb, $4)
+             ON CONFLICT (tenant_id, kind) DO UPDATE SET body = excluded.body,
+                                                        updated_at = excluded.updated_at",
+        )
+        .bind(s.owner.as_str())
+        .bind(s.kind.as_str())
+        .bind(to_json(&s.body)?)
+        .bind(s.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delete_tenant_setting(
+        &self,
+        tenant: &TenantId,
+        kind: SettingKind,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tenant_settings WHERE tenant_id = $1 AND kind = $2")
+            .bind(tenant.as_str())
+            .bind(kind.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- runtimes (operator data) ---------------------------------------------------------

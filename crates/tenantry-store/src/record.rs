@@ -57,6 +57,45 @@ pub struct RuntimeRecord {
     pub updated_at: i64,
 }
 
+/// Which control-plane setting of a tier or tenant a `SettingRecord` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingKind {
+    /// Model routing: a tier's routes, or a tenant's own models and overrides (the shape is
+    /// `tenantry-models`' `TierRoutes` / `TenantModels`).
+    ModelRoutes,
+    /// A tenant's overrides of its tier's limits (the shape is the server's).
+    Limits,
+}
+
+impl SettingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingKind::ModelRoutes => "model_routes",
+            SettingKind::Limits => "limits",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "model_routes" => Some(Self::ModelRoutes),
+            "limits" => Some(Self::Limits),
+            _ => None,
+        }
+    }
+}
+
+/// A setting the operator made through the control plane for one tier (`K = TierName`) or one
+/// tenant (`K = TenantId`). The store keeps the body as opaque JSON: its shape belongs to the
+/// layer that uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingRecord<K> {
+    pub owner: K,
+    pub kind: SettingKind,
+    pub body: serde_json::Value,
+    pub updated_at: i64,
+}
+
 /// The characters a session id may have: AgentCore's 33 to 256.
 pub const SESSION_ID_CHARS: std::ops::RangeInclusive<usize> = 33..=256;
 
@@ -353,6 +392,36 @@ pub(crate) fn runtime_from_row(row: &impl Columns) -> Result<RuntimeRecord, Stor
             .map_err(StoreError::corrupt)?,
         body: json("runtime", row, "body")?,
         created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+fn setting_kind(row: &impl Columns) -> Result<SettingKind, StoreError> {
+    let text = row.text("kind")?;
+    SettingKind::parse(&text)
+        .ok_or_else(|| StoreError::corrupt(format!("unknown setting kind {text:?}")))
+}
+
+/// Columns: `tier`, `kind`, `body` (JSON text), `updated_at`.
+pub(crate) fn tier_setting_from_row(
+    row: &impl Columns,
+) -> Result<SettingRecord<TierName>, StoreError> {
+    Ok(SettingRecord {
+        owner: TierName::new(row.text("tier")?).map_err(StoreError::corrupt)?,
+        kind: setting_kind(row)?,
+        body: json("tier setting", row, "body")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+/// Columns: `tenant_id`, `kind`, `body` (JSON text), `updated_at`.
+pub(crate) fn tenant_setting_from_row(
+    row: &impl Columns,
+) -> Result<SettingRecord<TenantId>, StoreError> {
+    Ok(SettingRecord {
+        owner: TenantId::new(row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        kind: setting_kind(row)?,
+        body: json("tenant setting", row, "body")?,
         updated_at: row.int("updated_at")?,
     })
 }

@@ -19,8 +19,8 @@ use tenantry_store::testing::{
     DropGuard, fresh_postgres, fresh_postgres_unprivileged, postgres_url_or_skip,
 };
 use tenantry_store::{
-    ApiKeyRecord, LIST_SESSIONS_LIMIT, RuntimeRecord, SessionRecord, SessionStatus, Store,
-    StoreError, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
+    ApiKeyRecord, LIST_SESSIONS_LIMIT, RuntimeRecord, SessionRecord, SessionStatus, SettingKind,
+    SettingRecord, Store, StoreError, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
 };
 
 // ---- fixtures ---------------------------------------------------------------------------------
@@ -111,6 +111,8 @@ on_both_backends!(
     errors_are_classified,
     runtime_crud_and_conflict,
     dedicated_runtimes_go_with_their_tenant,
+    tier_and_tenant_settings_round_trip,
+    tenant_settings_go_with_their_tenant,
     same_session_id_in_two_tenants_is_two_sessions,
     session_status_transitions_and_touch,
     session_ids_are_validated,
@@ -142,6 +144,12 @@ fn tier(name: &str) -> Tier {
             concurrent_sessions: None,
             tokens_per_minute: Some(u64::MAX),
             budget_per_month: Some(Money::parse("12.345678").unwrap()),
+            model_requests_per_minute: Some(60),
+            per_user: tenantry_core::UserLimits {
+                model_requests_per_minute: None,
+                tokens_per_minute: Some(1000),
+                budget_per_month: Some(Money::parse("0.5").unwrap()),
+            },
         },
         allowed_models: vec!["default".into(), "smart".into()],
         allowed_tools: vec!["search___*".into()],
@@ -846,6 +854,201 @@ async fn dedicated_runtimes_go_with_their_tenant(store: &Store) {
     // Re-creating the tenant does not bring its runtimes back.
     store.create_tenant(&tenant("alpha")).await.unwrap();
     assert_eq!(store.get_runtime(&rname("alpha-bot")).await.unwrap(), None);
+}
+
+// ---- tier and tenant settings ------------------------------------------------------------------
+
+fn setting<K>(owner: K, kind: SettingKind, body: serde_json::Value, at: i64) -> SettingRecord<K> {
+    SettingRecord {
+        owner,
+        kind,
+        body,
+        updated_at: at,
+    }
+}
+
+async fn tier_and_tenant_settings_round_trip(store: &Store) {
+    let standard = TierName::new("standard").unwrap();
+    let basic = TierName::new("basic").unwrap();
+    store.put_tier(&tier("standard")).await.unwrap();
+    store.put_tier(&tier("basic")).await.unwrap();
+    assert!(
+        store
+            .list_tier_settings(SettingKind::ModelRoutes)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let routes =
+        serde_json::json!({"default": "m-1", "aliases": {"fast": "m-2"}, "ünï": [1, 2.5, null]});
+    let s1 = setting(
+        standard.clone(),
+        SettingKind::ModelRoutes,
+        routes.clone(),
+        10,
+    );
+    let b1 = setting(
+        basic.clone(),
+        SettingKind::ModelRoutes,
+        serde_json::json!({}),
+        11,
+    );
+    store.put_tier_setting(&s1).await.unwrap();
+    store.put_tier_setting(&b1).await.unwrap();
+    // Ordered by tier; another kind is another setting.
+    assert_eq!(
+        store
+            .list_tier_settings(SettingKind::ModelRoutes)
+            .await
+            .unwrap(),
+        vec![b1.clone(), s1.clone()]
+    );
+    assert!(
+        store
+            .list_tier_settings(SettingKind::Limits)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Replacing keeps one row.
+    let s2 = setting(
+        standard.clone(),
+        SettingKind::ModelRoutes,
+        serde_json::json!({"default": "m-3"}),
+        12,
+    );
+    store.put_tier_setting(&s2).await.unwrap();
+    assert_eq!(
+        store
+            .list_tier_settings(SettingKind::ModelRoutes)
+            .await
+            .unwrap(),
+        vec![b1.clone(), s2]
+    );
+    assert!(
+        store
+            .delete_tier_setting(&standard, SettingKind::ModelRoutes)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tier_setting(&standard, SettingKind::ModelRoutes)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .list_tier_settings(SettingKind::ModelRoutes)
+            .await
+            .unwrap(),
+        vec![b1]
+    );
+    // A tier that does not exist cannot have settings.
+    let ghost = setting(
+        TierName::new("ghost").unwrap(),
+        SettingKind::ModelRoutes,
+        serde_json::json!({}),
+        1,
+    );
+    assert!(store.put_tier_setting(&ghost).await.is_err());
+
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    let a = setting(tid("alpha"), SettingKind::ModelRoutes, routes, 20);
+    let l = setting(
+        tid("alpha"),
+        SettingKind::Limits,
+        serde_json::json!({"tokens_per_minute": 5}),
+        21,
+    );
+    store.put_tenant_setting(&a).await.unwrap();
+    store.put_tenant_setting(&l).await.unwrap();
+    assert_eq!(
+        store
+            .get_tenant_setting(&tid("alpha"), SettingKind::ModelRoutes)
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store
+            .get_tenant_setting(&tid("alpha"), SettingKind::Limits)
+            .await
+            .unwrap(),
+        Some(l)
+    );
+    assert_eq!(
+        store
+            .get_tenant_setting(&tid("bravo"), SettingKind::ModelRoutes)
+            .await
+            .unwrap(),
+        None
+    );
+    let a2 = setting(
+        tid("alpha"),
+        SettingKind::ModelRoutes,
+        serde_json::json!({"default": "x"}),
+        22,
+    );
+    store.put_tenant_setting(&a2).await.unwrap();
+    assert_eq!(
+        store
+            .get_tenant_setting(&tid("alpha"), SettingKind::ModelRoutes)
+            .await
+            .unwrap(),
+        Some(a2)
+    );
+    assert!(
+        store
+            .delete_tenant_setting(&tid("alpha"), SettingKind::ModelRoutes)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tenant_setting(&tid("alpha"), SettingKind::ModelRoutes)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_tenant_setting(&tid("alpha"), SettingKind::Limits)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let ghost = setting(tid("ghost"), SettingKind::Limits, serde_json::json!({}), 1);
+    assert!(store.put_tenant_setting(&ghost).await.is_err());
+}
+
+async fn tenant_settings_go_with_their_tenant(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    for t in ["alpha", "bravo"] {
+        for kind in [SettingKind::ModelRoutes, SettingKind::Limits] {
+            store
+                .put_tenant_setting(&setting(tid(t), kind, serde_json::json!({"of": t}), 1))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    for kind in [SettingKind::ModelRoutes, SettingKind::Limits] {
+        assert_eq!(
+            store.get_tenant_setting(&tid("alpha"), kind).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .get_tenant_setting(&tid("bravo"), kind)
+                .await
+                .unwrap()
+                .map(|s| s.body),
+            Some(serde_json::json!({"of": "bravo"}))
+        );
+    }
 }
 
 // ---- sessions ---------------------------------------------------------------------------------
@@ -1819,7 +2022,7 @@ async fn migrations_are_idempotent_sqlite() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 /// Below the store, the SQLite ledger refuses to change an entry.
@@ -1863,7 +2066,7 @@ async fn migrations_are_idempotent_postgres() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 #[tokio::test]
