@@ -111,6 +111,13 @@ impl ProcessSandbox {
                 });
             }
         }
+        // `<run_root>/<32 hex>/agent.sock` must fit in a Unix socket address (108 bytes).
+        if config.run_root.as_os_str().len() > 60 || !config.run_root.is_absolute() {
+            return Err(SandboxError::InvalidSpec(format!(
+                "run_root {} must be an absolute path of at most 60 bytes (it holds Unix sockets)",
+                config.run_root.display()
+            )));
+        }
         let layout = CgroupLayout::detect()?;
         Ok(Self { config, layout })
     }
@@ -179,11 +186,35 @@ impl ProcessSandbox {
                 return Err(e);
             }
         };
-        let guard = Cleanup {
-            cgroup: Some(Arc::clone(&cgroup)),
-            run_dir: Some(run_dir.clone()),
-        };
+        match self
+            .run_helper(
+                spec,
+                id,
+                run_dir.clone(),
+                Arc::clone(&cgroup),
+                privileged,
+                (uid, gid),
+            )
+            .await
+        {
+            Ok(handle) => Ok(handle),
+            Err(e) => {
+                release(cgroup, run_dir).await;
+                Err(e)
+            }
+        }
+    }
 
+    /// Runs the helper for a prepared sandbox and waits for its first report.
+    async fn run_helper(
+        &self,
+        spec: SandboxSpec,
+        id: String,
+        run_dir: PathBuf,
+        cgroup: Arc<SandboxCgroup>,
+        privileged: bool,
+        (uid, gid): (u32, u32),
+    ) -> Result<SandboxHandle, SandboxError> {
         let agent_socket = run_dir.join("agent.sock");
         let helper_spec = HelperSpec {
             sandbox_id: id.clone(),
@@ -286,7 +317,6 @@ impl ProcessSandbox {
             Arc::clone(&meter),
             self.config.sample_interval,
         ));
-        guard.disarm();
         Ok(SandboxHandle {
             id,
             session_id: spec.session_id,
@@ -368,39 +398,20 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes the cgroup and run directory of a sandbox that failed to start.
-struct Cleanup {
-    cgroup: Option<Arc<SandboxCgroup>>,
-    run_dir: Option<PathBuf>,
+/// Kills what is left of a sandbox and removes its cgroup and run directory.
+fn release_blocking(cgroup: &SandboxCgroup, run_dir: &Path, deadline: Duration) -> bool {
+    cgroup.kill_all(deadline);
+    let removed = cgroup.remove(deadline).is_ok();
+    let _ = fs::remove_dir_all(run_dir);
+    removed
 }
 
-impl Cleanup {
-    fn disarm(mut self) {
-        self.cgroup = None;
-        self.run_dir = None;
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let cgroup = self.cgroup.take();
-        let run_dir = self.run_dir.take();
-        if cgroup.is_none() && run_dir.is_none() {
-            return;
-        }
-        // Off the async runtime: removal may wait for the last processes to be reaped.
-        let _ = std::thread::Builder::new()
-            .name("tenantry-sandbox-cleanup".into())
-            .spawn(move || {
-                if let Some(cg) = cgroup {
-                    cg.kill_all(Duration::from_secs(1));
-                    let _ = cg.remove(Duration::from_secs(3));
-                }
-                if let Some(dir) = run_dir {
-                    let _ = fs::remove_dir_all(dir);
-                }
-            });
-    }
+/// `release_blocking` off the async runtime, awaited.
+async fn release(cgroup: Arc<SandboxCgroup>, run_dir: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || {
+        release_blocking(&cgroup, &run_dir, Duration::from_secs(3))
+    })
+    .await;
 }
 
 async fn next_event(events: &mut BufReader<ChildStdout>) -> Option<HelperEvent> {
@@ -793,12 +804,17 @@ impl Drop for SandboxHandle {
         if stopped {
             return;
         }
-        // Dropping the helper's stdin (a field of `self`) tells it to kill the sandbox; the
-        // cgroup sweep below covers a helper that is itself gone. Off the async runtime.
-        drop(Cleanup {
-            cgroup: Some(Arc::clone(&self.cgroup)),
-            run_dir: Some(self.run_dir.clone()),
-        });
+        // Closing the helper's stdin tells it to kill the sandbox. Then sweep the cgroup
+        // briefly here (the processes die within a millisecond or two of SIGKILL), and hand
+        // what is left to a thread rather than blocking longer.
+        drop(self.control.get_mut().take());
+        if !release_blocking(&self.cgroup, &self.run_dir, Duration::from_millis(50)) {
+            let cgroup = Arc::clone(&self.cgroup);
+            let run_dir = self.run_dir.clone();
+            let _ = std::thread::Builder::new()
+                .name("tenantry-sandbox-cleanup".into())
+                .spawn(move || release_blocking(&cgroup, &run_dir, Duration::from_secs(3)));
+        }
     }
 }
 
