@@ -20,10 +20,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tier(cmd) => tier(cmd).await,
         Command::Apikey(cmd) => apikey(cmd).await,
         Command::Token(cmd) => token(cmd),
+        Command::Runtime(cmd) => crate::runtime_cmd::runtime(cmd).await,
+        Command::Invoke(args) => crate::runtime_cmd::invoke(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
     }
 }
 
-fn print(v: &Value) -> Result<()> {
+pub fn print(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

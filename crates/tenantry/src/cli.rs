@@ -42,6 +42,15 @@ pub enum Command {
     /// Development tokens signed by the state directory's key.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manage runtimes: the agents the platform hosts (operator).
+    #[command(subcommand)]
+    Runtime(crate::runtime_cmd::RuntimeCmd),
+    /// Invoke an agent as a tenant user; prints the response body on stdout and the session
+    /// id on stderr.
+    Invoke(crate::runtime_cmd::InvokeArgs),
+    /// Start the platform on a fresh state directory, onboard three tenants (pool, silo,
+    /// bridge), deploy the example agent and show isolation, storage and usage per tenant.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]

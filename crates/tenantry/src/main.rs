@@ -9,6 +9,8 @@
 mod admin;
 mod cli;
 mod client;
+mod demo;
+mod runtime_cmd;
 
 use std::process::ExitCode;
 
