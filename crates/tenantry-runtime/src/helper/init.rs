@@ -9,8 +9,8 @@
 //!    enter a new cgroup namespace (the sandbox's cgroup becomes its `/`);
 //! 5. drop every capability, apply Landlock, install the seccomp filters (`confine`): from
 //!    here on, neither the init nor anything it starts can mount, create namespaces, ptrace...;
-//! 6. start the agent, become non-dumpable (the agent shares our uid and must not read our
-//!    memory), report `Ready`;
+//! 6. become non-dumpable (the agent shares our uid and must not read our memory), start the
+//!    agent, report `Ready`;
 //! 7. run the forwarders on threads and reap children until the agent ends, then report its
 //!    status and exit, which makes the kernel kill whatever is left in the PID namespace.
 //!
@@ -102,6 +102,9 @@ fn init_main(
         .map_err(|e| (SetupStage::Confinement, e))?;
     confine::apply_seccomp().map_err(|e| (SetupStage::Confinement, e))?;
 
+    // The agent will share our uid: it must not be able to read our memory or open our fds
+    // through /proc (exec makes the agent itself dumpable again).
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(env("becoming non-dumpable"))?;
     let agent = Command::new(&spec.command[0])
         .args(&spec.command[1..])
         .env_clear()
@@ -122,7 +125,6 @@ fn init_main(
     let agent_pid = agent.id() as libc::pid_t;
     // `Child` has no Drop side effects; reaping happens below with waitpid(-1).
     drop(agent);
-    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(env("becoming non-dumpable"))?;
     ctl.send(&ControlMsg::Ready)
         .map_err(env("reporting ready"))?;
 

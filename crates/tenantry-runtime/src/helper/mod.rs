@@ -157,7 +157,22 @@ fn env_err(what: &str) -> impl FnOnce(io::Error) -> Failure + '_ {
     move |e| (SetupStage::Environment, format!("{what}: {e}"))
 }
 
+/// Threads of this process, from `/proc/self/task`.
+fn thread_count() -> usize {
+    fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
+}
+
 fn supervise(spec: &HelperSpec, mut input: StdinLines) -> Result<(), Failure> {
+    let threads = thread_count();
+    if threads > 1 {
+        return Err((
+            SetupStage::Namespaces,
+            format!(
+                "the helper process has {threads} threads; helper_main() must be called before \
+                 any thread or async runtime starts (clone(CLONE_NEWUSER) needs one thread)"
+            ),
+        ));
+    }
     let _ = fs::remove_file(&spec.agent_socket);
     let listener = UnixListener::bind(&spec.agent_socket).map_err(env_err(&format!(
         "binding the agent socket {}",
