@@ -503,3 +503,77 @@ async fn warm_pool_serves_new_sessions_once_each() {
     assert_eq!(counters, [json!(1), json!(1), json!(1)]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
+    if !sandboxes_available("a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    s.create_tenant("globex", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir()}),
+    )
+    .await;
+    create_runtime(&s, json!({"name": "hostile", "command": ["python3", "hostile.py"], "workdir": test_agents_dir()})).await;
+
+    // A victim session of another tenant, with data in its storage.
+    let victim = session_id("victim");
+    let globex = s.token("globex", "bob", &[]);
+    assert_eq!(
+        invoke(&s, "py", &globex, &victim, json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    let sessions = &s.server().state.sessions;
+    let victim_dir =
+        sessions.storage_dir(&tenantry_core::TenantId::new("globex").unwrap(), &victim);
+    let victim_file = victim_dir.join("counter");
+    assert!(victim_file.exists());
+    let admin_key = s.config_path.parent().unwrap().join("admin.key");
+    let host_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = host_listener.local_addr().unwrap().port();
+    let server_port = s.server().addr.port();
+    let me = std::process::id() as i64;
+
+    let acme = s.token("acme", "alice", &[]);
+    let attack = json!({
+        "read": [victim_file, admin_key, "/root/.bash_history", "/etc/shadow", "/proc/1/environ"],
+        "write": [victim_dir.join("planted"), "/etc/planted", "/usr/planted", "/planted", "/tmp/ok", "/mnt/session/ok"],
+        "signal": [me, 1],
+        "connect": [["127.0.0.1", host_port], ["127.0.0.1", server_port], ["10.0.0.1", 80], ["1.1.1.1", 443]],
+    });
+    let r = invoke(&s, "hostile", &acme, &session_id("hostile"), attack, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let escaped = r.body["escaped"].as_object().unwrap();
+    let mut broke_out = Vec::new();
+    for (what, worked) in escaped {
+        let expected = what == "write:/tmp/ok" || what == "write:/mnt/session/ok"
+            // PID 1 inside is the sandbox's own init; signalling it is not an escape.
+            || what == "signal:1";
+        if worked.as_bool() != Some(expected) {
+            broke_out.push(what.clone());
+        }
+    }
+    assert!(
+        broke_out.is_empty(),
+        "sandbox escapes: {broke_out:?} in {}",
+        r.text
+    );
+    // Only its own process tree is visible: the sandbox's init, the agent, nothing of the host.
+    let pids: Vec<i64> = r.body["visible_pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    assert!(pids.len() <= 4, "sees other processes: {pids:?}");
+    assert!(!pids.contains(&me));
+    assert!(!victim_dir.join("planted").exists());
+    assert_eq!(std::fs::read_to_string(&victim_file).unwrap(), "1");
+    drop(host_listener);
+    s.stop().await;
+}
