@@ -35,6 +35,8 @@ use crate::{SandboxError, SandboxSpec};
 
 /// Host uid (and gid) of a sandbox's root user when the platform runs as root.
 pub const DEFAULT_SANDBOX_UID: u32 = 0x7E00_0000;
+/// Longest `run_root`: `/<32 hex>/agent.sock` (44 bytes) must still fit in `sun_path`.
+const MAX_RUN_ROOT: usize = 107 - 44;
 /// Lines of agent output kept for diagnostics (`recent_output`).
 const OUTPUT_LINES: usize = 200;
 const OUTPUT_LINE_MAX: usize = 4096;
@@ -111,10 +113,11 @@ impl ProcessSandbox {
                 });
             }
         }
-        // `<run_root>/<32 hex>/agent.sock` must fit in a Unix socket address (108 bytes).
-        if config.run_root.as_os_str().len() > 60 || !config.run_root.is_absolute() {
+        // `<run_root>/<32 hex>/agent.sock` must fit in a Unix socket address (107 bytes + NUL).
+        if config.run_root.as_os_str().len() > MAX_RUN_ROOT || !config.run_root.is_absolute() {
             return Err(SandboxError::InvalidSpec(format!(
-                "run_root {} must be an absolute path of at most 60 bytes (it holds Unix sockets)",
+                "run_root {} must be an absolute path of at most {MAX_RUN_ROOT} bytes \
+                 (the agent bridge's Unix socket is created below it)",
                 config.run_root.display()
             )));
         }

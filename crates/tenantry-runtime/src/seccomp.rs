@@ -39,6 +39,8 @@ pub enum ArgMatch {
     Any,
     /// Calls whose first argument (the clone flags) asks for any new namespace.
     NamespaceFlags,
+    /// Calls whose first argument (the address family) is not in `ALLOWED_SOCKET_FAMILIES`.
+    SocketFamilyNotAllowed,
 }
 
 /// One entry of the policy.
@@ -81,6 +83,17 @@ pub const NAMESPACE_FLAGS: &[u64] = &[
     0x80, // CLONE_NEWTIME
 ];
 
+/// Address families an agent may open sockets of. All are scoped by the network namespace.
+/// Everything else is refused: `AF_VSOCK` ignores network namespaces (it would reach the
+/// hypervisor and vsock listeners of the host or VM), and rare families (`AF_ALG`, `AF_RDS`,
+/// `AF_TIPC`...) are kernel attack surface that `socket()` can even load as modules.
+pub const ALLOWED_SOCKET_FAMILIES: &[i32] = &[
+    libc::AF_UNIX,
+    libc::AF_INET,
+    libc::AF_INET6,
+    libc::AF_NETLINK,
+];
+
 /// The policy: every syscall the sandbox refuses, on every architecture.
 pub const POLICY: &[SyscallRule] = &[
     deny("mount", libc::SYS_mount, MOUNTS),
@@ -109,6 +122,13 @@ pub const POLICY: &[SyscallRule] = &[
         verdict: Verdict::Unimplemented,
         args: ArgMatch::Any,
         why: "its flags live in memory seccomp cannot read; libc falls back to clone",
+    },
+    SyscallRule {
+        name: "socket",
+        nr: libc::SYS_socket,
+        verdict: Verdict::Deny,
+        args: ArgMatch::SocketFamilyNotAllowed,
+        why: "only Unix, IPv4, IPv6 and netlink sockets, which the network namespace confines",
     },
     deny("ptrace", libc::SYS_ptrace, OTHERS),
     deny("process_vm_readv", libc::SYS_process_vm_readv, OTHERS),
@@ -201,6 +221,22 @@ fn compile_verdict(verdict: Verdict) -> Result<BpfProgram, PolicyError> {
                     SeccompRule::new(vec![cond]).map_err(|e| PolicyError(e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
+            ArgMatch::SocketFamilyNotAllowed => {
+                let conditions = ALLOWED_SOCKET_FAMILIES
+                    .iter()
+                    .map(|family| {
+                        SeccompCondition::new(
+                            0,
+                            SeccompCmpArgLen::Dword,
+                            SeccompCmpOp::Ne,
+                            *family as u64,
+                        )
+                        .map_err(|e| PolicyError(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                // One rule whose conditions must all hold: the family is none of the allowed.
+                vec![SeccompRule::new(conditions).map_err(|e| PolicyError(e.to_string()))?]
+            }
         };
         map.entry(rule.nr).or_default().extend(conditions);
     }
@@ -294,6 +330,7 @@ mod tests {
             "process_vm_writev",
             "open_by_handle_at",
             "io_uring_setup",
+            "socket",
         ] {
             assert!(
                 names.contains(required),
@@ -363,6 +400,20 @@ mod tests {
         assert_eq!(check(libc::SYS_mount, 0, libc::EPERM), 0, "mount: EPERM");
         // CLONE_THREAD without CLONE_SIGHAND is invalid, so a missing rule shows as EINVAL
         // instead of a stray child process.
+        let vsock = libc::AF_VSOCK as u64;
+        assert_eq!(
+            check(libc::SYS_socket, vsock, libc::EPERM),
+            0,
+            "socket(AF_VSOCK): EPERM"
+        );
+        let unix = libc::AF_UNIX as u64;
+        // socket(AF_UNIX, 0 = no type) passes the filter and is refused by the kernel with
+        // another errno than the filter's EPERM.
+        assert_eq!(
+            check(libc::SYS_socket, unix, libc::EPERM),
+            3,
+            "socket(AF_UNIX) allowed"
+        );
         let flags = (libc::CLONE_NEWNET | libc::CLONE_THREAD) as u64;
         assert_eq!(
             check(libc::SYS_clone, flags, libc::EPERM),

@@ -68,6 +68,8 @@ def tcp():
     s.close()
     return "connected"
 attempt("tcp_host_port", tcp)
+attempt("vsock", lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close())
+attempt("alg", lambda: socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET).close())
 attempt("interfaces", lambda: [n for _, n in socket.if_nameindex()])
 attempt("platform", lambda: urllib.request.urlopen(
     os.environ["TENANTRY_ENDPOINT"] + "/hello", timeout=5).read().decode())
@@ -288,6 +290,9 @@ async fn a_hostile_agent_cannot_reach_anything_but_its_own_session_and_the_platf
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
     ));
     assert_eq!(report["interfaces"]["value"], serde_json::json!(["lo"]));
+    // vsock would bypass the network namespace (host/VM listeners); rare families are refused.
+    assert!(failed(&report, "vsock"), "{}", report["vsock"]);
+    assert!(failed(&report, "alg"), "{}", report["alg"]);
     // ...while the platform endpoint works.
     assert_eq!(
         report["platform"]["value"], "pong",
