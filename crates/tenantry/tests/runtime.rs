@@ -577,3 +577,60 @@ async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
     drop(host_listener);
     s.stop().await;
 }
+
+/// An agent written with the AgentCore Python SDK (`bedrock-agentcore`), unchanged. Its
+/// dependencies are vendored next to it by `.ci/run`.
+#[tokio::test]
+async fn an_agentcore_sdk_agent_runs_unchanged() {
+    if !sandboxes_available("an_agentcore_sdk_agent_runs_unchanged") {
+        return;
+    }
+    let dir = repo()
+        .join("examples/agents/agentcore")
+        .canonicalize()
+        .unwrap();
+    let vendor = dir.join("vendor");
+    if !vendor.join("bedrock_agentcore").exists() {
+        eprintln!(
+            "SKIP an_agentcore_sdk_agent_runs_unchanged: the AgentCore SDK is not vendored; run \
+             `/usr/bin/python3 -m pip install --target examples/agents/agentcore/vendor bedrock-agentcore` (.ci/run does)"
+        );
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "agentcore", "command": ["python3", "agent.py"], "workdir": dir,
+               "env": {"PYTHONPATH": vendor},
+               "allowed_headers": ["X-Amzn-Bedrock-AgentCore-Runtime-Custom-Plan"]}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("agentcore");
+    let r = s
+        .request(
+            "POST",
+            "/v1/runtimes/agentcore/invocations",
+            Some(&alice),
+            &[
+                (
+                    "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id",
+                    session.as_str(),
+                ),
+                ("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Plan", "gold"),
+                ("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Other", "dropped"),
+            ],
+            Some(RequestBody::Json(json!({"prompt": "hello"}))),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["prompt"], "hello");
+    assert_eq!(r.body["session_id"], session.as_str());
+    assert_eq!(r.body["has_workload_token"], true);
+    let custom = r.body["custom_headers"].as_object().unwrap();
+    assert_eq!(custom.len(), 1, "{}", r.text);
+    assert_eq!(custom.values().next().unwrap(), "gold");
+    assert_eq!(r.header("x-tenantry-session-id"), Some(session.as_str()));
+    s.stop().await;
+}
