@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod json;
 pub mod middleware;
 pub mod routes;
@@ -46,6 +47,8 @@ pub enum StartError {
     Limiter { url: String, message: String },
     #[error("identity set-up failed: {0}")]
     Identity(String),
+    #[error("model gateway set-up failed: {0}")]
+    Models(#[from] gateway::GatewayStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -117,6 +120,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     .with_min_refresh_interval(Duration::from_secs(
         config.identity.jwks_min_refresh_seconds,
     ));
+    let env = config.models_env.clone();
+    let gateway = gateway::Gateway::start(&config.models, &|k| env.get(k), store.clone()).await?;
     let sessions = sessions::SessionManager::new(
         sessions::SessionSettings {
             storage_root: config.runtime.storage_dir.clone(),
@@ -140,6 +145,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             dev_issuer,
             registry: state::RegistryCache::default(),
             sessions,
+            gateway,
         }),
     })
 }

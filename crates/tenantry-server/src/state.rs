@@ -33,6 +33,7 @@ pub struct Inner {
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub registry: RegistryCache,
     pub sessions: crate::sessions::SessionManager,
+    pub gateway: crate::gateway::Gateway,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,5 +1,5 @@
 //! Admission of model calls: requests per minute, then tokens per minute and money per month,
-//! each for the tenant and for the calling user, from the tier.
+//! each for the tenant and for the calling user, from the tier with the tenant's overrides.
 //!
 //! Token and money budgets are reserve-then-settle (law 7): the estimate is reserved
 //! atomically before the upstream call and replaced by the actual use after it, so concurrent
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use tenantry_core::{ErrorCode, Money, TenantContext, Tier};
+use serde::{Deserialize, Serialize};
+use tenantry_core::{ErrorCode, Money, TenantContext, Tier, UserLimits};
 use tenantry_limits::{
     BudgetKey, Decision, Dimension, LimitError, Limiter, Rate, RateKey, Reservation, Subject,
     Tokens,
@@ -36,11 +37,50 @@ pub struct ModelLimits {
     pub user: SubjectLimits,
 }
 
+/// A tenant's overrides of its tier's model limits, set by the operator
+/// (`PUT /v1/admin/tenants/{id}/limits`). A value given replaces the tier's; a value left out
+/// keeps it. Kept in the store as a setting of the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+    /// US dollars per calendar month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_per_month: Option<Money>,
+    /// Overrides of the limits of each user of the tenant.
+    #[serde(default)]
+    pub per_user: UserLimits,
+}
+
+impl LimitOverrides {
+    /// What serde cannot check: a rate of zero would refuse everything (suspend the tenant for
+    /// that), a negative budget makes no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model_requests_per_minute == Some(0)
+            || self.per_user.model_requests_per_minute == Some(0)
+        {
+            return Err("model_requests_per_minute must be at least 1".into());
+        }
+        if self.budget_per_month.is_some_and(|m| m.micros() < 0)
+            || self
+                .per_user
+                .budget_per_month
+                .is_some_and(|m| m.micros() < 0)
+        {
+            return Err("budget_per_month must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
 impl ModelLimits {
-    /// The limits of a tenant on `tier`.
-    pub fn of(tier: &Tier) -> Self {
+    /// The limits of a tenant on `tier`, with its overrides.
+    pub fn of(tier: &Tier, overrides: Option<&LimitOverrides>) -> Self {
         let l = &tier.limits;
-        Self {
+        let mut limits = Self {
             tenant: SubjectLimits {
                 requests_per_minute: l.model_requests_per_minute,
                 tokens_per_minute: l.tokens_per_minute,
@@ -51,7 +91,18 @@ impl ModelLimits {
                 tokens_per_minute: l.per_user.tokens_per_minute,
                 budget_per_month: l.per_user.budget_per_month,
             },
+        };
+        if let Some(o) = overrides {
+            let (t, u) = (&mut limits.tenant, &mut limits.user);
+            t.requests_per_minute = o.model_requests_per_minute.or(t.requests_per_minute);
+            t.tokens_per_minute = o.tokens_per_minute.or(t.tokens_per_minute);
+            t.budget_per_month = o.budget_per_month.or(t.budget_per_month);
+            let p = &o.per_user;
+            u.requests_per_minute = p.model_requests_per_minute.or(u.requests_per_minute);
+            u.tokens_per_minute = p.tokens_per_minute.or(u.tokens_per_minute);
+            u.budget_per_month = p.budget_per_month.or(u.budget_per_month);
         }
+        limits
     }
 }
 
@@ -112,8 +163,10 @@ fn secs_ceil(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-/// Checks the requests-per-minute limits (tenant, then user). Returns the decision to show the
-/// caller in `RateLimit-*` headers: the one with the fewest requests left.
+/// Checks the requests-per-minute limits, the user's first: a request its user's limit refuses
+/// costs the tenant's limit nothing, so one user's flood cannot use up its colleagues' share.
+/// Returns the decision to show the caller in `RateLimit-*` headers: the one with the fewest
+/// requests left.
 pub async fn check_rate(
     limiter: &Limiter,
     ctx: &TenantContext,
@@ -121,8 +174,8 @@ pub async fn check_rate(
 ) -> Result<Option<Decision>, Refusal> {
     let mut shown: Option<Decision> = None;
     for (who, per_minute) in [
-        (Who::Tenant, limits.tenant.requests_per_minute),
         (Who::User, limits.user.requests_per_minute),
+        (Who::Tenant, limits.tenant.requests_per_minute),
     ] {
         let Some(per_minute) = per_minute else {
             continue;

@@ -27,6 +27,7 @@ use tenantry_store::{Store, StoreError};
 use crate::state::REGISTRY_TTL;
 
 pub use ledger::Ledger;
+pub use limits::LimitOverrides;
 
 /// Where the routes of a tier come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -40,7 +41,16 @@ pub enum RouteSource {
     None,
 }
 
-type TenantCache = RwLock<HashMap<TenantId, (Option<Arc<TenantModels>>, Instant)>>;
+/// What the control plane set for one tenant, as the gateway uses it.
+#[derive(Debug, Clone, Default)]
+pub struct TenantSettings {
+    /// Its own routing: the control plane's, else the configuration file's.
+    pub models: Option<Arc<TenantModels>>,
+    /// Its overrides of the tier's model limits.
+    pub limits: Option<LimitOverrides>,
+}
+
+type TenantCache = RwLock<HashMap<TenantId, (Arc<TenantSettings>, Instant)>>;
 
 #[derive(Debug)]
 struct Shared {
@@ -96,11 +106,11 @@ impl Gateway {
         &self.shared.ledger
     }
 
-    /// The tenant's own routing: the control plane's if set, else the configuration file's.
-    pub async fn tenant_models(
+    /// The tenant's routing and limit overrides, cached for `REGISTRY_TTL`.
+    pub async fn tenant_settings(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<Arc<TenantModels>>, StoreError> {
+    ) -> Result<Arc<TenantSettings>, StoreError> {
         let s = &self.shared;
         if let Ok(map) = s.tenants.read()
             && let Some((value, at)) = map.get(tenant)
@@ -108,10 +118,12 @@ impl Gateway {
         {
             return Ok(value.clone());
         }
-        let value = match persist::load_tenant_models(&s.store, tenant).await? {
+        let models = match persist::load_tenant_models(&s.store, tenant).await? {
             Some(m) => Some(Arc::new(m)),
             None => s.base.config_tenant_models(tenant).cloned().map(Arc::new),
         };
+        let limits = persist::load_tenant_limits(&s.store, tenant).await?;
+        let value = Arc::new(TenantSettings { models, limits });
         if let Ok(mut map) = s.tenants.write() {
             if map.len() > 100_000 {
                 map.clear();
@@ -119,6 +131,37 @@ impl Gateway {
             map.insert(tenant.clone(), (value.clone(), Instant::now()));
         }
         Ok(value)
+    }
+
+    /// The tenant's own routing: the control plane's if set, else the configuration file's.
+    pub async fn tenant_models(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Arc<TenantModels>>, StoreError> {
+        Ok(self.tenant_settings(tenant).await?.models.clone())
+    }
+
+    /// The tenant's limit overrides as the control plane set them.
+    pub async fn stored_tenant_limits(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<LimitOverrides>, StoreError> {
+        persist::load_tenant_limits(&self.shared.store, tenant).await
+    }
+
+    /// Stores a tenant's limit overrides (`None`: the tier's limits) and applies them on this
+    /// replica at once; `true` if it had overrides before. Validate first.
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &TenantId,
+        limits: Option<&LimitOverrides>,
+    ) -> Result<bool, StoreError> {
+        let s = &self.shared;
+        let existed = persist::save_tenant_limits(&s.store, tenant, limits).await?;
+        if let Ok(mut map) = s.tenants.write() {
+            map.remove(tenant);
+        }
+        Ok(existed)
     }
 
     /// The effective routes of a tier and where they come from.

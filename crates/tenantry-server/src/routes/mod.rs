@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod invocations;
 pub mod keys;
+pub mod models;
+pub mod models_admin;
 pub mod runtimes;
 pub mod system;
 pub mod tenant;
@@ -26,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(runtimes::routes())
         .merge(invocations::routes(state.clone()))
+        .merge(models::routes(state.clone()))
+        .merge(models_admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,0 +1,354 @@
+//! One model call, from admission to the ledger:
+//!
+//! rate check → route (tier, tenant routing, entitlement) → reserve the estimate → upstream
+//! (with fallback) → settle with the actual use → ledger entries.
+//!
+//! A whole answer (chat or embeddings) runs to its end in a task of its own, so a caller that
+//! goes away cannot leave reservations unsettled or attempts unmetered; it costs what the
+//! upstream charged. A stream is different: dropping it cancels the upstream call, and its
+//! `StreamGuard` settles and meters the usage so far when the response body is dropped, at the
+//! end of the stream or when the caller disconnects.
+
+use std::sync::Arc;
+
+use tenantry_core::{Money, TenantContext, Tier};
+use tenantry_limits::{Decision, Limiter};
+use tenantry_models::wire::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
+use tenantry_models::{
+    Attempt, ChatStream, ExecFailure, FailedAttempt, RouteError, RoutePlan, Router, StreamMeter,
+    tokens,
+};
+
+use super::Gateway;
+use super::ledger::Ledger;
+use super::limits::{self, Held, ModelLimits, Refusal};
+use super::metering::{Attribution, Metered, Outcome};
+use crate::error::ApiError;
+
+/// A call that passed the rate check and was routed.
+#[derive(Debug)]
+pub struct Routed {
+    router: Arc<Router>,
+    pub plan: RoutePlan,
+    limits: ModelLimits,
+    /// The requests-per-minute decision to show the caller.
+    pub rate: Option<Decision>,
+}
+
+/// What the caller of a call is given besides its answer: the rate-limit headers.
+impl Routed {
+    pub fn rate_headers(&self) -> Vec<(&'static str, String)> {
+        self.rate.map(|d| d.headers()).unwrap_or_default()
+    }
+}
+
+pub fn route_error(e: &RouteError) -> ApiError {
+    ApiError::new(e.code(), e.to_string())
+}
+
+/// The caller's error when every attempt failed: the last attempt's classification, the
+/// upstream's own message, and which model and provider it was.
+pub fn exec_error(f: &ExecFailure) -> ApiError {
+    let last = f.last();
+    let tried = if f.failures.len() > 1 {
+        format!(" after {} attempts", f.failures.len())
+    } else {
+        String::new()
+    };
+    let mut e = ApiError::new(
+        last.error.code(),
+        format!(
+            "model {} (provider {}) failed{tried}: {}",
+            last.model, last.provider, last.error
+        ),
+    );
+    e.retry_after = last
+        .error
+        .retry_after()
+        .map(|d| d.as_secs().max(1))
+        .or_else(|| last.error.code().retryable().then_some(1));
+    e
+}
+
+/// Checks the model request rate and routes `requested` for the caller.
+pub async fn route(
+    gateway: &Gateway,
+    limiter: &Limiter,
+    ctx: &TenantContext,
+    tier: &Tier,
+    requested: &str,
+) -> Result<Routed, Refusal> {
+    let settings = gateway
+        .tenant_settings(&ctx.tenant_id)
+        .await
+        .map_err(ApiError::from)?;
+    let limits = ModelLimits::of(tier, settings.limits.as_ref());
+    let rate = limits::check_rate(limiter, ctx, &limits).await?;
+    let router = gateway.router();
+    let plan = router
+        .resolve(tier, settings.models.as_deref(), requested)
+        .map_err(|e| route_error(&e))?;
+    Ok(Routed {
+        router,
+        plan,
+        limits,
+        rate,
+    })
+}
+
+async fn record_failures(ledger: &Ledger, who: &Attribution, failures: &[FailedAttempt]) {
+    for f in failures {
+        tracing::warn!(
+            model = %f.model,
+            provider = %f.provider,
+            reason = f.error.reason(),
+            error = %f.error,
+            "model attempt failed"
+        );
+        ledger.record(who.scope.clone(), who.failed(f)).await;
+    }
+}
+
+fn internal(e: tokio::task::JoinError) -> Refusal {
+    Refusal::from(ApiError::internal("running a model call", e))
+}
+
+/// A whole chat answer.
+pub async fn chat(
+    gateway: &Gateway,
+    limiter: &Limiter,
+    ctx: &TenantContext,
+    routed: Routed,
+    request: ChatRequest,
+) -> Result<ChatResponse, Refusal> {
+    let Routed {
+        router,
+        plan,
+        limits,
+        ..
+    } = routed;
+    let held = limits::reserve(
+        limiter,
+        ctx,
+        &limits,
+        plan.token_estimate(&request),
+        plan.cost_estimate(&request),
+    )
+    .await?;
+    let who = Attribution::of(ctx);
+    let ledger = gateway.ledger().clone();
+    let limiter = limiter.clone();
+    let task = tokio::spawn(async move {
+        let result = router.execute(&plan, request).await;
+        match &result {
+            Ok(a) => {
+                let used = a.usage.prompt_tokens + a.usage.completion_tokens;
+                held.settle(&limiter, used, a.cost).await;
+                record_failures(&ledger, &who, &a.failures).await;
+                let entry = who.entry(&Metered {
+                    model: &a.attempt.model,
+                    provider: &a.attempt.provider,
+                    input_tokens: a.usage.prompt_tokens,
+                    output_tokens: a.usage.completion_tokens,
+                    cost: a.cost,
+                    latency: a.latency,
+                    ttft: None,
+                    outcome: Outcome::Ok,
+                });
+                ledger.record(who.scope.clone(), entry).await;
+            }
+            Err(f) => {
+                held.settle(&limiter, 0, Money::ZERO).await;
+                record_failures(&ledger, &who, &f.failures).await;
+            }
+        }
+        result
+    });
+    match task.await {
+        Ok(Ok(answer)) => Ok(answer.response),
+        Ok(Err(failure)) => Err(Refusal::from(exec_error(&failure))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// Embeddings.
+pub async fn embeddings(
+    gateway: &Gateway,
+    limiter: &Limiter,
+    ctx: &TenantContext,
+    routed: Routed,
+    request: EmbeddingsRequest,
+) -> Result<EmbeddingsResponse, Refusal> {
+    let Routed {
+        router,
+        plan,
+        limits,
+        ..
+    } = routed;
+    let input: u64 = request
+        .input
+        .texts()
+        .iter()
+        .map(|t| tokens::count_text(t))
+        .sum();
+    let cost = plan
+        .attempts
+        .iter()
+        .map(|a| a.pricing.cost(input, 0))
+        .max()
+        .unwrap_or(Money::ZERO);
+    let held = limits::reserve(limiter, ctx, &limits, input, cost).await?;
+    let who = Attribution::of(ctx);
+    let ledger = gateway.ledger().clone();
+    let limiter = limiter.clone();
+    let task = tokio::spawn(async move {
+        let result = router.embeddings(&plan, request).await;
+        match &result {
+            Ok(a) => {
+                let used = a.response.usage.prompt_tokens;
+                held.settle(&limiter, used, a.cost).await;
+                record_failures(&ledger, &who, &a.failures).await;
+                let entry = who.entry(&Metered {
+                    model: &a.attempt.model,
+                    provider: &a.attempt.provider,
+                    input_tokens: used,
+                    output_tokens: 0,
+                    cost: a.cost,
+                    latency: a.latency,
+                    ttft: None,
+                    outcome: Outcome::Ok,
+                });
+                ledger.record(who.scope.clone(), entry).await;
+            }
+            Err(f) => {
+                held.settle(&limiter, 0, Money::ZERO).await;
+                record_failures(&ledger, &who, &f.failures).await;
+            }
+        }
+        result
+    });
+    match task.await {
+        Ok(Ok(answer)) => Ok(answer.response),
+        Ok(Err(failure)) => Err(Refusal::from(exec_error(&failure))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// Opens a streamed chat answer. The guard must live as long as the stream is read: dropping
+/// it settles the reservations and writes the ledger entry with the usage so far.
+pub async fn chat_stream(
+    gateway: &Gateway,
+    limiter: &Limiter,
+    ctx: &TenantContext,
+    routed: Routed,
+    request: ChatRequest,
+) -> Result<(ChatStream, StreamGuard), Refusal> {
+    let Routed {
+        router,
+        plan,
+        limits,
+        ..
+    } = routed;
+    let held = limits::reserve(
+        limiter,
+        ctx,
+        &limits,
+        plan.token_estimate(&request),
+        plan.cost_estimate(&request),
+    )
+    .await?;
+    let who = Attribution::of(ctx);
+    let ledger = gateway.ledger().clone();
+    let limiter = limiter.clone();
+    // Opening runs in its own task: if the caller goes away meanwhile, the opened stream and
+    // its guard are dropped there, which settles and meters them.
+    let task = tokio::spawn(async move {
+        match router.execute_stream(&plan, request).await {
+            Ok(answer) => {
+                record_failures(&ledger, &who, &answer.failures).await;
+                let guard = StreamGuard {
+                    held: Some(held),
+                    limiter,
+                    ledger,
+                    who,
+                    meter: answer.meter,
+                    attempt: answer.attempt,
+                    reached_end: false,
+                };
+                Ok((answer.stream, guard))
+            }
+            Err(f) => {
+                held.settle(&limiter, 0, Money::ZERO).await;
+                record_failures(&ledger, &who, &f.failures).await;
+                Err(f)
+            }
+        }
+    });
+    match task.await {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(failure)) => Err(Refusal::from(exec_error(&failure))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// Settles and meters a stream when dropped.
+#[derive(Debug)]
+pub struct StreamGuard {
+    held: Option<Held>,
+    limiter: Limiter,
+    ledger: Ledger,
+    who: Attribution,
+    meter: StreamMeter,
+    attempt: Attempt,
+    reached_end: bool,
+}
+
+impl StreamGuard {
+    /// The stream was read to its end (or to its error): whatever happens next, the caller did
+    /// not cancel it.
+    pub fn reached_end(&mut self) {
+        self.reached_end = true;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let snap = self.meter.snapshot();
+        let outcome = match (&snap.error, self.reached_end) {
+            (Some(e), _) => Outcome::of_error(e),
+            (None, true) => Outcome::Ok,
+            (None, false) => Outcome::Cancelled,
+        };
+        let entry = self.who.entry(&Metered {
+            model: &self.attempt.model,
+            provider: &self.attempt.provider,
+            input_tokens: snap.usage.prompt_tokens,
+            output_tokens: snap.usage.completion_tokens,
+            cost: snap.cost,
+            latency: snap.latency,
+            ttft: snap.ttft,
+            outcome,
+        });
+        let used = snap.usage.prompt_tokens + snap.usage.completion_tokens;
+        let (limiter, ledger, scope) = (
+            self.limiter.clone(),
+            self.ledger.clone(),
+            self.who.scope.clone(),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    held.settle(&limiter, used, snap.cost).await;
+                    ledger.record(scope, entry).await;
+                });
+            }
+            Err(_) => tracing::error!(
+                tenant.id = %entry.tenant_id,
+                "a model stream ended outside the runtime; its usage is not settled"
+            ),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The OpenAI-compatible model gateway for tenant callers and their agents:
+//! `POST /v1/chat/completions` (whole or `stream: true` server-sent events),
+//! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`.
+//!
+//! Authentication and the ingress rate check happen in the admission layer; the model, its
+//! limits and its metering are decided in `crate::gateway` from the verified caller only.
+//! A stream is passed on chunk by chunk as it arrives, never buffered; an upstream failure in
+//! the middle of a stream becomes an `error` event (the shape OpenAI clients raise on) and
+//! the end of the stream, without `[DONE]`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde_json::json;
+use tenantry_core::{ErrorCode, TenantContext, Tier};
+use tenantry_models::ChatStream;
+use tenantry_models::wire::{ChatRequest, EmbeddingsRequest, ModelInfo, ModelList};
+
+use crate::auth::{CallerTier, TenantCaller};
+use crate::error::{ApiError, ApiResult, current_request_id, openai_type};
+use crate::extract::ApiPath;
+use crate::gateway::call::{self, StreamGuard};
+use crate::gateway::limits::{Refusal, add_headers};
+use crate::json::ApiJson;
+use crate::state::AppState;
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    let max_body = state.config.server.model_max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{model}", get(get_model))
+        .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::admission::admit,
+        ))
+}
+
+fn tier_of(ctx: &TenantContext, tier: Option<Arc<Tier>>) -> ApiResult<Arc<Tier>> {
+    tier.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the models of tenant {} cannot be decided: its tier {} does not exist",
+                ctx.tenant_id, ctx.tier
+            ),
+        )
+    })
+}
+
+/// A refusal after the rate check passed: its own headers if it has any (a budget), else the
+/// rate decision's.
+fn refused(mut r: Refusal, rate_headers: Vec<(&'static str, String)>) -> Response {
+    if r.headers.is_empty() {
+        r.headers = rate_headers;
+    }
+    r.into_response()
+}
+
+fn with_headers(mut response: Response, headers: &[(&'static str, String)]) -> Response {
+    add_headers(&mut response, headers);
+    response
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    CallerTier(tier): CallerTier,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Response {
+    let tier = match tier_of(&ctx, tier) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if request.messages.is_empty() {
+        return ApiError::invalid("`messages` must hold at least one message").into_response();
+    }
+    let routed =
+        match call::route(&state.gateway, &state.limiter, &ctx, &tier, &request.model).await {
+            Ok(r) => r,
+            Err(r) => return r.into_response(),
+        };
+    let headers = routed.rate_headers();
+    if request.is_stream() {
+        match call::chat_stream(&state.gateway, &state.limiter, &ctx, routed, request).await {
+            Ok((stream, guard)) => with_headers(sse(stream, guard), &headers),
+            Err(r) => refused(r, headers),
+        }
+    } else {
+        match call::chat(&state.gateway, &state.limiter, &ctx, routed, request).await {
+            Ok(answer) => with_headers(Json(answer).into_response(), &headers),
+            Err(r) => refused(r, headers),
+        }
+    }
+}
+
+async fn embeddings(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    CallerTier(tier): CallerTier,
+    ApiJson(request): ApiJson<EmbeddingsRequest>,
+) -> Response {
+    let tier = match tier_of(&ctx, tier) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let routed =
+        match call::route(&state.gateway, &state.limiter, &ctx, &tier, &request.model).await {
+            Ok(r) => r,
+            Err(r) => return r.into_response(),
+        };
+    let headers = routed.rate_headers();
+    match call::embeddings(&state.gateway, &state.limiter, &ctx, routed, request).await {
+        Ok(answer) => with_headers(Json(answer).into_response(), &headers),
+        Err(r) => refused(r, headers),
+    }
+}
+
+async fn list_models(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    CallerTier(tier): CallerTier,
+) -> ApiResult<Json<ModelList>> {
+    let tier = tier_of(&ctx, tier)?;
+    let own = state.gateway.tenant_models(&ctx.tenant_id).await?;
+    Ok(Json(
+        state.gateway.router().models_for(&tier, own.as_deref()),
+    ))
+}
+
+async fn get_model(
+    State(state): State<AppState>,
+    TenantCaller(ctx): TenantCaller,
+    CallerTier(tier): CallerTier,
+    ApiPath(model): ApiPath<String>,
+) -> ApiResult<Json<ModelInfo>> {
+    let tier = tier_of(&ctx, tier)?;
+    let own = state.gateway.tenant_models(&ctx.tenant_id).await?;
+    state
+        .gateway
+        .router()
+        .models_for(&tier, own.as_deref())
+        .data
+        .into_iter()
+        .find(|m| m.id == model)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("model"))
+}
+
+struct Sse {
+    stream: ChatStream,
+    guard: StreamGuard,
+    done: bool,
+    request_id: String,
+}
+
+fn event(data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn error_event(code: ErrorCode, message: String, request_id: &str) -> Bytes {
+    let body = json!({
+        "error": {
+            "code": code.as_str(),
+            "message": message,
+            "type": openai_type(code),
+            "request_id": request_id,
+        }
+    });
+    event(body.to_string().as_bytes())
+}
+
+/// The server-sent events of a stream: one `data:` event per chunk as it arrives, then
+/// `data: [DONE]`, or an error event.
+fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
+    let state = Sse {
+        stream,
+        guard,
+        done: false,
+        request_id: current_request_id(),
+    };
+    let events = futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let bytes = match s.stream.next().await {
+            Some(Ok(chunk)) => match serde_json::to_vec(&chunk) {
+                Ok(json) => event(&json),
+                Err(e) => {
+                    s.done = true;
+                    s.guard.reached_end();
+                    error_event(
+                        ErrorCode::Internal,
+                        format!("cannot encode a chunk: {e}"),
+                        &s.request_id,
+                    )
+                }
+            },
+            Some(Err(e)) => {
+                s.done = true;
+                s.guard.reached_end();
+                error_event(
+                    e.code(),
+                    format!("the model stream failed: {e}"),
+                    &s.request_id,
+                )
+            }
+            None => {
+                s.done = true;
+                s.guard.reached_end();
+                Bytes::from_static(b"data: [DONE]\n\n")
+            }
+        };
+        Some((Ok::<_, Infallible>(bytes), s))
+    });
+    let mut response = Response::new(Body::from_stream(events));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
+    response
+}
