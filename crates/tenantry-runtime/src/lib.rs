@@ -45,7 +45,10 @@ pub use cgroup::CgroupLayout;
 pub use error::SandboxError;
 pub use helper::helper_main;
 pub use probe::{ProbeReport, probe};
-pub use process::{DEFAULT_SANDBOX_UID, ProcessSandbox, ProcessSandboxConfig, SandboxHandle};
+pub use process::{
+    DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID_COUNT, ProcessSandbox, ProcessSandboxConfig,
+    SandboxHandle,
+};
 pub use sandbox::{
     BackendKind, ComputeUsage, Sandbox, SandboxExit, SandboxReport, SandboxStatus, StartFuture,
 };

@@ -3,10 +3,14 @@
 //! sandbox: it reaches the agent, meters the cgroup, reports how the agent ended, and stops
 //! everything.
 //!
-//! Identity: when the platform runs as root, the sandbox's root user is mapped to a dedicated
-//! unprivileged host uid (`sandbox_uid`, default 0x7E000000), never to host root, so nothing in
-//! the read-only host view that only root may read (e.g. `/etc/shadow`) becomes readable, and
-//! the session storage is chowned to that uid. Otherwise it is mapped to the platform's own uid.
+//! Identity: when the platform runs as root, the sandbox's root user is mapped to an
+//! unprivileged host uid, never to host root, so nothing in the read-only host view that only
+//! root may read (e.g. `/etc/shadow`) becomes readable. The uid is taken from a range
+//! (`sandbox_uid` + 0..`sandbox_uid_count`, default 0x7E000000 + 0..65536) by hashing the
+//! storage directory, so a session keeps its uid across restarts (its files stay its own) while
+//! concurrent sessions almost never share one, and per-user kernel limits (inotify instances,
+//! pipe buffers...) are not pooled between them. The storage is chowned to that uid. When the
+//! platform is not root, the sandbox's root is the platform's own uid.
 //!
 //! This module must never pass the platform's environment, file descriptors or credentials into
 //! the sandbox: the helper is started with an empty environment and only stdin/stdout/stderr.
@@ -35,6 +39,8 @@ use crate::{SandboxError, SandboxSpec};
 
 /// Host uid (and gid) of a sandbox's root user when the platform runs as root.
 pub const DEFAULT_SANDBOX_UID: u32 = 0x7E00_0000;
+/// Number of host uids sandboxes are spread over.
+pub const DEFAULT_SANDBOX_UID_COUNT: u32 = 65_536;
 /// Longest `run_root`: `/<32 hex>/agent.sock` (44 bytes) must still fit in `sun_path`.
 const MAX_RUN_ROOT: usize = 107 - 44;
 /// Lines of agent output kept for diagnostics (`recent_output`).
@@ -54,9 +60,11 @@ pub struct ProcessSandboxConfig {
     /// Parent of sandbox cgroups, relative to each hierarchy's root; `None` means `tenantry`
     /// below the platform's own cgroup.
     pub cgroup_parent: Option<PathBuf>,
-    /// Host uid/gid of the sandbox's root when the platform runs as root.
+    /// First host uid (and gid) of the range sandboxes' root users are mapped to when the
+    /// platform runs as root.
     pub sandbox_uid: u32,
-    pub sandbox_gid: u32,
+    /// Size of that range (1 = every sandbox shares `sandbox_uid`).
+    pub sandbox_uid_count: u32,
     /// Refuse to start sandboxes when the kernel cannot enforce Landlock.
     pub require_landlock: bool,
     /// Size of the sandbox's `/tmp` (it counts against the memory limit anyway); `None` means
@@ -77,7 +85,7 @@ impl ProcessSandboxConfig {
             run_root: std::env::temp_dir().join("tenantry-run"),
             cgroup_parent: None,
             sandbox_uid: DEFAULT_SANDBOX_UID,
-            sandbox_gid: DEFAULT_SANDBOX_UID,
+            sandbox_uid_count: DEFAULT_SANDBOX_UID_COUNT,
             require_landlock: true,
             tmp_size_mb: None,
             hostname: "sandbox".into(),
@@ -151,7 +159,12 @@ impl ProcessSandbox {
         let (euid, egid) = crate::sys::effective_ids();
         let privileged = euid == 0;
         let (uid, gid) = if privileged {
-            (self.config.sandbox_uid, self.config.sandbox_gid)
+            let id = sandbox_host_id(
+                &spec.storage_dir,
+                self.config.sandbox_uid,
+                self.config.sandbox_uid_count,
+            );
+            (id, id)
         } else {
             (euid, egid)
         };
@@ -377,6 +390,18 @@ fn setup_error(stage: SetupStage, message: String) -> SandboxError {
             SandboxError::Setup(message)
         }
     }
+}
+
+/// The host uid/gid for a sandbox of this storage directory: stable per directory (FNV-1a of
+/// its path), spread over `count` ids from `base`.
+fn sandbox_host_id(storage_dir: &Path, base: u32, count: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in storage_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let offset = u32::try_from(hash % u64::from(count.max(1))).unwrap_or(0);
+    base.saturating_add(offset)
 }
 
 /// Gives every entry of the storage tree to the sandbox's uid, without following symlinks
@@ -835,6 +860,20 @@ fn listening_on(table: &str, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ids_are_stable_per_storage_and_spread() {
+        let a = sandbox_host_id(Path::new("/srv/sessions/a"), DEFAULT_SANDBOX_UID, 65_536);
+        let b = sandbox_host_id(Path::new("/srv/sessions/b"), DEFAULT_SANDBOX_UID, 65_536);
+        assert_eq!(
+            a,
+            sandbox_host_id(Path::new("/srv/sessions/a"), DEFAULT_SANDBOX_UID, 65_536)
+        );
+        assert_ne!(a, b);
+        assert!((DEFAULT_SANDBOX_UID..DEFAULT_SANDBOX_UID + 65_536).contains(&a));
+        assert_eq!(sandbox_host_id(Path::new("/x"), 5000, 1), 5000);
+        assert_eq!(sandbox_host_id(Path::new("/x"), 5000, 0), 5000);
+    }
 
     #[test]
     fn proc_net_tcp_listening_is_parsed() {

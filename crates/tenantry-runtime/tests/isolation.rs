@@ -319,6 +319,19 @@ async fn a_hostile_agent_cannot_reach_anything_but_its_own_session_and_the_platf
     assert_eq!(report["uid"], 0, "root inside the user namespace only");
     assert_eq!(report["hostname"], "sandbox");
 
+    // A and B run as different unprivileged host uids (never host root): what A wrote is
+    // owned by A's uid, and B's storage was given to B's.
+    use std::os::unix::fs::MetadataExt;
+    let uid_a = std::fs::metadata(storage_a.join("report.json"))
+        .unwrap()
+        .uid();
+    let uid_b = std::fs::metadata(&storage_b).unwrap().uid();
+    if tenantry_runtime::probe().running_as_root {
+        assert_ne!(uid_a, 0);
+        assert_ne!(uid_b, 0);
+        assert_ne!(uid_a, uid_b, "concurrent sessions get different host uids");
+    }
+
     host_process.kill().unwrap();
     let _ = host_process.wait();
     a.stop().await.unwrap();
