@@ -168,7 +168,11 @@ impl ProcessSandbox {
         } else {
             (euid, egid)
         };
-        if privileged {
+        // A storage directory already owned by the sandbox's ids was prepared by an earlier
+        // start (and what the agent wrote since is its own): skip the walk, which would cost
+        // a stat per file on every start.
+        let owned = fs::metadata(&spec.storage_dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
+        if privileged && !owned {
             let dir = spec.storage_dir.clone();
             tokio::task::spawn_blocking(move || chown_tree(&dir, uid, gid))
                 .await
