@@ -366,6 +366,8 @@ async fn workload_tokens_are_platform_minted_only() {
     let state = &s.server().state;
     let tenant = tenantry_core::TenantId::new("acme").unwrap();
     let user = tenantry_core::UserId::new("alice").unwrap();
+    // A genuine token for a session that is not running is refused: a workload token lives
+    // only as long as its session (the runtime tests show the running case).
     let token = state
         .workload
         .mint(
@@ -377,11 +379,15 @@ async fn workload_tokens_are_platform_minted_only() {
         )
         .unwrap();
     let r = s.get("/v1/me", &token).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["principal"]["credential"]["kind"], "workload");
-    assert_eq!(r.body["tenant"]["user_id"], "alice");
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{}", r.text);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not running")
+    );
 
-    // The same claims signed with another secret are refused.
+    // The same claims signed with another secret are refused for their signature.
     let forged = tenantry_identity::WorkloadIssuer::from_secret(&[9u8; 32])
         .unwrap()
         .mint(
@@ -394,5 +400,13 @@ async fn workload_tokens_are_platform_minted_only() {
         .unwrap();
     let r = s.get("/v1/me", &forged).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{}",
+        r.text
+    );
     s.stop().await;
 }
