@@ -247,11 +247,12 @@ impl SessionManager {
             .unwrap_or(false)
     }
 
-    fn live_count(&self, tenant: &TenantId) -> usize {
+    /// Sessions of the tenant running or starting, other than `key` itself.
+    fn others_running(&self, key: &LiveKey) -> usize {
         self.inner
             .live
             .lock()
-            .map(|m| m.keys().filter(|(t, _)| t == tenant).count())
+            .map(|m| m.keys().filter(|k| k.0 == key.0 && *k != key).count())
             .unwrap_or(0)
     }
 
@@ -416,21 +417,20 @@ impl SessionManager {
             }
         }
         let now = unix_now();
+        if let Some(max) = tier.limits.concurrent_sessions
+            && self.others_running(&key) >= max as usize
+        {
+            self.forget_empty_slot(&key, &guard);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "tenant {} already has {max} running sessions (tier {})",
+                    ctx.tenant_id, tier.name
+                ),
+            ));
+        }
         let resumed = match record {
             None => {
-                let limit = tier.limits.concurrent_sessions;
-                if let Some(max) = limit
-                    && self.live_count(&ctx.tenant_id) >= max as usize
-                {
-                    self.forget_empty_slot(&key, &guard);
-                    return Err(ApiError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "tenant {} already has {max} running sessions (tier {})",
-                            ctx.tenant_id, tier.name
-                        ),
-                    ));
-                }
                 let record = SessionRecord {
                     id: session_id.to_string(),
                     tenant_id: ctx.tenant_id.clone(),
@@ -446,18 +446,6 @@ impl SessionManager {
                 false
             }
             Some(_) => {
-                if let Some(max) = tier.limits.concurrent_sessions
-                    && self.live_count(&ctx.tenant_id) >= max as usize
-                {
-                    self.forget_empty_slot(&key, &guard);
-                    return Err(ApiError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "tenant {} already has {max} running sessions (tier {})",
-                            ctx.tenant_id, tier.name
-                        ),
-                    ));
-                }
                 store
                     .set_session_status(scope, session_id, SessionStatus::Active, None, now)
                     .await?;

@@ -634,3 +634,60 @@ async fn an_agentcore_sdk_agent_runs_unchanged() {
     assert_eq!(r.header("x-tenantry-session-id"), Some(session.as_str()));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_sessions_are_capped_by_the_tier() {
+    if !sandboxes_available("concurrent_sessions_are_capped_by_the_tier") {
+        return;
+    }
+    let s = server(1).await;
+    let tier =
+        json!({"limits": {"requests_per_second": 100, "burst": 100, "concurrent_sessions": 2}});
+    s.admin("PUT", "/v1/admin/tiers/tiny", Some(tier)).await;
+    s.create_tenant("acme", "tiny").await;
+    s.create_tenant("globex", "tiny").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir()}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let first = session_id("cap");
+    assert_eq!(
+        invoke(&s, "py", &alice, &first, json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        invoke(&s, "py", &alice, &session_id("cap"), json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    let r = invoke(&s, "py", &alice, &session_id("cap"), json!({}), &[]).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.text);
+    // A running session keeps working, and another tenant has its own allowance.
+    assert_eq!(
+        invoke(&s, "py", &alice, &first, json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    let bob = s.token("globex", "bob", &[]);
+    assert_eq!(
+        invoke(&s, "py", &bob, &session_id("cap"), json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    // Stopping one frees a place.
+    s.delete(&format!("/v1/sessions/{first}"), &alice).await;
+    assert_eq!(
+        invoke(&s, "py", &alice, &session_id("cap"), json!({}), &[])
+            .await
+            .status,
+        200
+    );
+    s.stop().await;
+}
