@@ -691,3 +691,78 @@ async fn concurrent_sessions_are_capped_by_the_tier() {
     );
     s.stop().await;
 }
+
+/// The Rust example agent: the same contract, streamed answers, storage and platform calls.
+#[tokio::test]
+async fn the_rust_example_agent_serves_the_contract() {
+    if !sandboxes_available("the_rust_example_agent_serves_the_contract") {
+        return;
+    }
+    let bin_dir = PathBuf::from(BIN).parent().unwrap().to_path_buf();
+    let agent = bin_dir.join("example-agent");
+    if !agent.exists() {
+        eprintln!(
+            "SKIP the_rust_example_agent_serves_the_contract: {} is not built; `cargo nextest run --workspace` builds it",
+            agent.display()
+        );
+        return;
+    }
+    // The agent's directory holds only the program, as a deployment would.
+    let workdir = tempfile::tempdir().unwrap();
+    std::fs::copy(&agent, workdir.path().join("example-agent")).unwrap();
+    let program = workdir.path().join("example-agent").canonicalize().unwrap();
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "rust", "command": [program], "workdir": workdir.path().canonicalize().unwrap(),
+               "allowed_headers": ["X-Amzn-Bedrock-AgentCore-Runtime-Custom-Plan"]}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("rust");
+    let r = invoke(
+        &s,
+        "rust",
+        &alice,
+        &session,
+        json!({"prompt": "hi", "call_platform": true}),
+        &[("X-Amzn-Bedrock-AgentCore-Runtime-Custom-Plan", "gold")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["agent"], "rust-example");
+    assert_eq!(r.body["context"]["x-tenantry-tenant-id"], "acme");
+    assert_eq!(
+        r.body["custom_headers"]["x-amzn-bedrock-agentcore-runtime-custom-plan"],
+        "gold"
+    );
+    assert_eq!(r.body["invocations_in_session"], 1);
+    assert_eq!(
+        r.body["platform"]["body"]["tenant"]["tenant_id"], "acme",
+        "{}",
+        r.text
+    );
+    let r = invoke(
+        &s,
+        "rust",
+        &alice,
+        &session,
+        json!({"prompt": "one two three", "stream": true}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let events: Vec<&str> = r
+        .text
+        .split("\n\n")
+        .filter(|e| e.starts_with("data: "))
+        .collect();
+    assert_eq!(events.len(), 4, "{}", r.text);
+    assert!(
+        events[3].contains("\"invocations_in_session\":2"),
+        "{}",
+        r.text
+    );
+    s.stop().await;
+}
