@@ -23,6 +23,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Runtime(cmd) => crate::runtime_cmd::runtime(cmd).await,
         Command::Invoke(args) => crate::runtime_cmd::invoke(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Models(cmd) => crate::models_cmd::models(cmd).await,
+        Command::Limits(cmd) => crate::models_cmd::limits(cmd).await,
+        Command::Usage(args) => crate::models_cmd::usage(args).await,
     }
 }
 

@@ -51,6 +51,17 @@ pub enum Command {
     /// Start the platform on a fresh state directory, onboard three tenants (pool, silo,
     /// bridge), deploy the example agent and show isolation, storage and usage per tenant.
     Demo(crate::demo::DemoArgs),
+    /// Model routing per tier and tenant: which model `default`, `fast`, `smart`... get, a
+    /// tenant's own (fine-tuned) models, fallbacks. Changes apply without a restart (operator).
+    #[command(subcommand)]
+    Models(crate::models_cmd::ModelsCmd),
+    /// A tenant's overrides of its tier's model limits: requests and tokens per minute, money
+    /// per month, for the tenant and for each of its users (operator).
+    #[command(subcommand)]
+    Limits(crate::models_cmd::LimitsCmd),
+    /// The usage ledger: calls, tokens and cost per tenant and model, user, runtime, day or
+    /// kind (operator). A table by default, `--json` for scripts.
+    Usage(crate::models_cmd::UsageArgs),
 }
 
 #[derive(Debug, Args)]

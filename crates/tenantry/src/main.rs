@@ -10,6 +10,7 @@ mod admin;
 mod cli;
 mod client;
 mod demo;
+mod models_cmd;
 mod runtime_cmd;
 
 use std::process::ExitCode;
