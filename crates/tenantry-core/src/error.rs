@@ -51,6 +51,8 @@ pub enum ErrorCode {
     AgentError,
     /// The session's sandbox was killed for going over its memory limit.
     SandboxOom,
+    /// The session's storage holds more than its tier allows.
+    StorageExceeded,
     /// A bug or an unexpected state in Tenantry.
     Internal,
 }
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::AgentError => "agent_error",
             ErrorCode::SandboxOom => "sandbox_oom",
+            ErrorCode::StorageExceeded => "storage_exceeded",
             ErrorCode::Internal => "internal",
         }
     }
@@ -97,6 +100,7 @@ impl ErrorCode {
             | ErrorCode::AgentUnavailable
             | ErrorCode::AgentError
             | ErrorCode::SandboxOom => 502,
+            ErrorCode::StorageExceeded => 507,
             ErrorCode::Internal => 500,
         }
     }
@@ -122,6 +126,7 @@ impl ErrorCode {
             | ErrorCode::BudgetExceeded
             | ErrorCode::AgentError
             | ErrorCode::SandboxOom
+            | ErrorCode::StorageExceeded
             | ErrorCode::Internal => false,
         }
     }
@@ -141,7 +146,8 @@ impl ErrorCode {
             | ErrorCode::MethodNotAllowed
             | ErrorCode::Conflict
             | ErrorCode::RateLimited
-            | ErrorCode::BudgetExceeded => Blame::Caller,
+            | ErrorCode::BudgetExceeded
+            | ErrorCode::StorageExceeded => Blame::Caller,
             // The agent is the tenant's code: to the platform it is an upstream.
             ErrorCode::Unavailable
             | ErrorCode::UpstreamError

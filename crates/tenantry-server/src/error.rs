@@ -122,7 +122,7 @@ pub const fn openai_type(code: ErrorCode) -> &'static str {
         }
         ErrorCode::NotFound => "not_found_error",
         ErrorCode::RateLimited => "rate_limit_error",
-        ErrorCode::BudgetExceeded => "insufficient_quota",
+        ErrorCode::BudgetExceeded | ErrorCode::StorageExceeded => "insufficient_quota",
         ErrorCode::Unavailable | ErrorCode::Internal => "server_error",
         ErrorCode::UpstreamError
         | ErrorCode::AgentUnavailable

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -94,6 +94,10 @@ struct Live {
     started: Instant,
     last_active_ms: AtomicU64,
     in_flight: AtomicU32,
+    /// The tier's `sandbox.storage_mb`, in bytes.
+    storage_limit: u64,
+    /// Set when the storage was last measured above the limit.
+    over_quota: Arc<AtomicBool>,
 }
 
 impl Live {
@@ -283,6 +287,9 @@ impl SessionManager {
         let live = self
             .session(ctx, tier, &scope, &runtime, &session_id)
             .await?;
+        if live.over_quota.load(Ordering::Relaxed) {
+            return Err(storage_exceeded(live.storage_limit));
+        }
         live.in_flight.fetch_add(1, Ordering::SeqCst);
         live.touch(self.inner.epoch);
         let guard = InFlight {
@@ -429,6 +436,12 @@ impl SessionManager {
                 ),
             ));
         }
+        let storage = self.storage_dir(&ctx.tenant_id, session_id);
+        let storage_limit = u64::from(tier.sandbox.storage_mb) * 1024 * 1024;
+        if record.is_some() && measure_storage(storage.clone()).await > storage_limit {
+            self.forget_empty_slot(&key, &guard);
+            return Err(storage_exceeded(storage_limit));
+        }
         let resumed = match record {
             None => {
                 let record = SessionRecord {
@@ -452,7 +465,6 @@ impl SessionManager {
                 true
             }
         };
-        let storage = self.storage_dir(&ctx.tenant_id, session_id);
         let started = match self.take_warm(runtime, &ctx.tenant_id, &storage, resumed) {
             Some(s) => s,
             None => self
@@ -484,6 +496,8 @@ impl SessionManager {
             started: Instant::now(),
             last_active_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
+            storage_limit,
+            over_quota: Arc::new(AtomicBool::new(false)),
         });
         live.touch(self.inner.epoch);
         *guard = Some(live.clone());
@@ -1048,7 +1062,50 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.live.touch(self.epoch);
         self.live.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // Measure the storage after each invocation; the next one is refused if it is over.
+        let dir = self.live.sandbox.storage_dir.clone();
+        let limit = self.live.storage_limit;
+        let flag = self.live.over_quota.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                flag.store(measure_storage(dir).await > limit, Ordering::Relaxed);
+            });
+        }
     }
+}
+
+fn storage_exceeded(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::StorageExceeded,
+        format!(
+            "the session's storage holds more than its tier allows ({} MiB); the agent must delete files, or the operator raise the tier's sandbox.storage_mb",
+            limit / (1024 * 1024)
+        ),
+    )
+}
+
+/// Bytes used by the files below `dir` (symbolic links are not followed).
+async fn measure_storage(dir: PathBuf) -> u64 {
+    tokio::task::spawn_blocking(move || {
+        let mut total = 0u64;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    total = total.saturating_add(meta.len());
+                }
+            }
+        }
+        total
+    })
+    .await
+    .unwrap_or(0)
 }
 
 struct Tracked {

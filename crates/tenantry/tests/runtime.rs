@@ -766,3 +766,50 @@ async fn the_rust_example_agent_serves_the_contract() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn session_storage_is_limited_by_the_tier() {
+    if !sandboxes_available("session_storage_is_limited_by_the_tier") {
+        return;
+    }
+    let s = server(1).await;
+    let tier = json!({"limits": {"requests_per_second": 100, "burst": 100},
+                      "sandbox": {"memory_mb": 256, "cpu_millis": 1000, "max_processes": 64, "storage_mb": 4}});
+    s.admin("PUT", "/v1/admin/tiers/small-disk", Some(tier))
+        .await;
+    s.create_tenant("acme", "small-disk").await;
+    create_runtime(&s, json!({"name": "filler", "command": ["python3", "filler.py"], "workdir": test_agents_dir()})).await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("disk");
+    assert_eq!(
+        invoke(&s, "filler", &alice, &session, json!({"write_mb": 2}), &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        invoke(&s, "filler", &alice, &session, json!({"write_mb": 3}), &[])
+            .await
+            .status,
+        200
+    );
+    // Now 5 MiB against a 4 MiB limit: the next invocation is refused once measured.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = invoke(&s, "filler", &alice, &session, json!({}), &[]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (507, "storage_exceeded"),
+        "{}",
+        r.text
+    );
+    // Resuming an over-full session is refused too.
+    s.delete(&format!("/v1/sessions/{session}"), &alice).await;
+    let r = invoke(&s, "filler", &alice, &session, json!({}), &[]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (507, "storage_exceeded"),
+        "{}",
+        r.text
+    );
+    s.stop().await;
+}
