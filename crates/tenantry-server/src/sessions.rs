@@ -62,6 +62,8 @@ pub fn new_session_id() -> String {
 }
 
 type LiveKey = (TenantId, String);
+/// A session's place in the live map; its lock serialises starting and stopping the session.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Live>>>>;
 
 /// Who a bound sandbox acts for: set when a sandbox is handed to a session.
 #[derive(Debug, Default)]
@@ -110,7 +112,7 @@ impl Live {
 /// The platform's view of the sandbox backend: available, or why not.
 #[derive(Debug)]
 enum Backend {
-    Process(ProcessSandbox),
+    Process(Box<ProcessSandbox>),
     Unavailable(String),
 }
 
@@ -124,7 +126,7 @@ struct Inner {
     ready_timeout: Duration,
     time_divisor: u32,
     epoch: Instant,
-    live: Mutex<HashMap<LiveKey, Arc<tokio::sync::Mutex<Option<Arc<Live>>>>>>,
+    live: Mutex<HashMap<LiveKey, Slot>>,
     warm: Mutex<HashMap<(RuntimeName, TenantId), Vec<Sandboxed>>>,
     /// The application served to agents on their bridge sockets; set once the router exists.
     app: OnceLock<axum::Router>,
@@ -197,7 +199,7 @@ impl SessionManager {
                 config.helper_args = args.clone();
                 config.run_root = settings.run_root.join("sandboxes");
                 match ProcessSandbox::new(config) {
-                    Ok(b) => Backend::Process(b),
+                    Ok(b) => Backend::Process(Box::new(b)),
                     Err(e) => {
                         tracing::warn!(error = %e, "sessions cannot start: the process sandbox is unavailable");
                         Backend::Unavailable(e.to_string())
@@ -588,13 +590,12 @@ impl SessionManager {
             storage_dir: storage.to_path_buf(),
         };
         let handle = backend.launch(spec).await.map_err(|e| {
-            let err: ApiError = match e.code() {
-                ErrorCode::InvalidRequest => {
-                    ApiError::invalid(format!("runtime {} cannot start: {e}", runtime.name))
-                }
-                other => ApiError::new(other, format!("cannot start the sandbox: {e}")),
-            };
-            err
+            let code = e.code();
+            if code == ErrorCode::InvalidRequest {
+                ApiError::invalid(format!("runtime {} cannot start: {e}", runtime.name))
+            } else {
+                ApiError::new(code, format!("cannot start the sandbox: {e}"))
+            }
         })?;
         let started = sandboxed(handle);
         if let Err(e) = started
