@@ -1,7 +1,7 @@
-//! Tenantry's persistence: the operator's registry (tiers, tenants, runtimes, and the settings
-//! the control plane keeps per tier and tenant) and tenant data
-//! (API keys, sessions, the usage ledger; memory and the rest later), on SQLite (embedded) or
-//! PostgreSQL (scale-out).
+//! Tenantry's persistence: the operator's registry (tiers, tenants, runtimes, the settings
+//! the control plane keeps per tier and tenant, and versioned Cedar policy sets) and tenant
+//! data (API keys, sessions, the usage ledger, the vault's encrypted credentials; memory and
+//! the rest later), on SQLite (embedded) or PostgreSQL (scale-out).
 //!
 //! Tenancy law 2 lives here. Every method that reads or writes tenant data takes a
 //! `TenantScope`, and every such query filters by the scope's tenant. On PostgreSQL each of
@@ -25,21 +25,25 @@
 
 mod error;
 mod migrate;
+mod policy;
 mod postgres;
 mod record;
 mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod vault;
 
 use tenantry_core::{
     OperatorGrant, RuntimeName, Tenant, TenantId, TenantScope, Tier, TierName, UserId,
 };
 
 pub use error::StoreError;
+pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use record::{
     ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, SettingKind,
     SettingRecord, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow, is_valid_session_id,
 };
+pub use vault::{CredentialRecord, NewCredential, VaultKeyRecord, is_valid_credential_name};
 
 /// The most sessions `Store::list_sessions` returns.
 pub const LIST_SESSIONS_LIMIT: u32 = 1000;
@@ -146,8 +150,9 @@ impl Store {
         dispatch!(self.update_tenant(t))
     }
 
-    /// Deletes the tenant, all its data rows (API keys, sessions, usage ledger) and the
-    /// runtimes dedicated to it, in one transaction; `false` if absent. It only deletes rows:
+    /// Deletes the tenant, all its data rows (API keys, sessions, usage ledger, vault), its
+    /// settings and policy sets, and the runtimes dedicated to it, in one transaction; `false`
+    /// if absent. It only deletes rows:
     /// stopping the tenant's sandboxes and removing their session storage is the runtime
     /// layer's job, before it calls this.
     pub async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {

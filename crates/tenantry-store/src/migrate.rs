@@ -29,6 +29,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0003_tier_and_tenant_settings",
         include_str!("../migrations/sqlite/0003_tier_and_tenant_settings.sql"),
     ),
+    (
+        "0004_policy_sets_and_vault",
+        include_str!("../migrations/sqlite/0004_policy_sets_and_vault.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -48,6 +52,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0004_tier_and_tenant_settings",
         include_str!("../migrations/postgres/0004_tier_and_tenant_settings.sql"),
+    ),
+    (
+        "0005_policy_sets_and_vault",
+        include_str!("../migrations/postgres/0005_policy_sets_and_vault.sql"),
     ),
 ];
 

@@ -53,6 +53,14 @@ const TENANT_TABLES: &[(&str, &str)] = &[
         "usage_records",
         "DELETE FROM usage_records WHERE tenant_id = $1",
     ),
+    (
+        "vault_credentials",
+        "DELETE FROM vault_credentials WHERE tenant_id = $1",
+    ),
+    (
+        "vault_data_keys",
+        "DELETE FROM vault_data_keys WHERE tenant_id = $1",
+    ),
 ];
 
 macro_rules! tenant_cols {
@@ -272,7 +280,7 @@ impl PgStore {
     /// Begins a transaction in which only `tenant`'s rows of tenant tables are visible or
     /// writable: the role is `tenantry_app` and `app.tenant_id` is `tenant`, both until the
     /// transaction ends.
-    async fn scoped(
+    pub(crate) async fn scoped(
         &self,
         tenant: &TenantId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
@@ -290,6 +298,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
@@ -429,6 +441,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM tenant_settings WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM policy_sets WHERE tenant_id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

@@ -32,6 +32,8 @@ const TENANT_TABLE_DELETES: &[&str] = &[
     "DELETE FROM api_keys WHERE tenant_id = ?1",
     "DELETE FROM sessions WHERE tenant_id = ?1",
     "DELETE FROM usage_records WHERE tenant_id = ?1",
+    "DELETE FROM vault_credentials WHERE tenant_id = ?1",
+    "DELETE FROM vault_data_keys WHERE tenant_id = ?1",
 ];
 
 macro_rules! tenant_cols {
@@ -191,6 +193,10 @@ impl SqliteStore {
         Ok(rows.into_iter().collect())
     }
 
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -321,6 +327,10 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM tenant_settings WHERE tenant_id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM policy_sets WHERE tenant_id = ?1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

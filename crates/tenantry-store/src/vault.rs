@@ -1,0 +1,562 @@
+//! The vault's rows (tenant data): each tenant's wrapped data key and its credential versions,
+//! stored only as ciphertext.
+//!
+//! Encryption is `tenantry-vault`'s job: this module stores and returns opaque bytes, and
+//! never sees a plaintext secret or a key that is not wrapped. Like every tenant table, each
+//! query filters by the scope's tenant, and on PostgreSQL runs in the scoped transaction
+//! (`tenantry_app`, `app.tenant_id`) so row-level security refuses other tenants' rows too.
+//! Both dialects live in this module so the vault's tables are found in one place.
+
+use serde::Serialize;
+use tenantry_core::{TenantId, TenantScope, UserId};
+
+use crate::StoreError;
+use crate::record::{Columns, to_json};
+
+/// A tenant's data key, wrapped by the platform's master key.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct VaultKeyRecord {
+    pub tenant_id: TenantId,
+    /// Identifies the master key that wrapped it (a fingerprint, not the key).
+    pub master_key_id: String,
+    #[serde(skip)]
+    pub wrapped_key: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for VaultKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultKeyRecord")
+            .field("tenant_id", &self.tenant_id)
+            .field("master_key_id", &self.master_key_id)
+            .field(
+                "wrapped_key",
+                &format_args!("<{} bytes>", self.wrapped_key.len()),
+            )
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// One version of a stored credential.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct CredentialRecord {
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// `None`: the tenant's own credential; `Some`: one user's.
+    pub user_id: Option<UserId>,
+    /// 1, 2, 3... per (tenant, name, user); the highest is current.
+    pub version: i64,
+    /// The kind of credential (the vault's vocabulary, e.g. `api_key`).
+    pub kind: String,
+    /// The fields that are not secret, as a JSON object.
+    pub metadata: serde_json::Value,
+    /// The secret fields, encrypted with the tenant's data key. Never serialized.
+    #[serde(skip)]
+    pub ciphertext: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for CredentialRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialRecord")
+            .field("tenant_id", &self.tenant_id)
+            .field("name", &self.name)
+            .field("user_id", &self.user_id)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("metadata", &self.metadata)
+            .field(
+                "ciphertext",
+                &format_args!("<{} bytes>", self.ciphertext.len()),
+            )
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A credential version to store; the store assigns the version.
+#[derive(Clone, PartialEq)]
+pub struct NewCredential<'a> {
+    pub name: &'a str,
+    pub user_id: Option<&'a UserId>,
+    pub kind: &'a str,
+    pub metadata: &'a serde_json::Value,
+    pub ciphertext: &'a [u8],
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for NewCredential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCredential")
+            .field("name", &self.name)
+            .field("user_id", &self.user_id)
+            .field("kind", &self.kind)
+            .field(
+                "ciphertext",
+                &format_args!("<{} bytes>", self.ciphertext.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The characters a credential name may have: 1 to 128, letters, digits and `-_.:/`.
+pub fn is_valid_credential_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
+}
+
+pub(crate) fn check_new(c: &NewCredential<'_>) -> Result<(), StoreError> {
+    if !is_valid_credential_name(c.name) {
+        return Err(StoreError::Database(format!(
+            "refusing to store a credential named {:?}: use 1 to 128 letters, digits and -_.:/",
+            c.name.chars().take(80).collect::<String>()
+        )));
+    }
+    if !c.metadata.is_object() {
+        return Err(StoreError::Database(
+            "refusing to store credential metadata that is not a JSON object".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn user_key(user: Option<&UserId>) -> &str {
+    user.map_or("", UserId::as_str)
+}
+
+/// Columns: `tenant_id`, `master_key_id`, `wrapped_key`, `created_at`.
+fn key_from_row(row: &impl Columns) -> Result<VaultKeyRecord, StoreError> {
+    Ok(VaultKeyRecord {
+        tenant_id: TenantId::new(row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        master_key_id: row.text("master_key_id")?,
+        wrapped_key: row.bytes("wrapped_key")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+/// Columns: `tenant_id`, `name`, `user_id`, `version`, `kind`, `metadata` (JSON text),
+/// `ciphertext`, `created_at`.
+fn credential_from_row(row: &impl Columns) -> Result<CredentialRecord, StoreError> {
+    let user = row.text("user_id")?;
+    let metadata_text = row.text("metadata")?;
+    Ok(CredentialRecord {
+        tenant_id: TenantId::new(row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        name: row.text("name")?,
+        user_id: if user.is_empty() {
+            None
+        } else {
+            Some(UserId::new(user).map_err(StoreError::corrupt)?)
+        },
+        version: row.int("version")?,
+        kind: row.text("kind")?,
+        metadata: serde_json::from_str(&metadata_text)
+            .map_err(|e| StoreError::corrupt(format!("credential metadata: {e}")))?,
+        ciphertext: row.bytes("ciphertext")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+// ---- SQLite ------------------------------------------------------------------------------------
+
+pub(crate) mod sqlite {
+    use sqlx::SqlitePool;
+
+    use super::*;
+
+    macro_rules! cred_cols {
+        () => {
+            "tenant_id, name, user_id, version, kind, metadata, ciphertext, created_at"
+        };
+    }
+
+    pub(crate) async fn get_key(
+        pool: &SqlitePool,
+        tenant: &TenantId,
+    ) -> Result<Option<VaultKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
+             WHERE tenant_id = ?1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    pub(crate) async fn insert_key(
+        pool: &SqlitePool,
+        tenant: &TenantId,
+        key: &VaultKeyRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(tenant.as_str())
+        .bind(&key.master_key_id)
+        .bind(&key.wrapped_key)
+        .bind(key.created_at)
+        .execute(pool)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("tenant {tenant} already has a data key"))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn insert_credential(
+        pool: &SqlitePool,
+        tenant: &TenantId,
+        c: &NewCredential<'_>,
+    ) -> Result<CredentialRecord, StoreError> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO vault_credentials (",
+            cred_cols!(),
+            ")
+             SELECT ?1, ?2, ?3, COALESCE(max(version), 0) + 1, ?4, ?5, ?6, ?7
+             FROM vault_credentials WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
+             RETURNING ",
+            cred_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(c.name)
+        .bind(user_key(c.user_id))
+        .bind(c.kind)
+        .bind(to_json(c.metadata)?)
+        .bind(c.ciphertext)
+        .bind(c.created_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        credential_from_row(&row)
+    }
+
+    pub(crate) async fn get_credential(
+        pool: &SqlitePool,
+        tenant: &TenantId,
+        name: &str,
+        user: Option<&UserId>,
+        version: Option<i64>,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            cred_cols!(),
+            " FROM vault_credentials
+             WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3 AND (?4 IS NULL OR version = ?4)
+             ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(user_key(user))
+        .bind(version)
+        .fetch_optional(pool)
+        .await?;
+        row.as_ref().map(credential_from_row).transpose()
+    }
+
+    pub(crate) async fn list_credentials(
+        pool: &SqlitePool,
+        tenant: &TenantId,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            cred_cols!(),
+            " FROM vault_credentials WHERE tenant_id = ?1
+             ORDER BY name, user_id, version DESC"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(pool)
+        .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    pub(crate) async fn delete_credential(
+        pool: &SqlitePool,
+        tenant: &TenantId,
+        name: &str,
+        user: Option<&UserId>,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM vault_credentials
+             WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3 AND (?4 IS NULL OR version = ?4)",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(user_key(user))
+        .bind(version)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+// ---- PostgreSQL (every statement in the tenant's scoped transaction) ---------------------------
+
+pub(crate) mod postgres {
+    use sqlx::{Postgres, Transaction};
+
+    use super::*;
+
+    macro_rules! cred_cols {
+        () => {
+            "tenant_id, name, user_id, version, kind, metadata::text AS metadata, ciphertext,
+             created_at"
+        };
+    }
+
+    type Tx = Transaction<'static, Postgres>;
+
+    pub(crate) async fn get_key(
+        mut tx: Tx,
+        tenant: &TenantId,
+    ) -> Result<Option<VaultKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
+             WHERE tenant_id = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    pub(crate) async fn insert_key(
+        mut tx: Tx,
+        tenant: &TenantId,
+        key: &VaultKeyRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant.as_str())
+        .bind(&key.master_key_id)
+        .bind(&key.wrapped_key)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from(e).conflict_as(|| format!("tenant {tenant} already has a data key"))
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn insert_credential(
+        mut tx: Tx,
+        tenant: &TenantId,
+        c: &NewCredential<'_>,
+    ) -> Result<CredentialRecord, StoreError> {
+        // Serialises writers of one credential (replicas included) so versions are dense.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "vault_credentials/{tenant}/{}/{}",
+                c.name,
+                user_key(c.user_id)
+            ))
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO vault_credentials (tenant_id, name, user_id, version, kind, metadata,
+                                            ciphertext, created_at)
+             SELECT $1, $2, $3, COALESCE(max(version), 0) + 1, $4, $5::jsonb, $6, $7
+             FROM vault_credentials WHERE tenant_id = $1 AND name = $2 AND user_id = $3
+             RETURNING ",
+            cred_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(c.name)
+        .bind(user_key(c.user_id))
+        .bind(c.kind)
+        .bind(to_json(c.metadata)?)
+        .bind(c.ciphertext)
+        .bind(c.created_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        credential_from_row(&row)
+    }
+
+    pub(crate) async fn get_credential(
+        mut tx: Tx,
+        tenant: &TenantId,
+        name: &str,
+        user: Option<&UserId>,
+        version: Option<i64>,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            cred_cols!(),
+            " FROM vault_credentials
+             WHERE tenant_id = $1 AND name = $2 AND user_id = $3
+               AND ($4::bigint IS NULL OR version = $4)
+             ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(user_key(user))
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(credential_from_row).transpose()
+    }
+
+    pub(crate) async fn list_credentials(
+        mut tx: Tx,
+        tenant: &TenantId,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            cred_cols!(),
+            r#" FROM vault_credentials WHERE tenant_id = $1
+               ORDER BY name COLLATE "C", user_id COLLATE "C", version DESC"#
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    pub(crate) async fn delete_credential(
+        mut tx: Tx,
+        tenant: &TenantId,
+        name: &str,
+        user: Option<&UserId>,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM vault_credentials
+             WHERE tenant_id = $1 AND name = $2 AND user_id = $3
+               AND ($4::bigint IS NULL OR version = $4)",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(user_key(user))
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+// ---- the public API ----------------------------------------------------------------------------
+
+impl crate::Store {
+    /// The scope's wrapped data key; `None` if the tenant has none yet.
+    pub async fn get_vault_key(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<Option<VaultKeyRecord>, StoreError> {
+        let tenant = scope.tenant();
+        match &self.backend {
+            crate::Backend::Sqlite(s) => sqlite::get_key(s.pool(), tenant).await,
+            crate::Backend::Postgres(p) => postgres::get_key(p.scoped(tenant).await?, tenant).await,
+        }
+    }
+
+    /// Stores the scope's wrapped data key. Its `tenant_id` must be the scope's tenant;
+    /// `StoreError::Conflict` if the tenant already has one (another replica made it first:
+    /// read that one).
+    pub async fn insert_vault_key(
+        &self,
+        scope: &TenantScope,
+        key: &VaultKeyRecord,
+    ) -> Result<(), StoreError> {
+        let tenant = scope.tenant();
+        if &key.tenant_id != tenant {
+            return Err(StoreError::Database(format!(
+                "refusing to store a data key of tenant {} in the scope of tenant {tenant}",
+                key.tenant_id
+            )));
+        }
+        match &self.backend {
+            crate::Backend::Sqlite(s) => sqlite::insert_key(s.pool(), tenant, key).await,
+            crate::Backend::Postgres(p) => {
+                postgres::insert_key(p.scoped(tenant).await?, tenant, key).await
+            }
+        }
+    }
+
+    /// Stores the next version of the scope's credential `(name, user)` and returns it.
+    pub async fn insert_credential(
+        &self,
+        scope: &TenantScope,
+        credential: &NewCredential<'_>,
+    ) -> Result<CredentialRecord, StoreError> {
+        check_new(credential)?;
+        let tenant = scope.tenant();
+        match &self.backend {
+            crate::Backend::Sqlite(s) => {
+                sqlite::insert_credential(s.pool(), tenant, credential).await
+            }
+            crate::Backend::Postgres(p) => {
+                postgres::insert_credential(p.scoped(tenant).await?, tenant, credential).await
+            }
+        }
+    }
+
+    /// The scope's credential `(name, user)` at `version`, or its current (highest) version
+    /// when `version` is `None`; `None` if the scope's tenant has no such credential.
+    pub async fn get_credential(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        user: Option<&UserId>,
+        version: Option<i64>,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let tenant = scope.tenant();
+        match &self.backend {
+            crate::Backend::Sqlite(s) => {
+                sqlite::get_credential(s.pool(), tenant, name, user, version).await
+            }
+            crate::Backend::Postgres(p) => {
+                postgres::get_credential(p.scoped(tenant).await?, tenant, name, user, version).await
+            }
+        }
+    }
+
+    /// Every version of every credential of the scope, ordered by name, user (the tenant's
+    /// own first), then version, newest first.
+    pub async fn list_credentials(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        let tenant = scope.tenant();
+        match &self.backend {
+            crate::Backend::Sqlite(s) => sqlite::list_credentials(s.pool(), tenant).await,
+            crate::Backend::Postgres(p) => {
+                postgres::list_credentials(p.scoped(tenant).await?, tenant).await
+            }
+        }
+    }
+
+    /// Deletes one version of the scope's credential `(name, user)`, or all of them when
+    /// `version` is `None`; returns how many versions were deleted (0 if none existed).
+    pub async fn delete_credential(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        user: Option<&UserId>,
+        version: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let tenant = scope.tenant();
+        match &self.backend {
+            crate::Backend::Sqlite(s) => {
+                sqlite::delete_credential(s.pool(), tenant, name, user, version).await
+            }
+            crate::Backend::Postgres(p) => {
+                postgres::delete_credential(p.scoped(tenant).await?, tenant, name, user, version)
+                    .await
+            }
+        }
+    }
+}
