@@ -813,3 +813,34 @@ async fn session_storage_is_limited_by_the_tier() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn invocation_bodies_pass_up_to_the_runtime_limit() {
+    if !sandboxes_available("invocation_bodies_pass_up_to_the_runtime_limit") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "max_body_bytes": 4 * 1024 * 1024}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("body");
+    // 3 MiB: larger than the control plane's 1 MiB limit, within the runtime's 4 MiB.
+    let prompt = "x".repeat(3 * 1024 * 1024);
+    let r = invoke(&s, "py", &alice, &session, json!({"prompt": prompt}), &[]).await;
+    assert_eq!(r.status, 200, "{}", &r.text[..r.text.len().min(300)]);
+    assert_eq!(r.body["echo"].as_str().unwrap().len(), 3 * 1024 * 1024);
+    let too_big = "x".repeat(5 * 1024 * 1024);
+    let r = invoke(&s, "py", &alice, &session, json!({"prompt": too_big}), &[]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "payload_too_large"),
+        "{}",
+        &r.text[..r.text.len().min(300)]
+    );
+    s.stop().await;
+}
