@@ -1,0 +1,339 @@
+//! The tool gateway's decisions, independent of the MCP transport: which tools a caller sees
+//! (`tools/list`) and what happens on a call (`tools/call`): admission by the meter, tenancy
+//! of the target, policy with the call's input, the tenant's credential, the upstream call
+//! under the target's deadline, and the metering record.
+//!
+//! Order matters and is fixed: nothing reaches an upstream before the policy allowed it, and a
+//! credential is looked up only for the verified caller's tenant, only for a target that
+//! caller can see. Every call's deadline is its target's timeout: an upstream that is down or
+//! slow gives an error in time, never a hang.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::catalog::{Backend, Catalog, Target};
+use crate::credentials::{CredentialSource, OutboundCredential};
+use crate::error::{ToolError, UpstreamError};
+use crate::identity::CallerIdentity;
+use crate::meter::{CallStatus, NoMeter, ToolCallRecord, ToolMeter};
+use crate::policy::{ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
+use crate::session::Sessions;
+use crate::target::TOOL_SEPARATOR;
+use crate::upstream::openapi::CallError;
+
+/// Settings of the MCP endpoint.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// A session unused this long is forgotten (the client re-initializes).
+    pub session_idle_timeout: Duration,
+    /// Most live sessions per user; the least recently used gives way.
+    pub max_sessions_per_user: usize,
+    /// Most live sessions per tenant.
+    pub max_sessions_per_tenant: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// `serverInfo.name` in `initialize`.
+    pub server_name: String,
+    /// `instructions` in `initialize`, if any.
+    pub instructions: Option<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_timeout: Duration::from_secs(3600),
+            max_sessions_per_user: 64,
+            max_sessions_per_tenant: 10_000,
+            max_body_bytes: 4 * 1024 * 1024,
+            server_name: "tenantry".into(),
+            instructions: None,
+        }
+    }
+}
+
+/// The tool gateway: the catalogue and the server's policy, vault and meter.
+#[derive(Debug)]
+pub struct ToolGateway {
+    catalog: Arc<Catalog>,
+    policy: Arc<dyn ToolPolicy>,
+    credentials: Arc<dyn CredentialSource>,
+    meter: Arc<dyn ToolMeter>,
+    pub(crate) sessions: Sessions,
+    pub(crate) config: GatewayConfig,
+}
+
+fn sessions_for(c: &GatewayConfig) -> Sessions {
+    Sessions::new(
+        c.session_idle_timeout,
+        c.max_sessions_per_user,
+        c.max_sessions_per_tenant,
+    )
+}
+
+impl ToolGateway {
+    /// A gateway with no metering and the default configuration.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        policy: Arc<dyn ToolPolicy>,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Self {
+        let config = GatewayConfig::default();
+        Self {
+            catalog,
+            policy,
+            credentials,
+            meter: Arc::new(NoMeter),
+            sessions: sessions_for(&config),
+            config,
+        }
+    }
+
+    pub fn with_meter(mut self, meter: Arc<dyn ToolMeter>) -> Self {
+        self.meter = meter;
+        self
+    }
+
+    pub fn with_config(mut self, config: GatewayConfig) -> Self {
+        self.sessions = sessions_for(&config);
+        self.config = config;
+        self
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The tools `caller` may call, as MCP `Tool` objects named `{target}___{tool}`, sorted by
+    /// name. A target that fails to list in time, or needs a credential the caller's tenant
+    /// does not have, contributes nothing (hidden, not an error).
+    pub async fn list_tools(&self, caller: &CallerIdentity) -> Vec<Value> {
+        let targets = self.catalog.visible_to(&caller.tenant);
+        let lists = join_all(targets.iter().map(|t| self.target_tools(caller, t))).await;
+        let mut tools: Vec<Value> = lists.into_iter().flatten().collect();
+        tools.sort_by(|a, b| {
+            let name = |v: &Value| {
+                v.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            name(a).cmp(&name(b))
+        });
+        tools
+    }
+
+    async fn target_tools(&self, caller: &CallerIdentity, target: &Target) -> Vec<Value> {
+        let spec = &target.spec;
+        let work = async {
+            let credential = self.credential(caller, target).await?;
+            let raw: Vec<Value> = match &target.backend {
+                Backend::Mcp(m) => m
+                    .list_tools(credential.as_ref())
+                    .await
+                    .map_err(|error| ToolError::Upstream {
+                        tool: spec.name.to_string(),
+                        error,
+                    })?
+                    .iter()
+                    .cloned()
+                    .collect(),
+                Backend::OpenApi(o) => o.operations().iter().map(|op| op.tool.clone()).collect(),
+            };
+            Ok::<_, ToolError>(raw)
+        };
+        let raw = match tokio::time::timeout(spec.timeout(), work).await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => {
+                tracing::warn!(tenant = %caller.tenant, user = %caller.user, target = %spec.name,
+                    reason = e.reason(), error = %e, "a target's tools are left out of tools/list");
+                return Vec::new();
+            }
+            Err(_) => {
+                tracing::warn!(tenant = %caller.tenant, user = %caller.user, target = %spec.name,
+                    timeout_ms = spec.timeout_ms, "a target did not list its tools in time");
+                return Vec::new();
+            }
+        };
+        raw.into_iter()
+            .filter_map(|mut tool| {
+                let upstream_name = tool.get("name").and_then(Value::as_str)?.to_owned();
+                let full = format!("{}{TOOL_SEPARATOR}{upstream_name}", spec.name);
+                let r = ToolRef {
+                    name: &full,
+                    target: &spec.name,
+                    tool: &upstream_name,
+                    shared: spec.tenant.is_none(),
+                };
+                if !self.policy.visible(caller, &r) {
+                    return None;
+                }
+                tool.as_object_mut()?.insert("name".into(), json!(full));
+                Some(tool)
+            })
+            .collect()
+    }
+
+    /// The caller's credential for the target, if the target takes one.
+    async fn credential(
+        &self,
+        caller: &CallerIdentity,
+        target: &Target,
+    ) -> Result<Option<OutboundCredential>, ToolError> {
+        if target.spec.credential.is_none() {
+            return Ok(None);
+        }
+        match self.credentials.credential_for(caller, &target.spec).await {
+            Ok(Some(c)) => Ok(Some(c)),
+            Ok(None) => Err(ToolError::CredentialMissing {
+                target: target.spec.name.clone(),
+            }),
+            Err(error) => Err(ToolError::Credential {
+                target: target.spec.name.clone(),
+                error,
+            }),
+        }
+    }
+
+    /// Calls the tool `name` (`{target}___{tool}`) for `caller`. The result is the MCP
+    /// `CallToolResult` (a tool that ran and failed is a result with `isError: true`).
+    /// `session` is the MCP session, for the record.
+    pub async fn call_tool(
+        &self,
+        caller: &CallerIdentity,
+        name: &str,
+        arguments: &Value,
+        session: Option<&str>,
+    ) -> Result<Value, ToolError> {
+        self.meter
+            .admit(caller, name)
+            .await
+            .map_err(ToolError::Refused)?;
+        let started = Instant::now();
+        let target = name
+            .split_once(TOOL_SEPARATOR)
+            .and_then(|(target, _)| self.catalog.resolve(&caller.tenant, target));
+        let (Some(target), Some((_, tool))) = (target, name.split_once(TOOL_SEPARATOR)) else {
+            return Err(ToolError::UnknownTool(name.to_owned()));
+        };
+        let outcome = self
+            .call_target(caller, &target, name, tool, arguments)
+            .await;
+        let status = match &outcome {
+            Ok(r) if r.get("isError") == Some(&Value::Bool(true)) => CallStatus::ToolError,
+            Ok(_) => CallStatus::Ok,
+            Err(e) => CallStatus::Failed {
+                code: e.code(),
+                reason: e.reason(),
+            },
+        };
+        let price = match status {
+            CallStatus::Ok | CallStatus::ToolError => target.spec.price_per_call,
+            CallStatus::Failed { .. } => None,
+        };
+        let latency = started.elapsed();
+        tracing::info!(tenant = %caller.tenant, user = %caller.user, tool = name,
+            status = %status.ledger_status(), latency_ms = latency.as_millis() as u64, "tool call");
+        self.meter.record(ToolCallRecord {
+            tenant: caller.tenant.clone(),
+            user: caller.user.clone(),
+            session: session.map(str::to_owned),
+            target: target.spec.name.clone(),
+            tool: name.to_owned(),
+            latency,
+            status,
+            price,
+        });
+        outcome
+    }
+
+    async fn call_target(
+        &self,
+        caller: &CallerIdentity,
+        target: &Target,
+        name: &str,
+        tool: &str,
+        arguments: &Value,
+    ) -> Result<Value, ToolError> {
+        let spec = &target.spec;
+        let operation = match &target.backend {
+            Backend::OpenApi(o) => Some(
+                o.operation(tool)
+                    .ok_or_else(|| ToolError::UnknownTool(name.to_owned()))?,
+            ),
+            Backend::Mcp(_) => None,
+        };
+        let request = ToolAuthzRequest {
+            caller,
+            tool: ToolRef {
+                name,
+                target: &spec.name,
+                tool,
+                shared: spec.tenant.is_none(),
+            },
+            input: arguments,
+            now: SystemTime::now(),
+        };
+        match self.policy.authorize(&request) {
+            ToolDecision::Allow => {}
+            ToolDecision::Deny { reason } => {
+                return Err(ToolError::Denied {
+                    tool: name.to_owned(),
+                    reason,
+                });
+            }
+            ToolDecision::Undecided { reason } => {
+                return Err(ToolError::PolicyUndecided {
+                    tool: name.to_owned(),
+                    reason,
+                });
+            }
+        }
+        if !(arguments.is_object() || arguments.is_null()) {
+            return Err(ToolError::InvalidArguments {
+                tool: name.to_owned(),
+                message: "`arguments` must be an object".into(),
+            });
+        }
+        let upstream = |error: UpstreamError| ToolError::Upstream {
+            tool: name.to_owned(),
+            error,
+        };
+        let work = async {
+            let credential = self.credential(caller, target).await?;
+            match (&target.backend, operation) {
+                (Backend::Mcp(m), _) => {
+                    let tools = m.list_tools(credential.as_ref()).await.map_err(upstream)?;
+                    if !tools
+                        .iter()
+                        .any(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+                    {
+                        return Err(ToolError::UnknownTool(name.to_owned()));
+                    }
+                    m.call_tool(credential.as_ref(), tool, arguments)
+                        .await
+                        .map_err(upstream)
+                }
+                (Backend::OpenApi(o), Some(op)) => o
+                    .call(op, arguments, credential.as_ref())
+                    .await
+                    .map_err(|e| match e {
+                        CallError::InvalidArguments(message) => ToolError::InvalidArguments {
+                            tool: name.to_owned(),
+                            message,
+                        },
+                        CallError::Upstream(error) => upstream(error),
+                    }),
+                (Backend::OpenApi(_), None) => Err(ToolError::UnknownTool(name.to_owned())),
+            }
+        };
+        match tokio::time::timeout(spec.timeout(), work).await {
+            Ok(r) => r,
+            Err(_) => Err(upstream(UpstreamError::Timeout {
+                after: spec.timeout(),
+            })),
+        }
+    }
+}

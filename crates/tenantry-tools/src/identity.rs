@@ -1,0 +1,79 @@
+//! Who is calling the tool gateway, as the server's authentication layer verified it, and the
+//! [`Secret`] wrapper for every credential this crate holds.
+//!
+//! The gateway never builds a [`CallerIdentity`] itself and never reads identity from a JSON-RPC
+//! body, a query or a client header: the server inserts it as a request extension after
+//! verifying the caller's token (tenancy law 1). Without it, the endpoint answers 401.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use tenantry_core::{CredentialKind, TenantId, TierName, UserId};
+
+/// A secret string (a token, an API key). Its `Debug` and `Display` never show the value, and
+/// it has no `Serialize`, so it cannot reach a log line or an API response by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The verified caller of `/mcp`, inserted into the request's extensions by the server's
+/// authentication layer.
+#[derive(Debug, Clone)]
+pub struct CallerIdentity {
+    pub tenant: TenantId,
+    pub user: UserId,
+    /// The tenant's tier, from the registry (not from the token).
+    pub tier: TierName,
+    pub roles: Vec<String>,
+    /// The verified token's claims (empty for API keys), for policy conditions.
+    pub claims: Map<String, Value>,
+    /// How the caller proved who it is: a user JWT, a tenant API key, or an agent's workload
+    /// token (which names the runtime and session: the actor in a token exchange).
+    pub credential: CredentialKind,
+    /// The bearer credential the caller presented, for flows that forward or exchange it
+    /// (RFC 8693 `subject_token`). `None` when the server does not pass it on.
+    pub presented_token: Option<Secret>,
+}
+
+impl CallerIdentity {
+    /// An identity with no roles, claims or presented token.
+    pub fn new(tenant: TenantId, user: UserId, tier: TierName, credential: CredentialKind) -> Self {
+        Self {
+            tenant,
+            user,
+            tier,
+            roles: Vec::new(),
+            claims: Map::new(),
+            credential,
+            presented_token: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("sk-very-secret");
+        assert!(!format!("{s:?}").contains("very"));
+        assert_eq!(s.expose(), "sk-very-secret");
+    }
+}
