@@ -108,12 +108,12 @@ fn respond(status: StatusCode, format: Format, body: &Value, session: Option<&st
 
 /// A transport-level refusal: an HTTP status with a JSON-RPC error body (id null).
 fn refuse(status: StatusCode, error: RpcError) -> Response {
-    let mut r = respond(
-        status,
-        Format::Json,
-        &jsonrpc::error(&Value::Null, &error),
-        None,
-    );
+    refuse_request(status, &Value::Null, error)
+}
+
+/// A transport-level refusal of a request whose id is known.
+fn refuse_request(status: StatusCode, id: &Value, error: RpcError) -> Response {
+    let mut r = respond(status, Format::Json, &jsonrpc::error(id, &error), None);
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -132,9 +132,10 @@ fn unauthenticated() -> Response {
     )
 }
 
-fn session_not_found() -> Response {
-    refuse(
+fn session_not_found(id: &Value) -> Response {
+    refuse_request(
         StatusCode::NOT_FOUND,
+        id,
         RpcError::invalid_request(
             "session not found: it ended or expired; send initialize to open a new one",
         ),
@@ -168,7 +169,7 @@ async fn delete_mcp(
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     } else {
-        session_not_found()
+        session_not_found(&Value::Null)
     }
 }
 
@@ -240,22 +241,32 @@ async fn post_mcp(
         return initialize_session(&gw, &caller, format, &id, params.as_ref());
     }
 
+    // Transport refusals of a single request carry its id, so clients can match them.
+    let single_id = match parsed.as_slice() {
+        [Ok(Incoming::Request { id, .. })] if !batch => id.clone(),
+        [Ok(Incoming::Request { .. } | Incoming::Notification { .. } | Incoming::Response)]
+        | [Err(_)]
+        | []
+        | [_, _, ..] => Value::Null,
+    };
     let Some(session_id) = header_str(&headers, SESSION_HEADER) else {
-        return refuse(
+        return refuse_request(
             StatusCode::BAD_REQUEST,
+            &single_id,
             RpcError::invalid_request(
                 "no Mcp-Session-Id: send initialize first, then the session id it returns",
             ),
         );
     };
     let Some(version) = gw.sessions.get(session_id, &caller) else {
-        return session_not_found();
+        return session_not_found(&single_id);
     };
     if let Some(v) = headers.get(VERSION_HEADER) {
         let v = v.to_str().unwrap_or("");
         if !SUPPORTED_PROTOCOL_VERSIONS.contains(&v) {
-            return refuse(
+            return refuse_request(
                 StatusCode::BAD_REQUEST,
+                &single_id,
                 RpcError::invalid_request(format!(
                     "unsupported MCP-Protocol-Version {v:?}; supported: {}",
                     SUPPORTED_PROTOCOL_VERSIONS.join(", ")
