@@ -1,0 +1,699 @@
+//! The policy engine from the outside: schema validation on upload (positions, unknown
+//! attributes and actions), tier and tenant sets, input and time conditions, `log_only`,
+//! `tools/list` visibility, fail-closed refusals, audit records, and versions with rollback
+//! through the store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tenantry_core::{TenantId, TenantIsolation, TenantStatus, Tier, TierName, UserId};
+use tenantry_policy::{
+    AuthzRequest, Decision, Mode, PolicyEngine, PolicyError, PolicyScope, PolicySetRecord,
+    PrincipalAttrs, STARTER_POLICY, ToolRef, ToolSpec,
+};
+use tenantry_store::Store;
+
+// ---- fixtures ---------------------------------------------------------------------------------
+
+fn tools() -> Vec<ToolSpec> {
+    vec![
+        ToolSpec {
+            full_name: "ehr___patient_context".into(),
+            input_schema: json!({
+                "type": "object",
+                "properties": {"patient_id": {"type": "string"}},
+                "required": ["patient_id"]
+            }),
+        },
+        ToolSpec {
+            full_name: "ehr___premium_report".into(),
+            input_schema: json!({"type": "object", "properties": {}}),
+        },
+        ToolSpec {
+            full_name: "pay___transfer".into(),
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "amount": {"type": "integer"},
+                    "price": {"type": "number"},
+                    "currency": {"type": "string", "enum": ["EUR", "USD"]},
+                    "memo": {"type": ["string", "null"]}
+                },
+                "required": ["amount"]
+            }),
+        },
+    ]
+}
+
+fn engine() -> PolicyEngine {
+    let engine = PolicyEngine::new().unwrap();
+    engine.set_tools(tools()).unwrap();
+    engine
+}
+
+fn tool(full_name: &str) -> ToolRef {
+    let (target, _) = full_name.split_once("___").unwrap();
+    ToolRef {
+        full_name: full_name.into(),
+        target: target.into(),
+        tenant_owned: false,
+    }
+}
+
+fn caller(tenant: &str, tier: &str) -> PrincipalAttrs {
+    PrincipalAttrs {
+        tenant: TenantId::new(tenant).unwrap(),
+        tier: TierName::new(tier).unwrap(),
+        user: UserId::new("alice@example.com").unwrap(),
+        roles: vec!["member".into()],
+        claims: serde_json::Map::new(),
+    }
+}
+
+/// 2024-03-15 (a Friday) at `hour`:30 UTC.
+fn at_hour(hour: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_710_460_800 + hour * 3600 + 30 * 60)
+}
+
+fn decide(
+    engine: &PolicyEngine,
+    who: &PrincipalAttrs,
+    tool_name: &str,
+    input: Value,
+    now: SystemTime,
+) -> Decision {
+    engine.authorize(&AuthzRequest {
+        principal: who,
+        tool: &tool(tool_name),
+        input: &input,
+        now,
+    })
+}
+
+fn record(scope: PolicyScope, version: i64, mode: Mode, text: &str) -> PolicySetRecord {
+    PolicySetRecord {
+        scope,
+        version,
+        text: text.into(),
+        mode,
+        created_at: 0,
+        active: true,
+    }
+}
+
+fn tier_scope(t: &str) -> PolicyScope {
+    PolicyScope::Tier(TierName::new(t).unwrap())
+}
+
+fn tenant_scope(t: &str) -> PolicyScope {
+    PolicyScope::Tenant(TenantId::new(t).unwrap())
+}
+
+/// Validates (as the upload does), then installs.
+fn upload(engine: &PolicyEngine, scope: PolicyScope, version: i64, mode: Mode, text: &str) {
+    engine.validate(text).unwrap();
+    engine.install(&record(scope, version, mode, text)).unwrap();
+}
+
+fn invalid(engine: &PolicyEngine, text: &str) -> Vec<(Option<u32>, Option<u32>, String)> {
+    match engine.validate(text) {
+        Err(PolicyError::Invalid { diagnostics }) => diagnostics
+            .into_iter()
+            .map(|d| (d.line, d.column, d.message))
+            .collect(),
+        other => panic!("expected the policy to be refused, got {other:?}"),
+    }
+}
+
+// ---- the schema and validation ----------------------------------------------------------------
+
+#[test]
+fn the_base_schema_and_starter_policy_are_valid() {
+    // Without tools the starter applies to no action yet: valid, with a warning.
+    let bare = PolicyEngine::new().unwrap();
+    let ok = bare.validate(STARTER_POLICY).unwrap();
+    assert_eq!(ok.policies, 1);
+    assert!(!ok.warnings.is_empty());
+    let with_tools = engine();
+    let ok = with_tools.validate(STARTER_POLICY).unwrap();
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    let text = with_tools.schema_text();
+    assert!(text.contains("namespace Tenantry"), "{text}");
+    assert!(text.contains("pay___transfer"), "{text}");
+    assert!(text.contains("amount"), "{text}");
+}
+
+#[test]
+fn a_syntax_error_is_refused_with_its_line_and_column() {
+    let e = engine();
+    let text = "// the first line is a comment\npermit (principal, action, resource);\nforbid (principal, action resource);\n";
+    let problems = invalid(&e, text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    // `resource` where a comma belongs: line 3, column 27.
+    assert_eq!(
+        (problems[0].0, problems[0].1),
+        (Some(3), Some(27)),
+        "{problems:?}"
+    );
+    // The error's Display leads with the position too.
+    let err = e.validate(text).unwrap_err();
+    assert!(err.to_string().contains("3:27:"), "{err}");
+    assert_eq!(err.code(), tenantry_core::ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn unknown_attributes_actions_and_types_are_refused_by_the_validator() {
+    let e = engine();
+    // An attribute the principal does not have.
+    let problems = invalid(
+        &e,
+        "permit (principal, action, resource)\nwhen { principal.department == \"x\" };",
+    );
+    assert_eq!(problems[0].0, Some(2), "{problems:?}");
+    assert!(problems[0].2.contains("department"), "{problems:?}");
+    // An action (tool) that is not catalogued.
+    let problems = invalid(
+        &e,
+        "forbid (principal, action == Tenantry::Action::\"nope___tool\", resource);",
+    );
+    assert!(problems[0].2.contains("nope___tool"), "{problems:?}");
+    // An input attribute the tool does not have (typo), on line 3.
+    let problems = invalid(
+        &e,
+        "forbid (principal,\n  action == Tenantry::Action::\"pay___transfer\", resource)\nunless { context.input.amont < 1000 };",
+    );
+    assert_eq!(problems[0].0, Some(3), "{problems:?}");
+    assert!(problems[0].2.contains("amont"), "{problems:?}");
+    // A comparison of the wrong type.
+    let problems = invalid(
+        &e,
+        "forbid (principal, action == Tenantry::Action::\"pay___transfer\", resource)\nunless { context.input.amount < \"1000\" };",
+    );
+    assert!(!problems.is_empty());
+    // An optional attribute read without `has`.
+    let problems = invalid(
+        &e,
+        "forbid (principal, action == Tenantry::Action::\"pay___transfer\", resource)\nwhen { context.input.memo == \"x\" };",
+    );
+    assert!(problems[0].2.contains("memo"), "{problems:?}");
+    // Templates and duplicate ids.
+    let problems = invalid(&e, "permit (principal == ?principal, action, resource);");
+    assert!(problems[0].2.contains("templates"), "{problems:?}");
+    let problems = invalid(
+        &e,
+        "@id(\"a\") permit (principal, action, resource);\n@id(\"a\") forbid (principal, action, resource);",
+    );
+    assert!(problems[0].2.contains("distinct"), "{problems:?}");
+}
+
+#[test]
+fn a_policy_written_for_one_tool_validates_against_all_tools_of_the_group() {
+    let e = engine();
+    // Reading an input attribute over the whole CallTool group needs `has`: other tools lack it.
+    assert!(
+        e.validate(
+            "forbid (principal, action in Tenantry::Action::\"CallTool\", resource)\nwhen { context.input.amount > 5 };"
+        )
+        .is_err()
+    );
+    e.validate(
+        "forbid (principal, action in Tenantry::Action::\"CallTool\", resource)\nwhen { context.input has amount && context.input.amount > 5 };",
+    )
+    .unwrap();
+}
+
+// ---- decisions --------------------------------------------------------------------------------
+
+#[test]
+fn the_starter_lets_every_tier_call_every_tool() {
+    let e = engine();
+    for tier in ["basic", "premium"] {
+        let who = caller("acme", tier);
+        let d = decide(&e, &who, "ehr___premium_report", json!({}), at_hour(3));
+        assert!(
+            d.allowed && d.policy_allowed && d.enforced && d.evaluated,
+            "{d:?}"
+        );
+        assert_eq!(d.determining_policies, ["platform@v0#starter"]);
+        assert_eq!(d.mode, Mode::Enforce);
+        assert!(e.visible(&who, &tool("ehr___premium_report")));
+    }
+}
+
+#[test]
+fn a_tier_policy_hides_a_premium_tool_from_basic() {
+    let e = engine();
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::Enforce,
+        "@id(\"no-premium-tools\")\nforbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource);",
+    );
+    let basic = caller("acme", "basic");
+    let premium = caller("globex", "premium");
+    assert!(!e.visible(&basic, &tool("ehr___premium_report")));
+    assert!(e.visible(&basic, &tool("ehr___patient_context")));
+    assert!(e.visible(&premium, &tool("ehr___premium_report")));
+
+    let d = decide(&e, &basic, "ehr___premium_report", json!({}), at_hour(9));
+    assert!(!d.allowed && !d.policy_allowed && d.enforced, "{d:?}");
+    assert_eq!(d.determining_policies, ["tier:basic@v1#no-premium-tools"]);
+    assert!(
+        d.reason().contains("tier:basic@v1#no-premium-tools"),
+        "{}",
+        d.reason()
+    );
+    let d = decide(&e, &premium, "ehr___premium_report", json!({}), at_hour(9));
+    assert!(d.allowed, "{d:?}");
+}
+
+#[test]
+fn an_input_condition_allows_and_denies_as_written() {
+    let e = engine();
+    upload(
+        &e,
+        tenant_scope("acme"),
+        1,
+        Mode::Enforce,
+        "forbid (principal, action == Tenantry::Action::\"pay___transfer\", resource)\nunless { context.input.amount < 1000 };",
+    );
+    let acme = caller("acme", "basic");
+    let small = decide(
+        &e,
+        &acme,
+        "pay___transfer",
+        json!({"amount": 999}),
+        at_hour(9),
+    );
+    assert!(small.allowed, "{small:?}");
+    let large = decide(
+        &e,
+        &acme,
+        "pay___transfer",
+        json!({"amount": 1000}),
+        at_hour(9),
+    );
+    assert!(!large.allowed, "{large:?}");
+    assert_eq!(large.determining_policies, ["tenant:acme@v1#0"]);
+    // Still listed: some input is allowed.
+    assert!(e.visible(&acme, &tool("pay___transfer")));
+    // Another tenant is not bound by acme's set.
+    let other = caller("globex", "basic");
+    assert!(
+        decide(
+            &e,
+            &other,
+            "pay___transfer",
+            json!({"amount": 5000}),
+            at_hour(9)
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn a_permit_with_an_input_condition_grants_when_the_platform_set_is_replaced() {
+    let e = engine();
+    // The operator's own platform set: nothing by default.
+    upload(&e, PolicyScope::Platform, 1, Mode::Enforce, "");
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::Enforce,
+        "permit (principal, action == Tenantry::Action::\"pay___transfer\", resource)\nwhen { context.input.amount < 1000 && context.input has currency && context.input.currency == \"EUR\" };\npermit (principal, action == Tenantry::Action::\"ehr___patient_context\", resource)\nwhen { context.input.patient_id like \"p-*\" };",
+    );
+    let basic = caller("acme", "basic");
+    let ok = json!({"amount": 10, "currency": "EUR"});
+    assert!(decide(&e, &basic, "pay___transfer", ok, at_hour(9)).allowed);
+    let usd = json!({"amount": 10, "currency": "USD"});
+    assert!(!decide(&e, &basic, "pay___transfer", usd, at_hour(9)).allowed);
+    let none = json!({"amount": 10});
+    assert!(!decide(&e, &basic, "pay___transfer", none, at_hour(9)).allowed);
+    assert!(
+        decide(
+            &e,
+            &basic,
+            "ehr___patient_context",
+            json!({"patient_id": "p-1"}),
+            at_hour(9)
+        )
+        .allowed
+    );
+    assert!(
+        !decide(
+            &e,
+            &basic,
+            "ehr___patient_context",
+            json!({"patient_id": "q-1"}),
+            at_hour(9)
+        )
+        .allowed
+    );
+    // Visible: some input is permitted. Hidden: nothing permits it.
+    assert!(e.visible(&basic, &tool("pay___transfer")));
+    assert!(!e.visible(&basic, &tool("ehr___premium_report")));
+    // Premium has no permits at all now.
+    let premium = caller("globex", "premium");
+    assert!(!e.visible(&premium, &tool("pay___transfer")));
+    let d = decide(
+        &e,
+        &premium,
+        "pay___transfer",
+        json!({"amount": 1}),
+        at_hour(9),
+    );
+    assert!(!d.allowed && d.determining_policies.is_empty(), "{d:?}");
+    assert_eq!(d.reason(), "denied: no policy permits this call");
+}
+
+#[test]
+fn decimals_roles_claims_and_tenant_owned_tools() {
+    let e = engine();
+    upload(&e, PolicyScope::Platform, 1, Mode::Enforce, "");
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::Enforce,
+        r#"
+permit (principal, action == Tenantry::Action::"pay___transfer", resource)
+when { context.input has price && context.input.price.lessThan(decimal("10.5")) };
+permit (principal, action == Tenantry::Action::"ehr___premium_report", resource)
+when { principal.roles.contains("admin") || (principal.hasTag("dept") && principal.getTag("dept") == "cardiology") };
+permit (principal in Tenantry::Tenant::"acme", action == Tenantry::Action::"ehr___patient_context", resource)
+when { resource.tenant_owned && resource.target == "ehr" };
+"#,
+    );
+    let mut who = caller("acme", "basic");
+    let cheap = json!({"amount": 1, "price": 10.25});
+    assert!(decide(&e, &who, "pay___transfer", cheap, at_hour(1)).allowed);
+    let dear = json!({"amount": 1, "price": 10.5});
+    assert!(!decide(&e, &who, "pay___transfer", dear, at_hour(1)).allowed);
+
+    assert!(!decide(&e, &who, "ehr___premium_report", json!({}), at_hour(1)).allowed);
+    assert!(!e.visible(&who, &tool("ehr___premium_report")));
+    who.claims.insert("dept".into(), json!("cardiology"));
+    assert!(decide(&e, &who, "ehr___premium_report", json!({}), at_hour(1)).allowed);
+    assert!(e.visible(&who, &tool("ehr___premium_report")));
+    who.claims.clear();
+    who.roles.push("admin".into());
+    assert!(decide(&e, &who, "ehr___premium_report", json!({}), at_hour(1)).allowed);
+
+    let input = json!({"patient_id": "p-1"});
+    assert!(!decide(&e, &who, "ehr___patient_context", input.clone(), at_hour(1)).allowed);
+    let owned = ToolRef {
+        tenant_owned: true,
+        ..tool("ehr___patient_context")
+    };
+    let d = e.authorize(&AuthzRequest {
+        principal: &who,
+        tool: &owned,
+        input: &input,
+        now: at_hour(1),
+    });
+    assert!(d.allowed, "{d:?}");
+}
+
+#[test]
+fn a_time_condition_follows_the_injected_clock() {
+    let e = engine();
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::Enforce,
+        "// basic may call patient_context only between 08:00 and 17:00 UTC\nforbid (principal, action == Tenantry::Action::\"ehr___patient_context\", resource)\nunless { context.time.hour >= 8 && context.time.hour < 17 };",
+    );
+    let basic = caller("acme", "basic");
+    let input = json!({"patient_id": "p-1"});
+    for (hour, allowed) in [
+        (7, false),
+        (8, true),
+        (12, true),
+        (16, true),
+        (17, false),
+        (23, false),
+    ] {
+        let d = decide(
+            &e,
+            &basic,
+            "ehr___patient_context",
+            input.clone(),
+            at_hour(hour),
+        );
+        assert_eq!(d.allowed, allowed, "at {hour}:30: {d:?}");
+    }
+    // Listed for basic whatever the time: it may be called in office hours.
+    assert!(e.visible(&basic, &tool("ehr___patient_context")));
+    // Premium is not restricted.
+    let premium = caller("globex", "premium");
+    assert!(decide(&e, &premium, "ehr___patient_context", input, at_hour(23)).allowed);
+    // Weekdays work too: 2024-03-16 is a Saturday (ISO 6).
+    upload(
+        &e,
+        tier_scope("premium"),
+        1,
+        Mode::Enforce,
+        "forbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource)\nwhen { context.time.weekday >= 6 };",
+    );
+    let friday = at_hour(12);
+    let saturday = friday + Duration::from_secs(86_400);
+    assert!(decide(&e, &premium, "ehr___premium_report", json!({}), friday).allowed);
+    assert!(!decide(&e, &premium, "ehr___premium_report", json!({}), saturday).allowed);
+}
+
+#[test]
+fn log_only_allows_but_reports_the_deny() {
+    let e = engine();
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::LogOnly,
+        "@id(\"try-no-premium\")\nforbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource);",
+    );
+    let basic = caller("acme", "basic");
+    let d = decide(&e, &basic, "ehr___premium_report", json!({}), at_hour(9));
+    assert!(d.allowed, "log_only must not block: {d:?}");
+    assert!(!d.policy_allowed);
+    assert!(!d.enforced);
+    assert_eq!(d.mode, Mode::LogOnly);
+    assert_eq!(d.determining_policies, ["tier:basic@v1#try-no-premium"]);
+    let audit = serde_json::to_value(d.audit_fields()).unwrap();
+    assert_eq!(audit["decision"], "allow");
+    assert_eq!(audit["policy_decision"], "deny");
+    assert_eq!(audit["mode"], "log_only");
+    // Not hidden either: listing follows what is enforced.
+    assert!(e.visible(&basic, &tool("ehr___premium_report")));
+
+    // Switched to enforce (a new version), the same text blocks.
+    upload(
+        &e,
+        tier_scope("basic"),
+        2,
+        Mode::Enforce,
+        "@id(\"try-no-premium\")\nforbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource);",
+    );
+    let d = decide(&e, &basic, "ehr___premium_report", json!({}), at_hour(9));
+    assert!(!d.allowed && d.enforced, "{d:?}");
+    assert_eq!(d.determining_policies, ["tier:basic@v2#try-no-premium"]);
+    assert!(!e.visible(&basic, &tool("ehr___premium_report")));
+}
+
+#[test]
+fn a_log_only_permit_grants_nothing() {
+    let e = engine();
+    upload(&e, PolicyScope::Platform, 1, Mode::Enforce, "");
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::LogOnly,
+        "permit (principal, action, resource);",
+    );
+    let basic = caller("acme", "basic");
+    let d = decide(&e, &basic, "ehr___premium_report", json!({}), at_hour(9));
+    assert!(!d.allowed && d.policy_allowed && !d.enforced, "{d:?}");
+    assert!(d.reason().contains("log-only"), "{}", d.reason());
+    assert!(!e.visible(&basic, &tool("ehr___premium_report")));
+}
+
+#[test]
+fn what_cannot_be_evaluated_is_denied_and_hidden() {
+    let e = engine();
+    let who = caller("acme", "basic");
+    // A tool the engine was never told about.
+    let d = decide(&e, &who, "ghost___tool", json!({}), at_hour(9));
+    assert!(!d.allowed && !d.evaluated, "{d:?}");
+    assert!(d.reason().contains("catalogue"), "{}", d.reason());
+    assert!(!e.visible(&who, &tool("ghost___tool")));
+    // An input that does not fit the tool's schema.
+    for bad in [
+        json!({}),
+        json!({"amount": "ten"}),
+        json!({"amount": 1.5}),
+        json!([1]),
+    ] {
+        let d = decide(&e, &who, "pay___transfer", bad.clone(), at_hour(9));
+        assert!(!d.allowed && !d.evaluated, "{bad}: {d:?}");
+    }
+    // Extra keys and nulls are fine; so is a missing input for a tool without required fields.
+    let extra = json!({"amount": 1, "memo": null, "unknown": {"deep": true}});
+    assert!(decide(&e, &who, "pay___transfer", extra, at_hour(9)).allowed);
+    assert!(decide(&e, &who, "ehr___premium_report", Value::Null, at_hour(9)).allowed);
+    // Dropping a tool from the catalogue denies it from then on.
+    e.set_tools(
+        tools()
+            .into_iter()
+            .filter(|t| t.full_name != "pay___transfer"),
+    )
+    .unwrap();
+    assert!(!decide(&e, &who, "pay___transfer", json!({"amount": 1}), at_hour(9)).allowed);
+}
+
+#[test]
+fn a_stored_set_that_does_not_load_denies_its_scope() {
+    let e = engine();
+    let report = e.replace_all(&[
+        record(tier_scope("basic"), 4, Mode::Enforce, "this is not cedar"),
+        record(tier_scope("premium"), 1, Mode::Enforce, "// fine"),
+    ]);
+    assert_eq!(report.loaded, 2);
+    assert_eq!(report.unloadable.len(), 1);
+    assert!(report.unloadable[0].to_string().contains("tier:basic@v4"));
+    let basic = caller("acme", "basic");
+    let d = decide(&e, &basic, "ehr___premium_report", json!({}), at_hour(9));
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(d.determining_policies, ["tier:basic@v4#unloadable"]);
+    let premium = caller("acme", "premium");
+    assert!(decide(&e, &premium, "ehr___premium_report", json!({}), at_hour(9)).allowed);
+}
+
+// ---- the audit log ----------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn decisions_are_logged_with_target_audit() {
+    let e = engine();
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::Enforce,
+        "@id(\"no-premium\") forbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource);",
+    );
+    let d = decide(
+        &e,
+        &caller("acme", "basic"),
+        "ehr___premium_report",
+        json!({}),
+        at_hour(9),
+    );
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || d.log_audit());
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["target"], "audit");
+    let f = &line["fields"];
+    assert_eq!(f["tenant"], "acme");
+    assert_eq!(f["user"], "alice@example.com");
+    assert_eq!(f["tool"], "ehr___premium_report");
+    assert_eq!(f["decision"], "deny");
+    assert_eq!(f["policies"], "tier:basic@v1#no-premium");
+}
+
+// ---- versions and rollback through the store --------------------------------------------------
+
+#[tokio::test]
+async fn versions_and_rollback_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    let basic_tier: Tier = serde_json::from_value(json!({"name": "basic"})).unwrap();
+    store.put_tier(&basic_tier).await.unwrap();
+    store
+        .create_tenant(&tenantry_core::Tenant {
+            id: TenantId::new("acme").unwrap(),
+            name: "Acme".into(),
+            tier: TierName::new("basic").unwrap(),
+            status: TenantStatus::Active,
+            isolation: TenantIsolation::default(),
+            region: "eu".into(),
+            features: BTreeMap::new(),
+            entitlements: serde_json::Map::new(),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let e = engine();
+    let basic = caller("acme", "basic");
+    let scope = tier_scope("basic");
+    let deny =
+        "forbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource);";
+
+    // v1 forbids, v2 allows again.
+    for text in [deny, "// v2: no restrictions"] {
+        e.validate(text).unwrap();
+        let r = store
+            .put_policy_set(&scope, text, Mode::Enforce, 1)
+            .await
+            .unwrap();
+        e.install(&r).unwrap();
+    }
+    assert!(decide(&e, &basic, "ehr___premium_report", json!({}), at_hour(9)).allowed);
+
+    // Roll back to v1, as another replica would see it: reload from the store.
+    store.activate_policy_set(&scope, 1).await.unwrap().unwrap();
+    let other_replica = engine();
+    let report = other_replica.reload(&store).await.unwrap();
+    assert_eq!(report.loaded, 1);
+    assert!(report.unloadable.is_empty());
+    let d = decide(
+        &other_replica,
+        &basic,
+        "ehr___premium_report",
+        json!({}),
+        at_hour(9),
+    );
+    assert!(!d.allowed);
+    assert_eq!(d.determining_policies, ["tier:basic@v1#0"]);
+
+    // Deactivating the tier's set lifts its restriction on reload.
+    store.deactivate_policy_set(&scope).await.unwrap();
+    other_replica.reload(&store).await.unwrap();
+    assert!(
+        decide(
+            &other_replica,
+            &basic,
+            "ehr___premium_report",
+            json!({}),
+            at_hour(9)
+        )
+        .allowed
+    );
+}
