@@ -187,3 +187,94 @@ async fn the_python_sdk_connects_lists_and_calls() {
         "{calls:?}"
     );
 }
+
+/// The Python SDK's server as an upstream: Tenantry's MCP client initializes, lists and calls
+/// through it, over event streams (the SDK's default) and over JSON answers.
+#[tokio::test]
+async fn a_python_sdk_server_works_as_an_upstream() {
+    if !has_python_mcp().await {
+        if std::env::var("TENANTRY_REQUIRE_MCP_CLIENT").as_deref() == Ok("1") {
+            panic!(
+                "{} with the mcp package is required here (python3 -m pip install mcp)",
+                python()
+            );
+        }
+        eprintln!(
+            "SKIP a_python_sdk_server_works_as_an_upstream: `{} -c \"import mcp\"` failed; \
+             install it with `python3 -m pip install mcp`",
+            python()
+        );
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mcp_server.py");
+    let mut servers = Vec::new();
+    let mut specs = Vec::new();
+    for (name, mode) in [("pysse", "sse"), ("pyjson", "json")] {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(python())
+            .args([script, &port.to_string(), mode])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        servers.push(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Python MCP server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        specs.push(mcp_target(
+            name,
+            &format!("http://127.0.0.1:{port}/mcp"),
+            json!({"credential": {"placement": "bearer"}, "timeout_ms": 20000}),
+        ));
+    }
+    let h = Harness::start(
+        specs,
+        Arc::new(FnPolicy(Box::new(|_, _, _| ToolDecision::Allow))),
+        MapVault::with(&[("acme", "acme-key"), ("bolt", "bolt-key")]),
+    )
+    .await;
+    for (caller, key) in [
+        ("acme:ann:basic", "Bearer acme-key"),
+        ("bolt:bob:basic", "Bearer bolt-key"),
+    ] {
+        let mut c = h.client(caller);
+        c.initialize("2025-06-18").await;
+        let tools = c.tool_names().await;
+        for t in [
+            "pysse___add",
+            "pysse___whoami",
+            "pyjson___add",
+            "pyjson___whoami",
+        ] {
+            assert!(tools.contains(&t.to_owned()), "{t} missing from {tools:?}");
+        }
+        for target in ["pysse", "pyjson"] {
+            let sum = c
+                .call(&format!("{target}___add"), json!({"a": 19, "b": 23}))
+                .await;
+            assert_eq!(common::text(&sum), "42", "{sum:?}");
+            let who = c.call(&format!("{target}___whoami"), json!({})).await;
+            assert_eq!(common::text(&who), key, "{who:?}");
+            let bad = c.call(&format!("{target}___add"), json!({"a": "x"})).await;
+            // The SDK reports invalid arguments as a tool error (or, in older versions, as a
+            // JSON-RPC error); either way it is not a success.
+            assert!(
+                bad.body["result"]["isError"] == json!(true) || bad.body["error"].is_object(),
+                "{bad:?}"
+            );
+        }
+    }
+    drop(servers);
+}
