@@ -214,16 +214,12 @@ struct ErrorResponse {
     error: String,
 }
 
-/// Asks the token endpoint for a token; returns it with its `expires_in`.
-pub(crate) async fn request(
-    http: &reqwest::Client,
+/// The form body of a token request and its `Authorization` header, if any. Not async: the
+/// form serializer must not live across an await (it is not `Send`).
+fn request_parts(
     endpoint: &Endpoint<'_>,
     grant: &Grant<'_>,
-) -> Result<(SecretString, Option<u64>), VaultError> {
-    let unavailable = |detail: String| VaultError::TokenEndpointUnavailable {
-        name: endpoint.name.to_owned(),
-        detail,
-    };
+) -> Result<(String, Option<Zeroizing<String>>), VaultError> {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     match grant {
         Grant::ClientCredentials { scopes, audience } => {
@@ -268,13 +264,7 @@ pub(crate) async fn request(
             }
         }
     }
-    let mut req = http
-        .post(endpoint.token_url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
+    let mut authorization = None;
     match endpoint.client_auth {
         ClientAuth::Basic => {
             // RFC 6749 2.3.1: the id and secret are form-encoded before Basic encoding.
@@ -286,14 +276,37 @@ pub(crate) async fn request(
                 enc(endpoint.client_secret.expose())
             ));
             let value = Zeroizing::new(format!("Basic {}", STANDARD.encode(pair.as_bytes())));
-            req = req.header(reqwest::header::AUTHORIZATION, value.as_str());
+            authorization = Some(value);
         }
         ClientAuth::Post => {
             form.append_pair("client_id", endpoint.client_id);
             form.append_pair("client_secret", endpoint.client_secret.expose());
         }
     }
-    let body = form.finish();
+    Ok((form.finish(), authorization))
+}
+
+/// Asks the token endpoint for a token; returns it with its `expires_in`.
+pub(crate) async fn request(
+    http: &reqwest::Client,
+    endpoint: &Endpoint<'_>,
+    grant: &Grant<'_>,
+) -> Result<(SecretString, Option<u64>), VaultError> {
+    let unavailable = |detail: String| VaultError::TokenEndpointUnavailable {
+        name: endpoint.name.to_owned(),
+        detail,
+    };
+    let (body, authorization) = request_parts(endpoint, grant)?;
+    let mut req = http
+        .post(endpoint.token_url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    if let Some(value) = &authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, value.as_str());
+    }
     let mut resp = req
         .body(body)
         .send()
