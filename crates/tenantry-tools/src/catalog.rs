@@ -2,11 +2,11 @@
 //! server loads it from the store at start and updates it on each control-plane change; the
 //! gateway reads it on every `tools/list` and `tools/call`.
 //!
-//! A target name is either shared (visible to every tenant) or registered per tenant (each
-//! tenant may have its own target of that name, visible to it alone), never both, so an
-//! exported tool name means exactly one target for any caller. The catalogue never hands a
-//! tenant another tenant's target: [`Catalog::resolve`] and [`Catalog::visible_to`] take the
-//! caller's tenant.
+//! Target names are unique across the platform, shared or not, so an exported tool name means
+//! one target (and one policy action) everywhere. A tenant's own target is visible to that
+//! tenant alone: [`Catalog::resolve`] and [`Catalog::visible_to`] take the caller's tenant and
+//! treat another tenant's target as absent. Re-registering a name replaces the target only
+//! for the same owner; moving a name to another owner means removing it first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -38,19 +38,14 @@ pub(crate) enum Backend {
 pub(crate) struct Target {
     pub(crate) spec: TargetSpec,
     pub(crate) backend: Backend,
-}
-
-#[derive(Debug)]
-enum Entry {
-    Shared(Arc<Target>),
-    PerTenant(BTreeMap<TenantId, Arc<Target>>),
+    /// Whether a static tool set (OpenAPI) has been offered to the policy.
+    pub(crate) offered: std::sync::Once,
 }
 
 /// One target that could not be loaded by [`Catalog::load`].
 #[derive(Debug, Clone)]
 pub struct LoadFailure {
     pub name: TargetName,
-    pub tenant: Option<TenantId>,
     pub error: TargetError,
 }
 
@@ -59,7 +54,7 @@ pub struct LoadFailure {
 pub struct Catalog {
     http: reqwest::Client,
     tools_ttl: Duration,
-    entries: RwLock<BTreeMap<TargetName, Entry>>,
+    entries: RwLock<BTreeMap<TargetName, Arc<Target>>>,
 }
 
 impl Catalog {
@@ -77,14 +72,14 @@ impl Catalog {
         self
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TargetName, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TargetName, Arc<Target>>> {
         match self.entries.read() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TargetName, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TargetName, Arc<Target>>> {
         match self.entries.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -171,10 +166,12 @@ impl Catalog {
         Ok(Target {
             spec: spec.clone(),
             backend,
+            offered: std::sync::Once::new(),
         })
     }
 
-    /// Adds or replaces a target (same name and tenant). Fetches a document given by URL.
+    /// Adds a target, or replaces the one of the same name and owner. Fetches a document given
+    /// by URL.
     /// Returns the compiler's warnings (OpenAPI operations left out, and why).
     pub async fn upsert(&self, spec: TargetSpec) -> Result<Vec<String>, TargetError> {
         let spec = self.resolve_spec(spec).await?;
@@ -195,77 +192,40 @@ impl Catalog {
         let mut failures = Vec::new();
         let mut fresh = BTreeMap::new();
         for spec in specs {
-            let (name, tenant) = (spec.name.clone(), spec.tenant.clone());
+            let name = spec.name.clone();
             let result = self
                 .compile(&spec)
                 .and_then(|t| insert(&mut fresh, Arc::new(t)));
             if let Err(error) = result {
-                failures.push(LoadFailure {
-                    name,
-                    tenant,
-                    error,
-                });
+                failures.push(LoadFailure { name, error });
             }
         }
         *self.write() = fresh;
         failures
     }
 
-    /// Removes a target; `tenant` says which one for a per-tenant name. True if it existed.
-    pub fn remove(&self, name: &TargetName, tenant: Option<&TenantId>) -> bool {
-        let mut entries = self.write();
-        let (removed, now_empty) = match (entries.get_mut(name), tenant) {
-            (Some(Entry::Shared(_)), None) => (true, true),
-            (Some(Entry::PerTenant(m)), Some(t)) => {
-                let removed = m.remove(t).is_some();
-                (removed, m.is_empty())
-            }
-            (Some(Entry::Shared(_)), Some(_)) | (Some(Entry::PerTenant(_)), None) | (None, _) => {
-                (false, false)
-            }
-        };
-        if now_empty {
-            entries.remove(name);
-        }
-        removed
+    /// Removes a target; true if it existed.
+    pub fn remove(&self, name: &TargetName) -> bool {
+        self.write().remove(name).is_some()
     }
 
-    /// The spec of a target; `tenant` says which one for a per-tenant name.
-    pub fn get(&self, name: &TargetName, tenant: Option<&TenantId>) -> Option<TargetSpec> {
-        match (self.read().get(name), tenant) {
-            (Some(Entry::Shared(t)), None) => Some(t.spec.clone()),
-            (Some(Entry::PerTenant(m)), Some(tenant)) => m.get(tenant).map(|t| t.spec.clone()),
-            (Some(Entry::Shared(_)), Some(_)) | (Some(Entry::PerTenant(_)), None) | (None, _) => {
-                None
-            }
-        }
+    /// The spec of a target.
+    pub fn get(&self, name: &TargetName) -> Option<TargetSpec> {
+        self.read().get(name).map(|t| t.spec.clone())
     }
 
-    /// Every target's spec, shared ones and every tenant's (for the operator).
+    /// Every target's spec, shared ones and every tenant's (for the operator), by name.
     pub fn specs(&self) -> Vec<TargetSpec> {
-        let mut out = Vec::new();
-        for entry in self.read().values() {
-            match entry {
-                Entry::Shared(t) => out.push(t.spec.clone()),
-                Entry::PerTenant(m) => out.extend(m.values().map(|t| t.spec.clone())),
-            }
-        }
-        out
+        self.read().values().map(|t| t.spec.clone()).collect()
     }
 
     /// Forgets the cached tool lists of every upstream MCP server (the next `tools/list`
     /// asks them again).
     pub fn refresh(&self) {
-        for entry in self.read().values() {
-            let targets: Vec<&Arc<Target>> = match entry {
-                Entry::Shared(t) => vec![t],
-                Entry::PerTenant(m) => m.values().collect(),
-            };
-            for t in targets {
-                match &t.backend {
-                    Backend::Mcp(m) => m.invalidate(),
-                    Backend::OpenApi(_) => {}
-                }
+        for t in self.read().values() {
+            match &t.backend {
+                Backend::Mcp(m) => m.invalidate(),
+                Backend::OpenApi(_) => {}
             }
         }
     }
@@ -274,52 +234,40 @@ impl Catalog {
     pub(crate) fn visible_to(&self, tenant: &TenantId) -> Vec<Arc<Target>> {
         self.read()
             .values()
-            .filter_map(|e| match e {
-                Entry::Shared(t) => Some(t.clone()),
-                Entry::PerTenant(m) => m.get(tenant).cloned(),
-            })
+            .filter(|t| t.spec.tenant.as_ref().is_none_or(|owner| owner == tenant))
+            .cloned()
             .collect()
     }
 
-    /// The target of this name that `tenant` can see, if any.
+    /// The target of this name, if `tenant` can see it.
     pub(crate) fn resolve(&self, tenant: &TenantId, name: &str) -> Option<Arc<Target>> {
         let name = TargetName::new(name).ok()?;
-        match self.read().get(&name)? {
-            Entry::Shared(t) => Some(t.clone()),
-            Entry::PerTenant(m) => m.get(tenant).cloned(),
-        }
+        self.read()
+            .get(&name)
+            .filter(|t| t.spec.tenant.as_ref().is_none_or(|owner| owner == tenant))
+            .cloned()
     }
 }
 
 fn insert(
-    entries: &mut BTreeMap<TargetName, Entry>,
+    entries: &mut BTreeMap<TargetName, Arc<Target>>,
     target: Arc<Target>,
 ) -> Result<(), TargetError> {
     let name = target.spec.name.clone();
-    match (entries.get_mut(&name), target.spec.tenant.clone()) {
-        (None, None) => {
-            entries.insert(name, Entry::Shared(target));
-        }
-        (None, Some(tenant)) => {
-            entries.insert(name, Entry::PerTenant(BTreeMap::from([(tenant, target)])));
-        }
-        (Some(Entry::Shared(slot)), None) => *slot = target,
-        (Some(Entry::PerTenant(m)), Some(tenant)) => {
-            m.insert(tenant, target);
-        }
-        (Some(Entry::Shared(_)), Some(tenant)) => {
-            return Err(TargetError::Conflict(format!(
-                "target {name} is shared by all tenants, so tenant {tenant} cannot have its own of \
-                 that name; choose another name"
-            )));
-        }
-        (Some(Entry::PerTenant(_)), None) => {
-            return Err(TargetError::Conflict(format!(
-                "target {name} is registered for some tenants, so a shared target cannot take \
-                 that name; choose another name"
-            )));
-        }
+    if let Some(existing) = entries.get(&name)
+        && existing.spec.tenant != target.spec.tenant
+    {
+        let owner = |t: &Option<TenantId>| match t {
+            Some(t) => format!("tenant {t}"),
+            None => "all tenants (shared)".to_owned(),
+        };
+        return Err(TargetError::Conflict(format!(
+            "target {name} is registered for {}; remove it before registering it for {}",
+            owner(&existing.spec.tenant),
+            owner(&target.spec.tenant)
+        )));
     }
+    entries.insert(name, target);
     Ok(())
 }
 
@@ -338,30 +286,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn names_are_shared_or_per_tenant_never_both() {
+    async fn names_are_unique_and_owned() {
         let c = Catalog::new().unwrap();
         let (a, b) = (
             TenantId::new("acme").unwrap(),
             TenantId::new("bolt").unwrap(),
         );
         c.upsert(mcp("crm", Some("acme"))).await.unwrap();
-        c.upsert(mcp("crm", Some("bolt"))).await.unwrap();
         c.upsert(mcp("wiki", None)).await.unwrap();
         assert_eq!(
-            c.upsert(mcp("crm", None)).await.unwrap_err().code(),
+            c.upsert(mcp("crm", Some("bolt"))).await.unwrap_err().code(),
             tenantry_core::ErrorCode::Conflict
         );
+        assert!(c.upsert(mcp("crm", None)).await.is_err());
         assert!(c.upsert(mcp("wiki", Some("acme"))).await.is_err());
+        c.upsert(mcp("crm", Some("acme"))).await.unwrap();
         assert_eq!(c.visible_to(&a).len(), 2);
+        assert_eq!(c.visible_to(&b).len(), 1);
         assert!(c.resolve(&a, "crm").is_some());
-        assert_eq!(c.resolve(&b, "crm").unwrap().spec.tenant.as_ref(), Some(&b));
+        assert!(c.resolve(&b, "crm").is_none());
+        assert!(c.resolve(&b, "wiki").is_some());
+        assert!(c.resolve(&b, "Not_A_Name").is_none());
         let crm = TargetName::new("crm").unwrap();
-        assert!(c.remove(&crm, Some(&a)));
-        assert!(c.resolve(&a, "crm").is_none());
-        assert!(c.resolve(&b, "crm").is_some());
-        assert!(!c.remove(&crm, None));
-        assert!(c.remove(&crm, Some(&b)));
-        c.upsert(mcp("crm", None)).await.unwrap();
+        assert_eq!(c.get(&crm).unwrap().tenant, Some(a.clone()));
+        assert!(c.remove(&crm));
+        assert!(!c.remove(&crm));
+        c.upsert(mcp("crm", Some("bolt"))).await.unwrap();
         assert_eq!(c.specs().len(), 2);
         let failures = c.load(vec![
             mcp("one", None),
@@ -369,7 +319,8 @@ mod tests {
             mcp("two", None),
         ]);
         assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].name.as_str(), "one");
         assert_eq!(c.specs().len(), 2);
-        assert!(c.resolve(&a, "crm").is_none());
+        assert!(c.resolve(&b, "crm").is_none());
     }
 }

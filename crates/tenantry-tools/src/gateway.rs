@@ -3,10 +3,11 @@
 //! of the target, policy with the call's input, the tenant's credential, the upstream call
 //! under the target's deadline, and the metering record.
 //!
-//! Order matters and is fixed: nothing reaches an upstream before the policy allowed it, and a
-//! credential is looked up only for the verified caller's tenant, only for a target that
-//! caller can see. Every call's deadline is its target's timeout: an upstream that is down or
-//! slow gives an error in time, never a hang.
+//! Order matters and is fixed: no call reaches an upstream before the policy allowed it (an
+//! upstream MCP server's tool list may be fetched first: the policy must know a tool before it
+//! decides on it), and a credential is looked up only for the verified caller's tenant, only
+//! for a target that caller can see. Every call's deadline is its target's timeout: an upstream
+//! that is down or slow gives an error in time, never a hang.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,10 +20,10 @@ use crate::credentials::{CredentialSource, OutboundCredential};
 use crate::error::{ToolError, UpstreamError};
 use crate::identity::CallerIdentity;
 use crate::meter::{CallStatus, NoMeter, ToolCallRecord, ToolMeter};
-use crate::policy::{ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
+use crate::policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 use crate::session::Sessions;
-use crate::target::TOOL_SEPARATOR;
-use crate::upstream::openapi::CallError;
+use crate::target::{TOOL_SEPARATOR, TargetSpec};
+use crate::upstream::openapi::{CallError, OpenApiTarget};
 
 /// Settings of the MCP endpoint.
 #[derive(Debug, Clone)]
@@ -131,7 +132,7 @@ impl ToolGateway {
             let credential = self.credential(caller, target).await?;
             let raw: Vec<Value> = match &target.backend {
                 Backend::Mcp(m) => m
-                    .list_tools(credential.as_ref())
+                    .list_tools(credential.as_ref(), &|fetched| self.offer(spec, fetched))
                     .await
                     .map_err(|error| ToolError::Upstream {
                         tool: spec.name.to_string(),
@@ -140,7 +141,10 @@ impl ToolGateway {
                     .iter()
                     .cloned()
                     .collect(),
-                Backend::OpenApi(o) => o.operations().iter().map(|op| op.tool.clone()).collect(),
+                Backend::OpenApi(o) => {
+                    self.offer_once(target, o);
+                    o.operations().iter().map(|op| op.tool.clone()).collect()
+                }
             };
             Ok::<_, ToolError>(raw)
         };
@@ -249,22 +253,45 @@ impl ToolGateway {
         outcome
     }
 
-    async fn call_target(
+    /// Tells the policy which tools a target offers.
+    fn offer(&self, spec: &TargetSpec, tools: &[Value]) {
+        let empty = json!({});
+        let named: Vec<(String, &str, &Value)> = tools
+            .iter()
+            .filter_map(|t| {
+                let tool = t.get("name")?.as_str()?;
+                let schema = t.get("inputSchema").unwrap_or(&empty);
+                Some((format!("{}{TOOL_SEPARATOR}{tool}", spec.name), tool, schema))
+            })
+            .collect();
+        let offered: Vec<OfferedTool<'_>> = named
+            .iter()
+            .map(|(name, tool, input_schema)| OfferedTool {
+                name,
+                tool,
+                input_schema,
+            })
+            .collect();
+        self.policy.tools_offered(spec, &offered);
+    }
+
+    /// Offers an OpenAPI target's (static) tools, once per registration; concurrent callers
+    /// wait for it, so none reaches the policy first.
+    fn offer_once(&self, target: &Target, o: &OpenApiTarget) {
+        target.offered.call_once(|| {
+            let tools: Vec<Value> = o.operations().iter().map(|op| op.tool.clone()).collect();
+            self.offer(&target.spec, &tools);
+        });
+    }
+
+    fn authorize(
         &self,
         caller: &CallerIdentity,
-        target: &Target,
+        spec: &TargetSpec,
         name: &str,
         tool: &str,
         arguments: &Value,
-    ) -> Result<Value, ToolError> {
-        let spec = &target.spec;
-        let operation = match &target.backend {
-            Backend::OpenApi(o) => Some(
-                o.operation(tool)
-                    .ok_or_else(|| ToolError::UnknownTool(name.to_owned()))?,
-            ),
-            Backend::Mcp(_) => None,
-        };
+    ) -> Result<(), ToolError> {
         let request = ToolAuthzRequest {
             caller,
             tool: ToolRef {
@@ -277,56 +304,74 @@ impl ToolGateway {
             now: SystemTime::now(),
         };
         match self.policy.authorize(&request) {
-            ToolDecision::Allow => {}
-            ToolDecision::Deny { reason } => {
-                return Err(ToolError::Denied {
-                    tool: name.to_owned(),
-                    reason,
-                });
-            }
-            ToolDecision::Undecided { reason } => {
-                return Err(ToolError::PolicyUndecided {
-                    tool: name.to_owned(),
-                    reason,
-                });
-            }
+            ToolDecision::Allow => Ok(()),
+            ToolDecision::Deny { reason } => Err(ToolError::Denied {
+                tool: name.to_owned(),
+                reason,
+            }),
+            ToolDecision::Undecided { reason } => Err(ToolError::PolicyUndecided {
+                tool: name.to_owned(),
+                reason,
+            }),
         }
+    }
+
+    async fn call_target(
+        &self,
+        caller: &CallerIdentity,
+        target: &Target,
+        name: &str,
+        tool: &str,
+        arguments: &Value,
+    ) -> Result<Value, ToolError> {
+        let spec = &target.spec;
         if !(arguments.is_object() || arguments.is_null()) {
             return Err(ToolError::InvalidArguments {
                 tool: name.to_owned(),
                 message: "`arguments` must be an object".into(),
             });
         }
+        let unknown = || ToolError::UnknownTool(name.to_owned());
         let upstream = |error: UpstreamError| ToolError::Upstream {
             tool: name.to_owned(),
             error,
         };
         let work = async {
-            let credential = self.credential(caller, target).await?;
-            match (&target.backend, operation) {
-                (Backend::Mcp(m), _) => {
-                    let tools = m.list_tools(credential.as_ref()).await.map_err(upstream)?;
+            match &target.backend {
+                Backend::OpenApi(o) => {
+                    let op = o.operation(tool).ok_or_else(unknown)?;
+                    self.offer_once(target, o);
+                    self.authorize(caller, spec, name, tool, arguments)?;
+                    let credential = self.credential(caller, target).await?;
+                    o.call(op, arguments, credential.as_ref())
+                        .await
+                        .map_err(|e| match e {
+                            CallError::InvalidArguments(message) => ToolError::InvalidArguments {
+                                tool: name.to_owned(),
+                                message,
+                            },
+                            CallError::Upstream(error) => upstream(error),
+                        })
+                }
+                Backend::Mcp(m) => {
+                    // The list (usually cached) tells whether the tool exists and offers it
+                    // to the policy before the policy decides on it.
+                    let credential = self.credential(caller, target).await?;
+                    let tools = m
+                        .list_tools(credential.as_ref(), &|fetched| self.offer(spec, fetched))
+                        .await
+                        .map_err(upstream)?;
                     if !tools
                         .iter()
                         .any(|t| t.get("name").and_then(Value::as_str) == Some(tool))
                     {
-                        return Err(ToolError::UnknownTool(name.to_owned()));
+                        return Err(unknown());
                     }
+                    self.authorize(caller, spec, name, tool, arguments)?;
                     m.call_tool(credential.as_ref(), tool, arguments)
                         .await
                         .map_err(upstream)
                 }
-                (Backend::OpenApi(o), Some(op)) => o
-                    .call(op, arguments, credential.as_ref())
-                    .await
-                    .map_err(|e| match e {
-                        CallError::InvalidArguments(message) => ToolError::InvalidArguments {
-                            tool: name.to_owned(),
-                            message,
-                        },
-                        CallError::Upstream(error) => upstream(error),
-                    }),
-                (Backend::OpenApi(_), None) => Err(ToolError::UnknownTool(name.to_owned())),
             }
         };
         match tokio::time::timeout(spec.timeout(), work).await {

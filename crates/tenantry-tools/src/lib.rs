@@ -45,7 +45,7 @@ pub use error::{TargetError, ToolError, UpstreamError};
 pub use gateway::{GatewayConfig, ToolGateway};
 pub use identity::{CallerIdentity, Secret};
 pub use meter::{AdmitFuture, CallStatus, NoMeter, Refusal, ToolCallRecord, ToolMeter};
-pub use policy::{ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
+pub use policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 pub use target::{
     CredentialPlacement, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, SpecSource, TOOL_SEPARATOR,
     TargetKind, TargetName, TargetSpec,

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::identity::CallerIdentity;
-use crate::target::TargetName;
+use crate::target::{TargetName, TargetSpec};
 
 /// One exported tool, as the policy sees it.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,17 @@ pub struct ToolAuthzRequest<'a> {
     /// The call's `arguments` (a JSON object, or `null` when absent).
     pub input: &'a Value,
     pub now: SystemTime,
+}
+
+/// A tool as the gateway offers it, for the policy engine's catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct OfferedTool<'a> {
+    /// The exported name, `{target}___{tool}`.
+    pub name: &'a str,
+    /// The tool's name at the target.
+    pub tool: &'a str,
+    /// The tool's JSON Schema for its input (`{}` when the upstream gave none).
+    pub input_schema: &'a Value,
 }
 
 /// The policy's answer to a call.
@@ -56,4 +67,14 @@ pub trait ToolPolicy: Send + Sync + std::fmt::Debug {
 
     /// Whether this call, with its input, may go ahead.
     fn authorize(&self, request: &ToolAuthzRequest<'_>) -> ToolDecision;
+
+    /// The tools `target` offers, each time the gateway learns them and before any of them is
+    /// passed to [`visible`](Self::visible) or [`authorize`](Self::authorize): an OpenAPI
+    /// target's once per registration, an upstream MCP server's on each fetch of its list (at
+    /// most once per cache period and credential; lists fetched with different credentials may
+    /// differ). An engine that knows tools by name and types their input keeps its catalogue
+    /// from these. The default does nothing.
+    fn tools_offered(&self, target: &TargetSpec, tools: &[OfferedTool<'_>]) {
+        let _ = (target, tools);
+    }
 }

@@ -87,7 +87,7 @@ pub struct TargetSpec {
     pub name: TargetName,
     pub kind: TargetKind,
     /// `None`: shared by every tenant (pool). `Some`: that tenant's alone (silo); other tenants
-    /// cannot see or call it. A name is either shared or per tenant, never both.
+    /// cannot see or call it. Names are unique across the platform either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
     /// Where the tenant's credential goes on each upstream call; `None`: no credential.

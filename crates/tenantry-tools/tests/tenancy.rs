@@ -22,8 +22,7 @@ async fn another_tenants_target_does_not_exist() {
         vec![
             mcp_target("kit", &shared.url(), json!({})),
             mcp_target("vault", &acme_own.url(), json!({"tenant": "acme"})),
-            mcp_target("crm", &acme_own.url(), json!({"tenant": "acme"})),
-            mcp_target("crm", &bolt_own.url(), json!({"tenant": "bolt"})),
+            mcp_target("desk", &bolt_own.url(), json!({"tenant": "bolt"})),
         ],
         allow_all(),
         MapVault::with(&[]),
@@ -36,14 +35,18 @@ async fn another_tenants_target_does_not_exist() {
 
     let acme_tools = acme.tool_names().await;
     assert!(acme_tools.contains(&"vault___echo".to_owned()));
-    assert!(acme_tools.contains(&"crm___echo".to_owned()));
+    assert!(acme_tools.contains(&"kit___echo".to_owned()));
+    assert!(
+        acme_tools.iter().all(|t| !t.starts_with("desk___")),
+        "{acme_tools:?}"
+    );
     let bolt_tools = bolt.tool_names().await;
     assert!(
         bolt_tools.iter().all(|t| !t.starts_with("vault___")),
         "{bolt_tools:?}"
     );
     assert!(bolt_tools.contains(&"kit___echo".to_owned()));
-    assert!(bolt_tools.contains(&"crm___echo".to_owned()));
+    assert!(bolt_tools.contains(&"desk___echo".to_owned()));
 
     // Calling it answers exactly what a never-registered target answers.
     let theirs = bolt.call("vault___echo", json!({})).await;
@@ -58,22 +61,97 @@ async fn another_tenants_target_does_not_exist() {
             .replace("vault", "ghost"),
         nothing.body["error"]["message"].as_str().unwrap()
     );
-
-    // The same name means each tenant's own target.
-    let before = acme_own.calls().len();
-    assert_eq!(
-        bolt.call("crm___echo", json!({"message": "b"})).await.body["result"]["isError"],
-        json!(false)
-    );
-    assert_eq!(
-        acme_own.calls().len(),
-        before,
+    assert!(
+        acme_own
+            .requests()
+            .iter()
+            .all(|r| r.rpc_method().as_deref() != Some("tools/call")),
         "bolt's call must not reach acme's upstream"
     );
+
+    // Each tenant's own target reaches its own upstream only.
+    assert_eq!(
+        bolt.call("desk___echo", json!({"message": "b"})).await.body["result"]["isError"],
+        json!(false)
+    );
+    assert_eq!((acme_own.calls().len(), bolt_own.calls().len()), (0, 1));
+    acme.call("vault___echo", json!({"message": "a"})).await;
+    assert_eq!((acme_own.calls().len(), bolt_own.calls().len()), (1, 1));
+    let _ = acme.call("desk___echo", json!({})).await;
     assert_eq!(bolt_own.calls().len(), 1);
-    acme.call("crm___echo", json!({"message": "a"})).await;
-    assert_eq!(acme_own.calls().len(), before + 1);
-    assert_eq!(bolt_own.calls().len(), 1);
+}
+
+/// A policy that, like the Cedar engine, refuses any tool it has not been told about.
+#[derive(Debug, Default)]
+struct CataloguePolicy {
+    known: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+}
+
+impl tenantry_tools::ToolPolicy for CataloguePolicy {
+    fn visible(
+        &self,
+        _: &tenantry_tools::CallerIdentity,
+        tool: &tenantry_tools::ToolRef<'_>,
+    ) -> bool {
+        self.known.lock().unwrap().contains_key(tool.name)
+    }
+    fn authorize(&self, r: &tenantry_tools::ToolAuthzRequest<'_>) -> ToolDecision {
+        if self.known.lock().unwrap().contains_key(r.tool.name) {
+            ToolDecision::Allow
+        } else {
+            ToolDecision::Deny {
+                reason: format!("{} is not in the catalogue", r.tool.name),
+            }
+        }
+    }
+    fn tools_offered(
+        &self,
+        target: &tenantry_tools::TargetSpec,
+        tools: &[tenantry_tools::OfferedTool<'_>],
+    ) {
+        let mut known = self.known.lock().unwrap();
+        for t in tools {
+            assert!(t.name.starts_with(&format!("{}___", target.name)));
+            known.insert(t.name.to_owned(), t.input_schema.clone());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_policy_learns_each_tool_before_deciding_on_it() {
+    let mcp = MockMcpServer::start().await;
+    let api = MockOpenApi::start().await;
+    let policy = Arc::new(CataloguePolicy::default());
+    let h = Harness::start(
+        vec![
+            mcp_target("kit", &mcp.url(), json!({})),
+            openapi_target("pets", &api.spec(), &api.base_url(), json!({})),
+        ],
+        policy.clone(),
+        MapVault::with(&[]),
+    )
+    .await;
+    // A first call, with no listing before it, on each kind of target.
+    let mut c = h.client("acme:ann:basic");
+    c.initialize("2025-06-18").await;
+    assert_eq!(
+        text(&c.call("kit___add", json!({"a": 1, "b": 1})).await),
+        "2"
+    );
+    let pet = c.call("pets___getPet", json!({"petId": 1})).await;
+    assert_eq!(pet.body["result"]["isError"], json!(false), "{pet:?}");
+    // The listing shows everything, with the schemas the policy was given.
+    let list = c.request("tools/list", json!({})).await;
+    let tools = list.body["result"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 9);
+    let known = policy.known.lock().unwrap().clone();
+    for t in tools {
+        assert_eq!(
+            known.get(t["name"].as_str().unwrap()),
+            Some(&t["inputSchema"]),
+            "{t}"
+        );
+    }
 }
 
 #[tokio::test]

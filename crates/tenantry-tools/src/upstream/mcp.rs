@@ -144,10 +144,11 @@ impl McpUpstream {
 
     /// The upstream's tools (MCP `Tool` objects), from the cache while it is fresh. When a
     /// refresh fails fast (refused, error status) and an older list exists, the older list is
-    /// served.
+    /// served. `on_fetch` sees every list fetched from the upstream before any caller does.
     pub(crate) async fn list_tools(
         &self,
         credential: Option<&OutboundCredential>,
+        on_fetch: &(dyn Fn(&[Value]) + Sync),
     ) -> Result<Arc<Vec<Value>>, UpstreamError> {
         let conn = self.conn(credential);
         let mut cache = conn.tools.lock().await;
@@ -158,6 +159,7 @@ impl McpUpstream {
         }
         match self.fetch_tools(&conn, credential).await {
             Ok(tools) => {
+                on_fetch(&tools);
                 let tools = Arc::new(tools);
                 *cache = Some(CachedTools {
                     at: Instant::now(),
