@@ -422,6 +422,27 @@ impl Store {
         dispatch!(self.record_usage(scope.tenant(), usage))
     }
 
+    /// Appends several entries to the scope's ledger in one transaction: all of them, or none
+    /// (and the error of the first that failed). Every entry's `tenant_id` must be the scope's
+    /// tenant. Cheaper than one `record_usage` each when entries arrive in bursts.
+    pub async fn record_usages(
+        &self,
+        scope: &TenantScope,
+        usages: &[UsageRecord],
+    ) -> Result<(), StoreError> {
+        if let Some(u) = usages.iter().find(|u| &u.tenant_id != scope.tenant()) {
+            return Err(StoreError::Database(format!(
+                "refusing to record usage of tenant {} in the scope of tenant {}",
+                u.tenant_id,
+                scope.tenant()
+            )));
+        }
+        if usages.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.record_usages(scope.tenant(), usages))
+    }
+
     /// The scope's ledger entries with `from <= at < to` (unix seconds), newest first (by `at`,
     /// then id), at most `limit`.
     pub async fn list_usage(

@@ -765,35 +765,48 @@ impl SqliteStore {
         tenant: &TenantId,
         u: &UsageRecord,
     ) -> Result<(), StoreError> {
-        sqlx::query(concat!(
-            "INSERT INTO usage_records (",
-            usage_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                       ?17, ?18)"
-        ))
-        .bind(tenant.as_str())
-        .bind(&u.id)
-        .bind(u.user_id.as_ref().map(UserId::as_str))
-        .bind(u.runtime.as_ref().map(RuntimeName::as_str))
-        .bind(u.session_id.as_deref())
-        .bind(u.kind.as_str())
-        .bind(u.resource.as_deref())
-        .bind(u.provider.as_deref())
-        .bind(u.input_tokens)
-        .bind(u.output_tokens)
-        .bind(u.cpu_ms)
-        .bind(u.memory_mb_ms)
-        .bind(u.calls)
-        .bind(u.cost.micros())
-        .bind(u.latency_ms)
-        .bind(u.ttft_ms)
-        .bind(&u.status)
-        .bind(u.at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            StoreError::from(e).conflict_as(|| format!("usage record {} already exists", u.id))
-        })?;
+        self.record_usages(tenant, std::slice::from_ref(u)).await
+    }
+
+    /// All of `usages` in one transaction, or none of them.
+    pub(crate) async fn record_usages(
+        &self,
+        tenant: &TenantId,
+        usages: &[UsageRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for u in usages {
+            sqlx::query(concat!(
+                "INSERT INTO usage_records (",
+                usage_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                           ?17, ?18)"
+            ))
+            .bind(tenant.as_str())
+            .bind(&u.id)
+            .bind(u.user_id.as_ref().map(UserId::as_str))
+            .bind(u.runtime.as_ref().map(RuntimeName::as_str))
+            .bind(u.session_id.as_deref())
+            .bind(u.kind.as_str())
+            .bind(u.resource.as_deref())
+            .bind(u.provider.as_deref())
+            .bind(u.input_tokens)
+            .bind(u.output_tokens)
+            .bind(u.cpu_ms)
+            .bind(u.memory_mb_ms)
+            .bind(u.calls)
+            .bind(u.cost.micros())
+            .bind(u.latency_ms)
+            .bind(u.ttft_ms)
+            .bind(&u.status)
+            .bind(u.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                StoreError::from(e).conflict_as(|| format!("usage record {} already exists", u.id))
+            })?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

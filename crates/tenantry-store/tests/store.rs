@@ -120,6 +120,7 @@ on_both_backends!(
     count_active_sessions_per_runtime,
     idle_sweep_returns_old_stopped_sessions_only,
     usage_is_recorded_and_listed_in_scope,
+    usage_batches_are_all_or_nothing,
     usage_report_sums_exactly_per_group,
     usage_report_window_and_tenant_filter,
     a_thousand_micros_make_exactly_a_thousandth,
@@ -1664,6 +1665,66 @@ async fn usage_is_recorded_and_listed_in_scope(store: &Store) {
 
 /// A deterministic mix of ledger entries over three tenants, with values above 2^53 (where a
 /// floating-point sum would round) and times around day boundaries, before 1970 included.
+async fn usage_batches_are_all_or_nothing(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    let batch = vec![
+        usage("alpha", "1", 10),
+        usage("alpha", "2", 11),
+        usage("alpha", "3", 12),
+    ];
+    store.record_usages(&scope("alpha"), &batch).await.unwrap();
+    store.record_usages(&scope("alpha"), &[]).await.unwrap();
+    let ids = |v: Vec<UsageRecord>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    let listed = store
+        .list_usage(&scope("alpha"), 0, 100, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(listed), ids(batch.iter().rev().cloned().collect()));
+    // A batch with one entry already recorded is refused whole.
+    let err = store
+        .record_usages(
+            &scope("alpha"),
+            &[usage("alpha", "4", 13), usage("alpha", "2", 11)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), 0, 100, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // An entry of another tenant in the batch is refused before anything is written.
+    assert!(
+        store
+            .record_usages(
+                &scope("alpha"),
+                &[usage("alpha", "5", 14), usage("bravo", "6", 14)]
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store
+            .list_usage(&scope("alpha"), 0, 100, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        store
+            .list_usage(&scope("bravo"), 0, 100, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 fn ledger() -> Vec<UsageRecord> {
     const BIG: i64 = 9_007_199_254_740_993; // 2^53 + 1
     let tenants = ["alpha", "bravo", "a-b"];

@@ -1,6 +1,8 @@
 //! The model gateway's writer of the usage ledger: entries are handed to one background task
 //! that appends them to the store in order, so a model call never waits on a database commit
-//! to answer its caller.
+//! to answer its caller. Entries that queued up meanwhile are written together, one
+//! transaction per tenant, so a busy gateway commits a batch where a quiet one commits an
+//! entry.
 //!
 //! The queue is bounded: when the store falls behind, callers wait for room (backpressure)
 //! rather than entries being dropped. `flush` waits until everything queued before it is
@@ -17,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Entries waiting to be written before new ones wait for room.
 const QUEUE: usize = 16_384;
+/// Most entries written in one batch.
+const BATCH: usize = 512;
 
 #[derive(Debug)]
 enum Msg {
@@ -36,26 +40,22 @@ impl Ledger {
     pub fn start(store: Store) -> Self {
         let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
         tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    Msg::Record(scope, record) => {
-                        if let Err(e) = store.record_usage(&scope, &record).await {
-                            tracing::error!(
-                                tenant.id = %record.tenant_id,
-                                usage.id = %record.id,
-                                model = record.resource.as_deref().unwrap_or(""),
-                                input_tokens = record.input_tokens,
-                                output_tokens = record.output_tokens,
-                                cost = %record.cost,
-                                status = %record.status,
-                                error = %e,
-                                "cannot write a usage ledger entry"
-                            );
-                        }
+            let mut batch: Vec<(TenantScope, Box<UsageRecord>)> = Vec::new();
+            let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Record(scope, record) => batch.push((scope, record)),
+                        Msg::Flush(done) => flushes.push(done),
                     }
-                    Msg::Flush(done) => {
-                        let _ = done.send(());
+                    if batch.len() < BATCH {
+                        next = rx.try_recv().ok();
                     }
+                }
+                write(&store, std::mem::take(&mut batch)).await;
+                for done in flushes.drain(..) {
+                    let _ = done.send(());
                 }
             }
         });
@@ -84,4 +84,40 @@ impl Ledger {
         }
         matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(())))
     }
+}
+
+/// Writes `batch` in order, one transaction per run of entries of the same tenant; a run that
+/// fails is retried entry by entry, so one bad entry does not lose the others.
+async fn write(store: &Store, batch: Vec<(TenantScope, Box<UsageRecord>)>) {
+    let mut i = 0;
+    while i < batch.len() {
+        let scope = &batch[i].0;
+        let run = batch[i..].iter().take_while(|(s, _)| s == scope).count();
+        let records: Vec<UsageRecord> = batch[i..i + run]
+            .iter()
+            .map(|(_, r)| (**r).clone())
+            .collect();
+        if store.record_usages(scope, &records).await.is_err() {
+            for record in &records {
+                if let Err(e) = store.record_usage(scope, record).await {
+                    log_lost(record, &e);
+                }
+            }
+        }
+        i += run;
+    }
+}
+
+fn log_lost(record: &UsageRecord, e: &tenantry_store::StoreError) {
+    tracing::error!(
+        tenant.id = %record.tenant_id,
+        usage.id = %record.id,
+        model = record.resource.as_deref().unwrap_or(""),
+        input_tokens = record.input_tokens,
+        output_tokens = record.output_tokens,
+        cost = %record.cost,
+        status = %record.status,
+        error = %e,
+        "cannot write a usage ledger entry"
+    );
 }
