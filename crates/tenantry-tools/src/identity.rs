@@ -46,13 +46,16 @@ pub struct CallerIdentity {
     /// How the caller proved who it is: a user JWT, a tenant API key, or an agent's workload
     /// token (which names the runtime and session: the actor in a token exchange).
     pub credential: CredentialKind,
-    /// The bearer credential the caller presented, for flows that forward or exchange it
-    /// (RFC 8693 `subject_token`). `None` when the server does not pass it on.
-    pub presented_token: Option<Secret>,
+    /// The end user's token, for an RFC 8693 exchange's `subject_token`: the JWT a user called
+    /// with, or the one the agent's session was started with. `None` when the server has none.
+    pub subject_token: Option<Secret>,
+    /// The agent's own token (its workload token), for the exchange's `actor_token`, so the
+    /// upstream's token names the agent in its `act` claim. `None` for a direct user call.
+    pub actor_token: Option<Secret>,
 }
 
 impl CallerIdentity {
-    /// An identity with no roles, claims or presented token.
+    /// An identity with no roles, claims or tokens.
     pub fn new(tenant: TenantId, user: UserId, tier: TierName, credential: CredentialKind) -> Self {
         Self {
             tenant,
@@ -61,7 +64,8 @@ impl CallerIdentity {
             roles: Vec::new(),
             claims: Map::new(),
             credential,
-            presented_token: None,
+            subject_token: None,
+            actor_token: None,
         }
     }
 }
