@@ -697,3 +697,55 @@ async fn versions_and_rollback_through_the_store() {
         .allowed
     );
 }
+
+// ---- shape ------------------------------------------------------------------------------------
+
+#[test]
+fn the_engine_is_shared_across_threads_and_decides_quickly() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<PolicyEngine>();
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let e = engine();
+    send(&async move {
+        let store = Store::connect(&url).await.unwrap();
+        e.reload(&store).await.unwrap();
+    });
+
+    // Many threads deciding while the sets change under them.
+    let e = engine();
+    let writer = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            for v in 1..50 {
+                upload(
+                    &e,
+                    tier_scope("basic"),
+                    v,
+                    Mode::Enforce,
+                    "forbid (principal, action == Tenantry::Action::\"ehr___premium_report\", resource);",
+                );
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let who = caller("acme", "basic");
+                for _ in 0..200 {
+                    let d = decide(&e, &who, "pay___transfer", json!({"amount": 5}), at_hour(9));
+                    assert!(d.allowed, "{d:?}");
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let who = caller("acme", "basic");
+    let d = decide(&e, &who, "ehr___premium_report", json!({}), at_hour(9));
+    assert_eq!(d.determining_policies, ["tier:basic@v49#0"]);
+}
