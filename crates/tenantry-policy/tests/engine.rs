@@ -698,6 +698,26 @@ async fn versions_and_rollback_through_the_store() {
     );
 }
 
+#[test]
+fn the_readme_examples_validate() {
+    let e = engine();
+    let mut with_shop = tools();
+    with_shop.push(ToolSpec {
+        full_name: "shop___order".into(),
+        input_schema: json!({"type": "object", "properties": {"price": {"type": "number"}}}),
+    });
+    e.set_tools(with_shop).unwrap();
+    let readme = include_str!("../README.md");
+    let mut checked = 0;
+    for block in readme.split("```cedar").skip(1) {
+        let text = block.split("```").next().unwrap();
+        e.validate(text)
+            .unwrap_or_else(|err| panic!("{err}\n{text}"));
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
+
 // ---- shape ------------------------------------------------------------------------------------
 
 #[test]

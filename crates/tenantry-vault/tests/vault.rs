@@ -406,6 +406,24 @@ on_both_backends!(
     the_wrong_master_key_is_named,
 );
 
+#[tokio::test]
+async fn the_vault_is_shared_across_tasks() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    fn send<T: Send>(_: T) {}
+    shared::<Vault>();
+    let db = sqlite().await;
+    let vault = Vault::new(db.store.clone(), MasterKey::generate()).unwrap();
+    let a = scope("alpha");
+    let c = api_key("x");
+    let tokens = CallerTokens::none();
+    send(vault.put(&a, "n", None, &c));
+    send(vault.resolve(&a, "n", None, &tokens));
+    send(vault.get(&a, "n", None));
+    send(vault.list(&a));
+    send(vault.info(&a, "n", None));
+    send(vault.delete(&a, "n", None, None));
+}
+
 #[test]
 fn debug_never_prints_secrets() {
     let c: Credential = serde_json::from_value(json!({
