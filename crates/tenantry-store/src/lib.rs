@@ -1,6 +1,6 @@
 //! Tenantry's persistence: the operator's registry (tiers, tenants, runtimes, the settings
-//! the control plane keeps per tier and tenant, and versioned Cedar policy sets) and tenant
-//! data (API keys, sessions, the usage ledger, the vault's encrypted credentials; memory and
+//! the control plane keeps per tier and tenant, versioned Cedar policy sets, tool targets) and
+//! tenant data (API keys, sessions, the usage ledger, the vault's encrypted credentials; memory and
 //! the rest later), on SQLite (embedded) or PostgreSQL (scale-out).
 //!
 //! Tenancy law 2 lives here. Every method that reads or writes tenant data takes a
@@ -31,6 +31,7 @@ mod record;
 mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod testing;
+mod tool_target;
 mod vault;
 
 use tenantry_core::{
@@ -43,6 +44,7 @@ pub use record::{
     ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, SettingKind,
     SettingRecord, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow, is_valid_session_id,
 };
+pub use tool_target::ToolTargetRecord;
 pub use vault::{CredentialRecord, NewCredential, VaultKeyRecord, is_valid_credential_name};
 
 /// The most sessions `Store::list_sessions` returns.

@@ -33,6 +33,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0004_policy_sets_and_vault",
         include_str!("../migrations/sqlite/0004_policy_sets_and_vault.sql"),
     ),
+    (
+        "0005_tool_targets",
+        include_str!("../migrations/sqlite/0005_tool_targets.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -56,6 +60,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0005_policy_sets_and_vault",
         include_str!("../migrations/postgres/0005_policy_sets_and_vault.sql"),
+    ),
+    (
+        "0006_tool_targets",
+        include_str!("../migrations/postgres/0006_tool_targets.sql"),
     ),
 ];
 

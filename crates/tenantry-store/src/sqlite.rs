@@ -334,6 +334,10 @@ impl SqliteStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM tool_targets WHERE tenant_id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM tenants WHERE id = ?1")
             .bind(id.as_str())
             .execute(&mut *tx)
