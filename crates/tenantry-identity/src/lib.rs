@@ -28,4 +28,7 @@ pub use config::{ClaimMapping, DEFAULT_ALGORITHMS, IssuerConfig};
 pub use dev::{DEV_ISSUER_NAME, DevIssuer};
 pub use error::{AuthError, IdentityError};
 pub use verifier::{VerifiedToken, Verifier};
-pub use workload::{WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer, unverified_issuer};
+pub use workload::{
+    ACTOR_AUDIENCE, ACTOR_SUBJECT_PREFIX, WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer,
+    unverified_issuer,
+};

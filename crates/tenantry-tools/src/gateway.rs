@@ -249,6 +249,8 @@ impl ToolGateway {
             latency,
             status,
             price,
+            credential: caller.credential.clone(),
+            scope: caller.scope().cloned(),
         });
         outcome
     }

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde_json::{Map, Value};
-use tenantry_core::{CredentialKind, TenantId, TierName, UserId};
+use tenantry_core::{CredentialKind, TenantId, TenantScope, TierName, UserId};
 
 /// A secret string (a token, an API key). Its `Debug` and `Display` never show the value, and
 /// it has no `Serialize`, so it cannot reach a log line or an API response by accident.
@@ -52,6 +52,10 @@ pub struct CallerIdentity {
     /// The agent's own token (its workload token), for the exchange's `actor_token`, so the
     /// upstream's token names the agent in its `act` claim. `None` for a direct user call.
     pub actor_token: Option<Secret>,
+    /// The caller's tenant-data scope, from the server's verified tenant context: what the
+    /// server's vault and ledger adapters read and write with. `None` when the server did not
+    /// set one (those adapters then refuse: fail closed). It must name `tenant`.
+    pub scope: Option<TenantScope>,
 }
 
 impl CallerIdentity {
@@ -66,7 +70,13 @@ impl CallerIdentity {
             credential,
             subject_token: None,
             actor_token: None,
+            scope: None,
         }
+    }
+
+    /// The caller's scope, if the server set one for the caller's own tenant.
+    pub fn scope(&self) -> Option<&TenantScope> {
+        self.scope.as_ref().filter(|s| s.tenant() == &self.tenant)
     }
 }
 

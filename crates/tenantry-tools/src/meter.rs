@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Serialize;
-use tenantry_core::{ErrorCode, Money, TenantId, UserId};
+use tenantry_core::{CredentialKind, ErrorCode, Money, TenantId, TenantScope, UserId};
 
 use crate::identity::CallerIdentity;
 use crate::target::TargetName;
@@ -67,6 +67,11 @@ pub struct ToolCallRecord {
     pub status: CallStatus,
     /// The target's price per call, when the upstream was reached (`Ok` or `ToolError`).
     pub price: Option<Money>,
+    /// How the caller authenticated (a workload token names the runtime session the call
+    /// belongs to).
+    pub credential: CredentialKind,
+    /// The caller's scope as the server set it ([`CallerIdentity::scope`]).
+    pub scope: Option<TenantScope>,
 }
 
 /// The future of an admission check.
