@@ -12,6 +12,10 @@ use tenantry_core::Tier;
 use tenantry_identity::IssuerConfig;
 use tenantry_models::{ModelsConfig, ProviderConfig};
 
+/// The environment variable holding the vault's master key (base64 of 32 bytes); it wins over
+/// `vault.master_key_file`.
+pub const VAULT_MASTER_KEY_ENV: &str = "TENANTRY_VAULT_MASTER_KEY";
+
 /// The hidden subcommand of `tenantry` that runs the sandbox helper.
 pub const SANDBOX_HELPER_SUBCOMMAND: &str = "sandbox-helper";
 
@@ -274,6 +278,91 @@ impl Default for IdentitySection {
     }
 }
 
+/// The credential vault: where its master key comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// The master key that wraps every tenant's data key: base64 of 32 random bytes in a file
+    /// of mode 0600 (created by `tenantry init`, and at start if missing).
+    /// `TENANTRY_VAULT_MASTER_KEY` takes precedence. Every replica must share it.
+    #[serde(default = "default_vault_master_key")]
+    pub master_key_file: PathBuf,
+    /// The value of `TENANTRY_VAULT_MASTER_KEY`, read through the injected lookup when the file
+    /// is loaded. Never serialised or logged.
+    #[serde(skip)]
+    pub master_key_env: Redacted,
+}
+
+fn default_vault_master_key() -> PathBuf {
+    PathBuf::from("keys/vault-master.key")
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        Self {
+            master_key_file: default_vault_master_key(),
+            master_key_env: Redacted::default(),
+        }
+    }
+}
+
+/// A secret value from the environment; its `Debug` never shows it.
+#[derive(Clone, Default)]
+pub struct Redacted(Option<String>);
+
+impl Redacted {
+    pub fn new(value: Option<String>) -> Self {
+        Self(value.filter(|v| !v.trim().is_empty()))
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "<set>" } else { "<unset>" })
+    }
+}
+
+/// The tool gateway (`/mcp`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSection {
+    /// An MCP session unused this long is forgotten (its client initializes again).
+    #[serde(default = "default_mcp_idle")]
+    pub session_idle_timeout_seconds: u64,
+    /// Largest `/mcp` request body.
+    #[serde(default = "default_mcp_body")]
+    pub max_body_bytes: usize,
+    /// How long an upstream MCP server's tool list is reused before it is asked again.
+    #[serde(default = "default_tools_ttl")]
+    pub tools_cache_seconds: u64,
+}
+
+fn default_mcp_idle() -> u64 {
+    3600
+}
+
+fn default_mcp_body() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_tools_ttl() -> u64 {
+    60
+}
+
+impl Default for ToolsSection {
+    fn default() -> Self {
+        Self {
+            session_idle_timeout_seconds: default_mcp_idle(),
+            max_body_bytes: default_mcp_body(),
+            tools_cache_seconds: default_tools_ttl(),
+        }
+    }
+}
+
 /// The whole configuration, as read from the file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -297,6 +386,12 @@ pub struct Config {
     /// control plane overrides routes at run time).
     #[serde(default)]
     pub models: ModelsConfig,
+    /// The credential vault of the tool gateway.
+    #[serde(default)]
+    pub vault: VaultSection,
+    /// The tool gateway (`/mcp`).
+    #[serde(default)]
+    pub tools: ToolsSection,
     /// The values of the environment variables that `[models.providers]` name for credentials,
     /// read through the injected lookup when the file is loaded. Never serialised or logged.
     #[serde(skip)]
@@ -349,6 +444,7 @@ impl Config {
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         config.base_dir = base_dir.to_path_buf();
         config.models_env = ModelsEnv::capture(&config.models, env);
+        config.vault.master_key_env = Redacted::new(env(VAULT_MASTER_KEY_ENV));
         config.resolve_paths();
         config.validate()?;
         Ok(config)
@@ -368,6 +464,7 @@ impl Config {
             abs(p);
         }
         abs(&mut self.identity.workload_key_file);
+        abs(&mut self.vault.master_key_file);
         abs(&mut self.runtime.storage_dir);
         abs(&mut self.runtime.run_dir);
         if let Some(p) = self.runtime.helper.as_mut() {
@@ -446,6 +543,15 @@ impl Config {
             issuer
                 .validate()
                 .map_err(|m| invalid(format!("identity.issuers[{i}] ({})", issuer.name), m))?;
+        }
+        if self.tools.max_body_bytes < 1024 {
+            return Err(invalid("tools.max_body_bytes", "must be at least 1024"));
+        }
+        if self.tools.session_idle_timeout_seconds == 0 {
+            return Err(invalid(
+                "tools.session_idle_timeout_seconds",
+                "must be at least 1",
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, tier) in self.tiers.iter().enumerate() {

@@ -20,6 +20,7 @@ pub mod runtimes;
 pub mod sessions;
 pub mod state;
 pub mod statedir;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub enum StartError {
     Identity(String),
     #[error("model gateway set-up failed: {0}")]
     Models(#[from] gateway::GatewayStartError),
+    #[error("tool gateway set-up failed: {0}")]
+    Tools(#[from] tools::ToolsStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -57,7 +60,7 @@ pub enum StartError {
 }
 
 /// Builds the shared state: opens (and migrates) the store, seeds the tiers of the config,
-/// loads keys and issuers.
+/// loads keys and issuers, starts the model and tool gateways.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let store = Store::connect(&config.database.url)
         .await
@@ -122,6 +125,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     ));
     let env = config.models_env.clone();
     let gateway = gateway::Gateway::start(&config.models, &|k| env.get(k), store.clone()).await?;
+    let registry = Arc::new(state::RegistryCache::default());
+    let tools = tools::Tools::start(
+        &config,
+        store.clone(),
+        registry.clone(),
+        limiter.clone(),
+        gateway.ledger().clone(),
+        workload.clone(),
+    )
+    .await?;
     let sessions = sessions::SessionManager::new(
         sessions::SessionSettings {
             storage_root: config.runtime.storage_dir.clone(),
@@ -143,9 +156,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             limiter,
             workload,
             dev_issuer,
-            registry: state::RegistryCache::default(),
+            registry,
             sessions,
             gateway,
+            tools,
         }),
     })
 }

@@ -127,6 +127,9 @@ struct Inner {
     time_divisor: u32,
     epoch: Instant,
     live: Mutex<HashMap<LiveKey, Slot>>,
+    /// The user JWT each live session was last invoked with: the `subject_token` of a token
+    /// exchange the agent's tool calls need (never logged, forgotten when the session stops).
+    subjects: Mutex<HashMap<LiveKey, String>>,
     warm: Mutex<HashMap<(RuntimeName, TenantId), Vec<Sandboxed>>>,
     /// The application served to agents on their bridge sockets; set once the router exists.
     app: OnceLock<axum::Router>,
@@ -218,6 +221,7 @@ impl SessionManager {
                 time_divisor: settings.time_divisor.max(1),
                 epoch: Instant::now(),
                 live: Mutex::new(HashMap::new()),
+                subjects: Mutex::new(HashMap::new()),
                 warm: Mutex::new(HashMap::new()),
                 app: OnceLock::new(),
             }),
@@ -251,6 +255,21 @@ impl SessionManager {
             .lock()
             .map(|m| m.contains_key(&(tenant.clone(), session.to_string())))
             .unwrap_or(false)
+    }
+
+    /// The user JWT the running session was last invoked with, for a token exchange on behalf
+    /// of that user by the session's agent; `None` when the session is not running or was
+    /// invoked with another credential (an API key).
+    pub fn subject_token(&self, tenant: &TenantId, session: &str) -> Option<String> {
+        if !self.is_live(tenant, session) {
+            return None;
+        }
+        self.inner
+            .subjects
+            .lock()
+            .ok()?
+            .get(&(tenant.clone(), session.to_string()))
+            .cloned()
     }
 
     /// Sessions of the tenant running or starting, other than `key` itself.
@@ -294,6 +313,7 @@ impl SessionManager {
         }
         live.in_flight.fetch_add(1, Ordering::SeqCst);
         live.touch(self.inner.epoch);
+        self.remember_subject(ctx, &session_id, caller_headers);
         let guard = InFlight {
             live: live.clone(),
             epoch: self.inner.epoch,
@@ -507,6 +527,31 @@ impl SessionManager {
         tracing::info!(tenant.id = %ctx.tenant_id, session.id = %session_id, runtime = %runtime.name, resumed, "session started");
         self.refill_warm(runtime.clone(), ctx.tenant_id.clone(), tier.clone());
         Ok(live)
+    }
+
+    /// Keeps the invoking user's JWT for the session's token exchanges (see `subject_token`).
+    fn remember_subject(&self, ctx: &TenantContext, session: &str, headers: &HeaderMap) {
+        let key = (ctx.tenant_id.clone(), session.to_string());
+        let jwt = match &ctx.credential {
+            tenantry_core::CredentialKind::Jwt { .. } => headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim().to_string()),
+            tenantry_core::CredentialKind::ApiKey { .. }
+            | tenantry_core::CredentialKind::Workload { .. } => None,
+        };
+        if let Ok(mut subjects) = self.inner.subjects.lock() {
+            match jwt {
+                Some(token) => {
+                    subjects.insert(key, token);
+                }
+                None => {
+                    subjects.remove(&key);
+                }
+            }
+        }
     }
 
     fn forget_empty_slot(
@@ -761,6 +806,9 @@ impl SessionManager {
 
     /// `finish`, for a caller that holds the session's slot and goes on using it.
     async fn finish_keep_slot(&self, key: &LiveKey, live: Arc<Live>, reason: &str) {
+        if let Ok(mut subjects) = self.inner.subjects.lock() {
+            subjects.remove(key);
+        }
         let report = live.sandbox.handle.stop().await;
         let (tenant, session) = key;
         let scope = TenantScope::for_operator(OperatorGrant::verified(), tenant.clone());

@@ -31,9 +31,10 @@ pub struct Inner {
     pub limiter: tenantry_limits::Limiter,
     pub workload: WorkloadIssuer,
     pub dev_issuer: Option<Arc<DevIssuer>>,
-    pub registry: RegistryCache,
+    pub registry: Arc<RegistryCache>,
     pub sessions: crate::sessions::SessionManager,
     pub gateway: crate::gateway::Gateway,
+    pub tools: crate::tools::Tools,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,5 +1,6 @@
-//! The state directory that `tenantry init` creates: the config, the operator key and the
-//! development issuer's signing key. Used by the CLI, the demo and the testkit alike.
+//! The state directory that `tenantry init` creates: the config, the operator key, the
+//! development issuer's signing key, the workload-token secret and the vault's master key.
+//! Used by the CLI, the demo and the testkit alike.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ pub const CONFIG_FILE: &str = "tenantry.toml";
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub const DEV_KEY_FILE: &str = "keys/dev-issuer.pem";
 pub const WORKLOAD_KEY_FILE: &str = "keys/workload.key";
+pub const VAULT_MASTER_KEY_FILE: &str = tenantry_vault::MASTER_KEY_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -55,8 +57,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), InitError> {
     f.write_all(contents.as_bytes()).map_err(io_err(path))
 }
 
-/// Creates `dir` with a starter config listening on `listen`, a fresh operator key and a
-/// fresh development-issuer key. Refuses an existing state directory unless `force`.
+/// Creates `dir` with a starter config listening on `listen`, a fresh operator key, a fresh
+/// development-issuer key and workload secret, and a vault master key (an existing one is
+/// kept: the data it encrypted would be lost). Refuses an existing state directory unless `force`.
 pub fn init(dir: &Path, listen: &str, force: bool) -> Result<InitReport, InitError> {
     let config = dir.join(CONFIG_FILE);
     if config.exists() && !force {
@@ -74,6 +77,12 @@ pub fn init(dir: &Path, listen: &str, force: bool) -> Result<InitReport, InitErr
         std::fs::remove_file(&workload_key).map_err(io_err(&workload_key))?;
     }
     WorkloadIssuer::generate_key(&workload_key).map_err(|e| InitError::Key(e.to_string()))?;
+    // Kept even with `force`: the database is kept too, and its vault rows need this key.
+    let vault_key = dir.join(VAULT_MASTER_KEY_FILE);
+    if !vault_key.exists() {
+        tenantry_vault::MasterKey::generate_file(&vault_key)
+            .map_err(|e| InitError::Key(e.to_string()))?;
+    }
     let admin_key_file = dir.join(ADMIN_KEY_FILE);
     write_private(&admin_key_file, &format!("{}\n", generate_admin_key()))?;
     write_private(&config, &starter_config(listen))?;

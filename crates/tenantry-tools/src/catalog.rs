@@ -230,6 +230,11 @@ impl Catalog {
         }
     }
 
+    /// Every target, compiled.
+    pub(crate) fn all(&self) -> Vec<Arc<Target>> {
+        self.read().values().cloned().collect()
+    }
+
     /// The targets `tenant` can see: every shared one and its own.
     pub(crate) fn visible_to(&self, tenant: &TenantId) -> Vec<Arc<Target>> {
         self.read()

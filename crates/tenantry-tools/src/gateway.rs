@@ -22,7 +22,7 @@ use crate::identity::CallerIdentity;
 use crate::meter::{CallStatus, NoMeter, ToolCallRecord, ToolMeter};
 use crate::policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 use crate::session::Sessions;
-use crate::target::{TOOL_SEPARATOR, TargetSpec};
+use crate::target::{TOOL_SEPARATOR, TargetName, TargetSpec};
 use crate::upstream::openapi::{CallError, OpenApiTarget};
 
 /// Settings of the MCP endpoint.
@@ -177,6 +177,60 @@ impl ToolGateway {
                 tool.as_object_mut()?.insert("name".into(), json!(full));
                 Some(tool)
             })
+            .collect()
+    }
+
+    /// Makes the policy learn the tools of the targets as they are now (an OpenAPI target's
+    /// operations; an upstream MCP server's list, fetched if not cached), so a policy upload
+    /// can be validated against them. With `caller`, the targets that caller's tenant sees,
+    /// with its credentials; without, every target, but those that need a tenant's credential
+    /// are skipped. Returns the targets whose tools could not be learned, and why.
+    pub async fn discover(&self, caller: Option<&CallerIdentity>) -> Vec<(TargetName, String)> {
+        let targets = match caller {
+            Some(c) => self.catalog.visible_to(&c.tenant),
+            None => self.catalog.all(),
+        };
+        let learn = |target: Arc<Target>| async move {
+            let spec = &target.spec;
+            let work = async {
+                match &target.backend {
+                    Backend::OpenApi(o) => {
+                        self.offer_once(&target, o);
+                        Ok(())
+                    }
+                    Backend::Mcp(m) => {
+                        let credential = match caller {
+                            Some(c) => self.credential(c, &target).await?,
+                            None if spec.credential.is_some() => {
+                                return Err(ToolError::CredentialMissing {
+                                    target: spec.name.clone(),
+                                });
+                            }
+                            None => None,
+                        };
+                        m.list_tools(credential.as_ref(), &|fetched| self.offer(spec, fetched))
+                            .await
+                            .map(drop)
+                            .map_err(|error| ToolError::Upstream {
+                                tool: spec.name.to_string(),
+                                error,
+                            })
+                    }
+                }
+            };
+            match tokio::time::timeout(spec.timeout(), work).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((spec.name.clone(), e.to_string())),
+                Err(_) => Some((
+                    spec.name.clone(),
+                    format!("no tool list within {}ms", spec.timeout_ms),
+                )),
+            }
+        };
+        join_all(targets.into_iter().map(learn))
+            .await
+            .into_iter()
+            .flatten()
             .collect()
     }
 

@@ -108,6 +108,11 @@ pub enum Incoming {
 
 impl Incoming {
     /// Classifies one message. On error, the request id when one could be read, for the reply.
+    #[allow(
+        clippy::result_large_err,
+        reason = "built once per malformed message and consumed at once; with serde_json's \
+                  preserve_order (enabled by Cedar in the workspace) a Value is large"
+    )]
     pub fn parse(v: Value) -> Result<Incoming, (Value, RpcError)> {
         let Value::Object(mut obj) = v else {
             return Err((

@@ -8,6 +8,8 @@ pub mod models_admin;
 pub mod runtimes;
 pub mod system;
 pub mod tenant;
+pub mod tools;
+pub mod tools_admin;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +32,8 @@ pub fn router(state: AppState) -> Router {
         .merge(invocations::routes(state.clone()))
         .merge(models::routes(state.clone()))
         .merge(models_admin::routes())
+        .merge(tools::routes(state.clone()))
+        .merge(tools_admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
