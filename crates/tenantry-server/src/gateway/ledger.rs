@@ -1,8 +1,8 @@
 //! The model gateway's writer of the usage ledger: entries are handed to one background task
 //! that appends them to the store in order, so a model call never waits on a database commit
-//! to answer its caller. Entries that queued up meanwhile are written together, one
-//! transaction per tenant, so a busy gateway commits a batch where a quiet one commits an
-//! entry.
+//! to answer its caller. The writer lingers a few milliseconds after the first entry of a batch
+//! and writes what arrived meanwhile together, one transaction per tenant, so a busy gateway
+//! commits a batch every few milliseconds rather than an entry per call.
 //!
 //! The queue is bounded: when the store falls behind, callers wait for room (backpressure)
 //! rather than entries being dropped. `flush` waits until everything queued before it is
@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 16_384;
 /// Most entries written in one batch.
 const BATCH: usize = 512;
+/// How long the writer waits for more entries after the first of a batch.
+const LINGER: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 enum Msg {
@@ -43,6 +45,9 @@ impl Ledger {
             let mut batch: Vec<(TenantScope, Box<UsageRecord>)> = Vec::new();
             let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
             while let Some(first) = rx.recv().await {
+                if matches!(first, Msg::Record(..)) {
+                    tokio::time::sleep(LINGER).await;
+                }
                 let mut next = Some(first);
                 while let Some(msg) = next.take() {
                     match msg {
