@@ -62,6 +62,18 @@ pub enum Command {
     /// The usage ledger: calls, tokens and cost per tenant and model, user, runtime, day or
     /// kind (operator). A table by default, `--json` for scripts.
     Usage(crate::models_cmd::UsageArgs),
+    /// Tool targets behind the MCP endpoint (URL/mcp): upstream MCP servers and OpenAPI
+    /// services, shared or of one tenant (operator).
+    #[command(subcommand)]
+    Tool(crate::tools_cmd::ToolCmd),
+    /// Cedar policy sets deciding which tools callers see and may call, per tier, tenant or
+    /// platform: upload (validated), list versions, roll back (operator).
+    #[command(subcommand)]
+    Policy(crate::tools_cmd::PolicyCmd),
+    /// Tenants' credentials for tool targets, kept encrypted in the vault: write-only secrets,
+    /// rotation, deletion (operator).
+    #[command(subcommand, alias = "vault")]
+    Credential(crate::tools_cmd::CredentialCmd),
 }
 
 #[derive(Debug, Args)]

@@ -107,6 +107,42 @@ impl AdminClient {
         }
     }
 
+    /// Sends a request and returns the status and the JSON body (`Null` when empty), whatever
+    /// the status: for commands that show an error's details.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let url = format!("{}{}", self.url, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!(
+                    "cannot reach the server at {}: is `tenantry serve` running?",
+                    self.url
+                )
+            } else {
+                anyhow!("request to {url} failed: {e}")
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .context("cannot read the server's answer")?;
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.trim().to_owned()))
+        };
+        Ok((status, value))
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }

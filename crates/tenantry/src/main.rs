@@ -12,6 +12,7 @@ mod client;
 mod demo;
 mod models_cmd;
 mod runtime_cmd;
+mod tools_cmd;
 
 use std::process::ExitCode;
 
