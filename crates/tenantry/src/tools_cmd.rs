@@ -462,12 +462,12 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
                 .client()?
                 .send(Method::GET, "/v1/admin/policies/schema", None)
                 .await?;
-            match answer {
-                Value::String(text) if status == 200 => {
+            match (status, answer.as_str()) {
+                (200, Some(text)) => {
                     println!("{text}");
                     Ok(())
                 }
-                other => bail!("the server answered {status}: {other}"),
+                _ => bail!("the server answered {status}: {answer}"),
             }
         }
     }
