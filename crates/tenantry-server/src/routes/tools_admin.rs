@@ -319,36 +319,64 @@ fn invalid_policy(e: &PolicyError) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-/// Makes the policy engine learn the tools it can before validating an upload for `scope`.
+/// Most tenants whose credentials are used to learn the tools of upstream MCP servers that
+/// need one, before validating a tier's or the platform's policy set.
+const DISCOVERY_TENANTS: usize = 20;
+
+/// An operator's stand-in for a tenant, to list the tools that tenant would see.
+fn stand_in(grant: OperatorGrant, tenant: &tenantry_core::Tenant) -> Option<CallerIdentity> {
+    let mut c = CallerIdentity::new(
+        tenant.id.clone(),
+        UserId::new("operator").ok()?,
+        tenant.tier.clone(),
+        tenantry_core::CredentialKind::ApiKey {
+            key_id: "operator".into(),
+        },
+    );
+    c.scope = Some(TenantScope::for_operator(grant, tenant.id.clone()));
+    Some(c)
+}
+
+/// Makes the policy engine learn the tools it can before validating an upload for `scope`:
+/// every target's tools, listed with the credentials of the scope's tenant (or of up to
+/// `DISCOVERY_TENANTS` tenants on the tier, or on the platform) where a target needs one.
+/// Returns the targets whose tools could not be learned, and why.
 async fn discover_tools(state: &AppState, grant: OperatorGrant, scope: &PolicyScope) -> Vec<Value> {
-    let caller = match scope {
-        PolicyScope::Tenant(t) => {
-            let tier = match state.store.get_tenant(t).await {
-                Ok(Some(tenant)) => tenant.tier,
-                Ok(None) | Err(_) => return Vec::new(),
-            };
-            let user = UserId::new("operator").ok();
-            user.map(|user| {
-                let mut c = CallerIdentity::new(
-                    t.clone(),
-                    user,
-                    tier,
-                    tenantry_core::CredentialKind::ApiKey {
-                        key_id: "operator".into(),
-                    },
-                );
-                c.scope = Some(TenantScope::for_operator(grant, t.clone()));
-                c
+    let gateway = state.tools.gateway();
+    let mut left = gateway.discover(None).await;
+    if !left.is_empty() {
+        let tenants = match state.store.list_tenants().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list tenants to learn their tools");
+                Vec::new()
+            }
+        };
+        let candidates = tenants
+            .iter()
+            .filter(|t| match scope {
+                PolicyScope::Platform => true,
+                PolicyScope::Tier(tier) => &t.tier == tier,
+                PolicyScope::Tenant(id) => &t.id == id,
             })
+            .take(DISCOVERY_TENANTS);
+        for tenant in candidates {
+            let Some(caller) = stand_in(grant, tenant) else {
+                continue;
+            };
+            let missing: Vec<TargetName> = gateway
+                .discover(Some(&caller))
+                .await
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            left.retain(|(name, _)| missing.contains(name));
+            if left.is_empty() {
+                break;
+            }
         }
-        PolicyScope::Platform | PolicyScope::Tier(_) => None,
-    };
-    state
-        .tools
-        .gateway()
-        .discover(caller.as_ref())
-        .await
-        .into_iter()
+    }
+    left.into_iter()
         .map(|(target, why)| json!({"target": target, "reason": why}))
         .collect()
 }

@@ -1,0 +1,492 @@
+//! Shared pieces of the tool gateway's tests through the real server: the server's logs
+//! captured in memory (to scan them for secrets and read the audit log), a small raw MCP client
+//! that shows every status and error, a mock OAuth2 token endpoint (client credentials and
+//! RFC 8693 exchange with an `act` claim), and the set-up most tests start from.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tenantry_testkit::TestServer;
+use tenantry_tools::testing::{MockMcpServer, MockOpenApi};
+
+// ---- logs --------------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines logged with target `audit`.
+    pub fn audit_lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "audit")
+            .collect()
+    }
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this process (the server runs in it), as JSON, at DEBUG and above:
+/// stricter than the server's default of INFO.
+pub fn logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuffer::default();
+        let inner = buf.0.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_target(true)
+            .with_current_span(true)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || Writer(inner.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one log subscriber");
+        buf
+    })
+    .clone()
+}
+
+/// Fails if any of `secrets` appears in `text` (naming where).
+pub fn assert_no_secrets(place: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !text.contains(s),
+            "a secret ({}...) appears in {place}",
+            &s[..s.len().min(6)]
+        );
+    }
+}
+
+// ---- a raw MCP client -------------------------------------------------------------------------
+
+pub const PROTOCOL: &str = "2025-06-18";
+
+/// A client session on `/mcp`, with the bearer credential it connected with.
+#[derive(Debug, Clone)]
+pub struct Mcp {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    session: String,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// An answer of `/mcp`: the HTTP status and the JSON body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The JSON-RPC error code, if the answer is an error.
+    pub fn error_code(&self) -> Option<i64> {
+        self.body.pointer("/error/code").and_then(Value::as_i64)
+    }
+
+    pub fn error_message(&self) -> String {
+        self.body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The first text content of a tool result.
+    pub fn text(&self) -> String {
+        self.body
+            .pointer("/result/content/0/text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The first text content, parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text()).unwrap_or(Value::Null)
+    }
+}
+
+impl Mcp {
+    pub async fn post(
+        http: &reqwest::Client,
+        url: &str,
+        token: &str,
+        session: Option<&str>,
+        body: &Value,
+    ) -> Answer {
+        let mut req = http
+            .post(format!("{url}/mcp"))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", PROTOCOL)
+            .json(body);
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await.unwrap();
+        let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if let (Some(s), Some(obj)) = (session, body.as_object_mut()) {
+            obj.insert("_session".into(), json!(s));
+        }
+        Answer { status, body }
+    }
+
+    /// `initialize` and `notifications/initialized`; panics unless both succeed.
+    pub async fn connect(url: &str, token: &str) -> Mcp {
+        Self::try_connect(url, token)
+            .await
+            .unwrap_or_else(|a| panic!("initialize failed: {} {}", a.status, a.body))
+    }
+
+    pub async fn try_connect(url: &str, token: &str) -> Result<Mcp, Answer> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let init = Self::post(
+            &http,
+            url,
+            token,
+            None,
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": PROTOCOL, "capabilities": {},
+                "clientInfo": {"name": "tenantry-test", "version": "1"}}}),
+        )
+        .await;
+        let Some(session) = init.body["_session"].as_str().map(str::to_owned) else {
+            return Err(init);
+        };
+        let ack = Self::post(
+            &http,
+            url,
+            token,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
+        assert_eq!(ack.status, 202, "{:?}", ack.body);
+        Ok(Mcp {
+            http,
+            url: url.to_owned(),
+            token: token.to_owned(),
+            session,
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        })
+    }
+
+    pub async fn rpc(&self, method: &str, params: Value) -> Answer {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self::post(
+            &self.http,
+            &self.url,
+            &self.token,
+            Some(&self.session),
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await
+    }
+
+    /// The names `tools/list` shows.
+    pub async fn tools(&self) -> Vec<String> {
+        let a = self.rpc("tools/list", json!({})).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        let mut names: Vec<String> = a.body["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tools in {}", a.body))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub async fn call(&self, tool: &str, arguments: Value) -> Answer {
+        self.rpc("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await
+    }
+}
+
+// ---- a mock OAuth2 token endpoint -------------------------------------------------------------
+
+/// What a token "signed" by the mock endpoint says: an unsigned JWT (`alg: none`) whose claims
+/// the test reads back from what the upstream received.
+pub fn jwt_claims(token: &str) -> Value {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn unsigned_jwt(claims: &Value) -> String {
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// One token request's form fields (and the client id of its Basic auth).
+pub type Form = Vec<(String, String)>;
+
+/// A token endpoint on 127.0.0.1: `client_credentials` answers `cc-<client_id>-<n>`; a token
+/// exchange (RFC 8693) answers a token for the subject token's `sub`, with `act: {sub}` of
+/// the actor token when one is sent. Every request's form is recorded.
+#[derive(Debug)]
+pub struct MockTokenEndpoint {
+    pub addr: SocketAddr,
+    pub forms: Arc<Mutex<Vec<Form>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockTokenEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockTokenEndpoint {
+    pub async fn start() -> Self {
+        let forms: Arc<Mutex<Vec<Form>>> = Arc::default();
+        let log = forms.clone();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let log = log.clone();
+                    async move {
+                        let mut form: Vec<(String, String)> =
+                            url::form_urlencoded::parse(&body).into_owned().collect();
+                        // client_secret_basic: the client id is in the Authorization header.
+                        if let Some(basic) = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Basic "))
+                            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                            .and_then(|b| String::from_utf8(b).ok())
+                            && let Some((id, _)) = basic.split_once(':')
+                        {
+                            let id = url::form_urlencoded::parse(format!("x={id}").as_bytes())
+                                .next()
+                                .map(|(_, v)| v.into_owned())
+                                .unwrap_or_default();
+                            form.push(("client_id".into(), id));
+                        }
+                        let get = |k: &str| {
+                            form.iter()
+                                .find(|(n, _)| n == k)
+                                .map(|(_, v)| v.clone())
+                                .unwrap_or_default()
+                        };
+                        let n = {
+                            let mut l = log.lock().unwrap();
+                            l.push(form.clone());
+                            l.len()
+                        };
+                        let token = match get("grant_type").as_str() {
+                            "client_credentials" => format!("cc-{}-{n}", get("client_id")),
+                            "urn:ietf:params:oauth:grant-type:token-exchange" => {
+                                let subject = jwt_claims(&get("subject_token"));
+                                let mut claims =
+                                    json!({"sub": subject["sub"], "iss": "mock-idp", "n": n});
+                                let actor = jwt_claims(&get("actor_token"));
+                                if !actor.is_null() {
+                                    claims["act"] = json!({"sub": actor["sub"]});
+                                }
+                                unsigned_jwt(&claims)
+                            }
+                            _ => {
+                                return axum::Json(json!({"error": "unsupported_grant_type"}))
+                                    .into_response_with(400);
+                            }
+                        };
+                        axum::Json(json!({"access_token": token, "token_type": "Bearer",
+                                      "expires_in": 3600}))
+                        .into_response_with(200)
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, forms, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
+    pub fn forms(&self) -> Vec<Form> {
+        self.forms.lock().unwrap().clone()
+    }
+}
+
+trait WithStatus {
+    fn into_response_with(self, status: u16) -> axum::response::Response;
+}
+
+impl WithStatus for axum::Json<Value> {
+    fn into_response_with(self, status: u16) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut r = self.into_response();
+        *r.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+        r
+    }
+}
+
+// ---- the usual set-up --------------------------------------------------------------------------
+
+/// A running server with an upstream MCP server (`kit`, bearer credential, 1 s timeout, priced)
+/// and an OpenAPI service (`pets`, registered by its document's URL, `X-Api-Key` credential),
+/// tenants `acme` (basic) and `bolt` (premium), each with an API key and its own credential
+/// for both targets, and `carl` (standard) without credentials.
+pub struct Env {
+    pub server: TestServer,
+    pub mcp: MockMcpServer,
+    pub api: MockOpenApi,
+    pub logs: LogBuffer,
+    pub keys: std::collections::HashMap<&'static str, String>,
+    /// Every control-plane answer's text, for the secret scan.
+    pub answers: Mutex<Vec<String>>,
+}
+
+pub const ACME_KIT: &str = "acme-kit-s3cr3t-7f1c";
+pub const ACME_PETS: &str = "acme-pets-s3cr3t-93b2";
+pub const BOLT_KIT: &str = "bolt-kit-s3cr3t-4d88";
+pub const BOLT_PETS: &str = "bolt-pets-s3cr3t-c015";
+
+impl Env {
+    pub async fn start() -> Env {
+        let logs = logs();
+        let server = TestServer::start().await;
+        let mcp = MockMcpServer::start().await;
+        let api = MockOpenApi::start().await;
+        let env = Env {
+            server,
+            mcp,
+            api,
+            logs,
+            keys: Default::default(),
+            answers: Mutex::new(Vec::new()),
+        };
+        env.admin(
+            "POST",
+            "/v1/admin/tool-targets",
+            json!({"name": "kit", "kind": {"type": "mcp", "url": env.mcp.url()},
+                   "credential": {"placement": "bearer"}, "timeout_ms": 1000,
+                   "price_per_call": "0.002"}),
+            201,
+        )
+        .await;
+        env.admin(
+            "POST",
+            "/v1/admin/tool-targets",
+            json!({"name": "pets",
+                   "kind": {"type": "openapi", "spec": {"url": env.api.spec_url()},
+                            "base_url": env.api.base_url()},
+                   "credential": {"placement": "header", "name": "X-Api-Key"}}),
+            201,
+        )
+        .await;
+        let mut keys = std::collections::HashMap::new();
+        for (tenant, tier) in [("acme", "basic"), ("bolt", "premium"), ("carl", "standard")] {
+            env.server.create_tenant(tenant, tier).await;
+            let (_, key) = env.server.create_api_key(tenant, &[]).await;
+            keys.insert(tenant, key);
+        }
+        for (tenant, target, secret) in [
+            ("acme", "kit", ACME_KIT),
+            ("acme", "pets", ACME_PETS),
+            ("bolt", "kit", BOLT_KIT),
+            ("bolt", "pets", BOLT_PETS),
+        ] {
+            let a = env
+                .admin(
+                    "PUT",
+                    &format!("/v1/admin/tenants/{tenant}/credentials/{target}"),
+                    json!({"kind": "api_key", "value": secret}),
+                    201,
+                )
+                .await;
+            assert_eq!(a["kind"], "api_key");
+        }
+        Env { keys, ..env }
+    }
+
+    /// A control-plane call with the operator key; asserts the status; keeps the answer.
+    pub async fn admin(&self, method: &str, path: &str, body: Value, status: u16) -> Value {
+        let r = self
+            .server
+            .request(
+                method,
+                path,
+                Some(&self.server.admin_key),
+                &[],
+                (!body.is_null()).then_some(tenantry_testkit::RequestBody::Json(body)),
+            )
+            .await;
+        self.answers.lock().unwrap().push(r.text.clone());
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text);
+        r.body
+    }
+
+    pub fn key(&self, tenant: &str) -> &str {
+        &self.keys[tenant]
+    }
+
+    pub async fn connect(&self, tenant: &str) -> Mcp {
+        Mcp::connect(&self.server.url, self.key(tenant)).await
+    }
+
+    /// Uploads a policy set; returns the answer (asserting `status`).
+    pub async fn policy(&self, scope: Value, text: &str, mode: &str, status: u16) -> Value {
+        let mut body = scope;
+        body["text"] = json!(text);
+        body["mode"] = json!(mode);
+        self.admin("POST", "/v1/admin/policies", body, status).await
+    }
+
+    /// Scans every control-plane answer and every log line for the tenants' secrets (and
+    /// `extra` ones).
+    pub fn assert_no_secrets(&self, extra: &[&str]) {
+        let mut secrets = vec![ACME_KIT, ACME_PETS, BOLT_KIT, BOLT_PETS];
+        secrets.extend_from_slice(extra);
+        let answers = self.answers.lock().unwrap().join("\n");
+        assert_no_secrets("a control-plane answer", &answers, &secrets);
+        assert_no_secrets("the server's log", &self.logs.text(), &secrets);
+    }
+}
