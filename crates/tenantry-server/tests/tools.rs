@@ -727,3 +727,60 @@ async fn mcp_needs_a_tenant_credential() {
     .await;
     assert_eq!(stolen.status, 404, "{:?}", stolen.body);
 }
+
+#[tokio::test]
+async fn tool_calls_count_against_the_tenants_rate() {
+    let env = Env::start().await;
+    // The standard tier, slowed down: one tool call per second, a burst of 5.
+    let mut standard = env
+        .admin("GET", "/v1/admin/tiers/standard", Value::Null, 200)
+        .await;
+    standard["limits"]["requests_per_second"] = json!(1);
+    standard["limits"]["burst"] = json!(5);
+    env.admin("PUT", "/v1/admin/tiers/standard", standard, 200)
+        .await;
+    env.admin(
+        "POST",
+        "/v1/admin/tool-targets",
+        json!({"name": "open", "kind": {"type": "mcp", "url": env.mcp.url()}}),
+        201,
+    )
+    .await;
+    // The tier cache of the registry holds for up to 2 s.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let carl = env.connect("carl").await;
+    // A batch is one request at ingress, but each call in it counts as a tool call.
+    let batch: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+                   "params": {"name": "open___add", "arguments": {"a": i, "b": 1}}})
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let session = carl.session_id().to_owned();
+    let answer = Mcp::post(
+        &http,
+        &env.server.url,
+        env.key("carl"),
+        Some(&session),
+        &Value::Array(batch),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answers = answer.body.as_array().unwrap();
+    let limited = answers
+        .iter()
+        .filter(|a| a.pointer("/error/code") == Some(&json!(-32012)))
+        .count();
+    let ok = answers.iter().filter(|a| a.get("result").is_some()).count();
+    assert!(limited >= 2 && ok >= 1 && limited + ok == 8, "{answers:?}");
+    let refusal = answers
+        .iter()
+        .find(|a| a.pointer("/error/code") == Some(&json!(-32012)))
+        .unwrap();
+    assert_eq!(
+        refusal["error"]["data"]["reason"], "tool_rate_limited",
+        "{refusal}"
+    );
+    assert_eq!(refusal["error"]["data"]["retryable"], json!(true));
+}

@@ -204,6 +204,10 @@ impl Mcp {
         })
     }
 
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
     pub async fn rpc(&self, method: &str, params: Value) -> Answer {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Self::post(
@@ -372,8 +376,9 @@ impl WithStatus for axum::Json<Value> {
 
 /// A running server with an upstream MCP server (`kit`, bearer credential, 1 s timeout, priced)
 /// and an OpenAPI service (`pets`, registered by its document's URL, `X-Api-Key` credential),
-/// tenants `acme` (basic) and `bolt` (premium), each with an API key and its own credential
-/// for both targets, and `carl` (standard) without credentials.
+/// tenants `acme` (basic, its tier's request rate raised for test clients) and `bolt`
+/// (premium), each with an API key and its own credential for both targets, and `carl`
+/// (standard) without credentials.
 pub struct Env {
     pub server: TestServer,
     pub mcp: MockMcpServer,
@@ -422,6 +427,14 @@ impl Env {
             201,
         )
         .await;
+        // The starter basic tier allows 5 requests per second (burst 10): enough for people,
+        // not for a test client that lists and calls in a burst.
+        let mut basic = env
+            .admin("GET", "/v1/admin/tiers/basic", Value::Null, 200)
+            .await;
+        basic["limits"]["requests_per_second"] = json!(200);
+        basic["limits"]["burst"] = json!(400);
+        env.admin("PUT", "/v1/admin/tiers/basic", basic, 200).await;
         let mut keys = std::collections::HashMap::new();
         for (tenant, tier) in [("acme", "basic"), ("bolt", "premium"), ("carl", "standard")] {
             env.server.create_tenant(tenant, tier).await;
