@@ -767,6 +767,27 @@ mod tests {
     }
 
     #[test]
+    fn the_vault_master_key_comes_from_the_environment_and_never_prints() {
+        let env =
+            |k: &str| (k == VAULT_MASTER_KEY_ENV).then(|| "c2VjcmV0LW1hc3Rlci1rZXk".to_string());
+        let c =
+            Config::from_toml(&starter_config("127.0.0.1:8700"), Path::new("/s"), &env).unwrap();
+        assert_eq!(
+            c.vault.master_key_env.get(),
+            Some("c2VjcmV0LW1hc3Rlci1rZXk")
+        );
+        assert_eq!(
+            c.vault.master_key_file,
+            Path::new("/s/keys/vault-master.key")
+        );
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+        let c =
+            Config::from_toml(&starter_config("127.0.0.1:8700"), Path::new("/s"), &no_env).unwrap();
+        assert_eq!(c.vault.master_key_env.get(), None);
+        assert_eq!(c.tools.tools_cache_seconds, 60);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let bad = "[server]\nlisten = \"nowhere\"\n[admin]\nkey = \"0123456789abcdef\"\n";
         let e = Config::from_toml(bad, Path::new("/"), &no_env)
