@@ -2083,7 +2083,7 @@ async fn migrations_are_idempotent_sqlite() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 /// Below the store, the SQLite ledger refuses to change an entry.
@@ -2127,7 +2127,7 @@ async fn migrations_are_idempotent_postgres() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test]
