@@ -5,6 +5,17 @@
 
 mod common;
 
+/// A JSON snapshot with its object keys sorted, so the golden files do not depend on whether
+/// serde_json keeps insertion order (`preserve_order`, which another crate of the workspace may
+/// turn on through feature unification).
+macro_rules! snapshot {
+    ($name:expr, $value:expr $(,)?) => {
+        insta::with_settings!({ sort_maps => true }, {
+            insta::assert_json_snapshot!($name, $value);
+        })
+    };
+}
+
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -85,9 +96,9 @@ async fn openai_compatible_passes_the_request_through() {
     let got = &up.requests()[0];
     assert_eq!(got.path, "/v1/chat/completions");
     assert_eq!(got.header("authorization"), Some("Bearer sk-upstream"));
-    insta::assert_json_snapshot!("openai_request", got.json());
+    snapshot!("openai_request", got.json());
     // Nothing the upstream sent is lost either.
-    insta::assert_json_snapshot!(
+    snapshot!(
         "openai_response",
         normalize(serde_json::to_value(resp).unwrap())
     );
@@ -118,7 +129,7 @@ async fn openai_compatible_stream_parses_data_lines_until_done() {
     let sent = up.requests()[0].json();
     assert_eq!(sent["stream"], json!(true));
     assert_eq!(sent["stream_options"], json!({"include_usage": true}));
-    insta::assert_json_snapshot!("openai_stream_chunks", chunks_json(&chunks));
+    snapshot!("openai_stream_chunks", chunks_json(&chunks));
 }
 
 #[tokio::test]
@@ -147,8 +158,8 @@ async fn anthropic_request_translation() {
     assert_eq!(got.header("x-api-key"), Some("sk-ant-test"));
     assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
     assert!(got.header("authorization").is_none());
-    insta::assert_json_snapshot!("anthropic_request", got.json());
-    insta::assert_json_snapshot!(
+    snapshot!("anthropic_request", got.json());
+    snapshot!(
         "anthropic_response_as_openai",
         normalize(serde_json::to_value(resp).unwrap())
     );
@@ -183,7 +194,7 @@ async fn anthropic_stream_translation_with_tool_calls() {
     req.stream = Some(true);
     let chunks = collect(&provider(&r, "claude"), &req).await;
     assert_eq!(up.requests()[0].json()["stream"], json!(true));
-    insta::assert_json_snapshot!("anthropic_stream_as_openai_chunks", chunks_json(&chunks));
+    snapshot!("anthropic_stream_as_openai_chunks", chunks_json(&chunks));
 }
 
 #[tokio::test]
@@ -271,8 +282,8 @@ async fn bedrock_converse_translation_and_signature() {
         "AWS4-HMAC-SHA256 Credential=AKIDTEST/{}/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=",
         &amz_date[..8]
     )));
-    insta::assert_json_snapshot!("bedrock_request", got.json());
-    insta::assert_json_snapshot!(
+    snapshot!("bedrock_request", got.json());
+    snapshot!(
         "bedrock_response_as_openai",
         normalize(serde_json::to_value(resp).unwrap())
     );
@@ -321,7 +332,7 @@ async fn bedrock_event_stream_translation() {
         got.header("accept"),
         Some("application/vnd.amazon.eventstream")
     );
-    insta::assert_json_snapshot!("bedrock_stream_as_openai_chunks", chunks_json(&chunks));
+    snapshot!("bedrock_stream_as_openai_chunks", chunks_json(&chunks));
 }
 
 #[tokio::test]
