@@ -311,16 +311,18 @@ async fn mcp_answer(
             };
             match name {
                 "echo" => {
-                    let seen = json!({
-                        "arguments": args,
-                        "authorization": header("authorization"),
-                        "x_api_key": header("x-api-key"),
-                        "query": uri.query(),
-                    });
-                    Ok(
-                        json!({"content": [{"type": "text", "text": seen.to_string()}],
-                              "structuredContent": seen, "isError": false}),
-                    )
+                    // A BTreeMap, so the text's keys are sorted whatever serde_json's features.
+                    let seen: std::collections::BTreeMap<&str, Value> = [
+                        ("arguments", args),
+                        ("authorization", json!(header("authorization"))),
+                        ("x_api_key", json!(header("x-api-key"))),
+                        ("query", json!(uri.query())),
+                    ]
+                    .into_iter()
+                    .collect();
+                    let text = serde_json::to_string(&seen).unwrap_or_default();
+                    Ok(json!({"content": [{"type": "text", "text": text}],
+                              "structuredContent": seen, "isError": false}))
                 }
                 "add" => {
                     let n = |k: &str| args.get(k).and_then(Value::as_f64);

@@ -30,12 +30,31 @@ async fn harness() -> (Harness, MockMcpServer, MockOpenApi) {
 
 /// The exchange as a snapshot: status, the headers that matter, body.
 fn exchange(a: &common::Answer) -> Value {
-    json!({
+    sorted(&json!({
         "status": a.status,
         "content_type": a.headers.get("content-type").map(|v| v.to_str().unwrap()),
         "session_header": a.headers.contains_key("mcp-session-id"),
         "body": a.body,
-    })
+    }))
+}
+
+/// `v` with every object's keys in sorted order: the snapshots do not depend on whether
+/// serde_json keeps insertion order (its `preserve_order` feature, which other crates of the
+/// workspace turn on when they are built together).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => v.clone(),
+    }
 }
 
 #[tokio::test]
@@ -214,7 +233,7 @@ async fn caller_mistakes_are_errors_not_500s() {
         let status = case["status"].as_u64().unwrap();
         assert!(status < 500, "{name} answered {status}");
     }
-    insta::assert_json_snapshot!("caller_mistakes", Value::Object(cases));
+    insta::assert_json_snapshot!("caller_mistakes", sorted(&Value::Object(cases)));
 }
 
 #[tokio::test]
@@ -304,9 +323,14 @@ async fn answers_as_an_event_stream_to_a_client_that_accepts_only_that() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let data = text
+        .strip_prefix("event: message\ndata: ")
+        .and_then(|t| t.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("not one message event: {text:?}"));
     assert_eq!(
-        resp.text().await.unwrap(),
-        "event: message\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{}}\n\n"
+        serde_json::from_str::<Value>(data).unwrap(),
+        json!({"id": 1, "jsonrpc": "2.0", "result": {}})
     );
     let refused = c
         .http

@@ -163,6 +163,10 @@ impl OpenApiTarget {
         let mut ops = Vec::new();
         let mut warnings = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
+        // In path order, whatever order the JSON map keeps (serde_json's `preserve_order` may
+        // be on in the build), so operation names and their `_2` suffixes are deterministic.
+        let mut paths: Vec<(&String, &Value)> = paths.iter().collect();
+        paths.sort_by(|a, b| a.0.cmp(b.0));
         for (path, item) in paths {
             if !path.starts_with('/') {
                 warnings.push(format!("path {path:?} does not start with '/'; skipped"));
