@@ -43,6 +43,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(900);
 const TICK: Duration = Duration::from_millis(500);
 /// How often session storage is checked for expiry.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+const TOUCH_PERSIST_EVERY: i64 = 30;
 const INVOCATION_TOKEN_TTL: Duration = Duration::from_secs(900);
 
 pub const SESSION_HEADER: &str = "x-tenantry-session-id";
@@ -100,6 +101,10 @@ struct Live {
     storage_limit: u64,
     /// Set when the storage was last measured above the limit.
     over_quota: Arc<AtomicBool>,
+    /// Kept-alive connections to the agent, for the next invocations.
+    connections: Mutex<Vec<AgentSender>>,
+    /// When `last_active_at` was last written to the store (unix seconds).
+    persisted_touch: std::sync::atomic::AtomicI64,
 }
 
 impl Live {
@@ -319,11 +324,17 @@ impl SessionManager {
             epoch: self.inner.epoch,
             _permit: permit,
         };
-        let _ = self
-            .inner
-            .store
-            .touch_session(&scope, &session_id, unix_now())
-            .await;
+        // `last_active_at` in the store only drives storage expiry (days): writing it at most
+        // every 30 s keeps a store write off every invocation.
+        let now = unix_now();
+        if now - live.persisted_touch.load(Ordering::Relaxed) >= TOUCH_PERSIST_EVERY {
+            live.persisted_touch.store(now, Ordering::Relaxed);
+            let _ = self
+                .inner
+                .store
+                .touch_session(&scope, &session_id, now)
+                .await;
+        }
 
         let token = self
             .inner
@@ -354,25 +365,7 @@ impl SessionManager {
         }
         let limited = http_body_util::Limited::new(body, runtime.spec.max_body_bytes as usize);
 
-        let stream = live.sandbox.handle.connect_agent().await.map_err(|e| {
-            match live.sandbox.handle.status() {
-                SandboxStatus::Ended(exit) => {
-                    ended_error(exit, &live.sandbox.handle.recent_output())
-                }
-                SandboxStatus::Running => agent_unavailable(format!("cannot reach the agent: {e}")),
-            }
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    ErrorCode::AgentError,
-                    format!("the agent's connection failed: {e}"),
-                )
-            })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = agent_connection(&live).await?;
         let mut request = Request::post("/invocations")
             .body(Body::new(limited))
             .map_err(|e| ApiError::internal("building the agent request", e))?;
@@ -397,6 +390,8 @@ impl SessionManager {
         out = out.header(SESSION_HEADER, &session_id);
         let body = Body::new(Tracked {
             inner: Box::pin(incoming),
+            connection: Some(sender),
+            ended: false,
             _guard: guard,
         });
         out.body(body)
@@ -423,6 +418,15 @@ impl SessionManager {
             live.entry(key.clone()).or_default().clone()
         };
         let mut guard = slot.lock().await;
+        // A running session is answered from memory: its owner and runtime are known.
+        if let Some(live) = guard.as_ref()
+            && matches!(live.sandbox.handle.status(), SandboxStatus::Running)
+        {
+            if live.user != ctx.user_id || live.runtime.name != runtime.name {
+                return Err(ApiError::not_found("session"));
+            }
+            return Ok(live.clone());
+        }
         let record = store.get_session(scope, session_id).await?;
         if let Some(r) = &record
             && (r.user_id != ctx.user_id || r.runtime != runtime.name)
@@ -520,6 +524,8 @@ impl SessionManager {
             in_flight: AtomicU32::new(0),
             storage_limit,
             over_quota: Arc::new(AtomicBool::new(false)),
+            connections: Mutex::new(Vec::new()),
+            persisted_touch: std::sync::atomic::AtomicI64::new(now),
         });
         live.touch(self.inner.epoch);
         *guard = Some(live.clone());
@@ -722,6 +728,16 @@ impl SessionManager {
                 let dir = manager.inner.storage_root.join(".warm").join(&label);
                 match manager.launch(&runtime, &tenant, &tier, &label, &dir).await {
                     Ok(s) => {
+                        // The runtime may have been changed or deleted while this sandbox
+                        // started: a sandbox of an old spec must never be handed out.
+                        let current = manager.inner.store.get_runtime(&runtime.name).await;
+                        let unchanged =
+                            matches!(&current, Ok(Some(r)) if r.updated_at == runtime.updated_at);
+                        if !unchanged {
+                            let _ = s.handle.stop().await;
+                            let _ = std::fs::remove_dir_all(&s.storage_dir);
+                            return;
+                        }
                         if let Ok(mut w) = manager.inner.warm.lock() {
                             w.entry(key.clone()).or_default().push(s);
                         }
@@ -735,8 +751,8 @@ impl SessionManager {
         });
     }
 
-    /// Stops everything of a deleted runtime.
-    pub async fn runtime_deleted(&self, name: &RuntimeName) {
+    /// Stops the warm sandboxes of a runtime whose spec changed: new sessions get the new spec.
+    pub async fn runtime_changed(&self, name: &RuntimeName) {
         let warm: Vec<Sandboxed> = self
             .inner
             .warm
@@ -752,6 +768,11 @@ impl SessionManager {
             let _ = s.handle.stop().await;
             let _ = std::fs::remove_dir_all(&s.storage_dir);
         }
+    }
+
+    /// Stops everything of a deleted runtime.
+    pub async fn runtime_deleted(&self, name: &RuntimeName) {
+        self.runtime_changed(name).await;
         for (key, live) in self.live_sessions() {
             if &live.runtime.name == name {
                 self.stop_key(&key, "runtime_deleted").await;
@@ -986,6 +1007,44 @@ async fn forward_error(live: &Live, e: hyper::Error) -> ApiError {
     ))
 }
 
+type AgentSender = hyper::client::conn::http1::SendRequest<Body>;
+
+/// Kept-alive connections to one session's agent; more than this are closed after use.
+const MAX_POOLED_CONNECTIONS: usize = 8;
+
+/// A connection to the session's agent: a kept-alive one from its pool if one is ready,
+/// otherwise a new one through the sandbox's agent socket. Reusing connections spares the
+/// sandbox's init a new pair of forwarding threads per invocation.
+async fn agent_connection(live: &Live) -> Result<AgentSender, ApiError> {
+    loop {
+        let pooled = live.connections.lock().ok().and_then(|mut p| p.pop());
+        let Some(mut sender) = pooled else { break };
+        if sender.ready().await.is_ok() {
+            return Ok(sender);
+        }
+    }
+    let handle = &live.sandbox.handle;
+    let stream = handle
+        .connect_agent()
+        .await
+        .map_err(|e| match handle.status() {
+            SandboxStatus::Ended(exit) => ended_error(exit, &handle.recent_output()),
+            SandboxStatus::Running => agent_unavailable(format!("cannot reach the agent: {e}")),
+        })?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::AgentError,
+                format!("the agent's connection failed: {e}"),
+            )
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 /// Asks the agent's `/ping` whether it is busy. Anything but a clear `HealthyBusy` is "not busy".
 async fn ping_busy(handle: &SandboxHandle) -> bool {
     let attempt = async {
@@ -1157,9 +1216,26 @@ async fn measure_storage(dir: PathBuf) -> u64 {
     .unwrap_or(0)
 }
 
+/// The agent's response body on its way to the caller. Once it has been read to its end, the
+/// connection it came on goes back to the session's pool for the next invocation.
 struct Tracked {
     inner: Pin<Box<hyper::body::Incoming>>,
+    connection: Option<AgentSender>,
+    ended: bool,
     _guard: InFlight,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.ended
+            && let Some(sender) = self.connection.take()
+            && !sender.is_closed()
+            && let Ok(mut pool) = self._guard.live.connections.lock()
+            && pool.len() < MAX_POOLED_CONNECTIONS
+        {
+            pool.push(sender);
+        }
+    }
 }
 
 impl http_body::Body for Tracked {
@@ -1170,7 +1246,11 @@ impl http_body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        self.inner.as_mut().poll_frame(cx)
+        let polled = self.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

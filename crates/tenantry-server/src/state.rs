@@ -52,6 +52,7 @@ type Cached<T> = RwLock<HashMap<String, (Option<Arc<T>>, Instant)>>;
 pub struct RegistryCache {
     tenants: Cached<Tenant>,
     tiers: Cached<Tier>,
+    runtimes: Cached<crate::runtimes::Runtime>,
 }
 
 fn lookup<T>(map: &Cached<T>, key: &str) -> Option<Option<Arc<T>>> {
@@ -100,6 +101,27 @@ impl RegistryCache {
         let value = store.get_tier(name).await?.map(Arc::new);
         remember(&self.tiers, name.as_str(), value.clone());
         Ok(value)
+    }
+
+    /// A runtime by name, as invocations see it (cached like tenants and tiers).
+    pub async fn runtime(
+        &self,
+        store: &Store,
+        name: &tenantry_core::RuntimeName,
+    ) -> Result<Option<Arc<crate::runtimes::Runtime>>, String> {
+        if let Some(hit) = lookup(&self.runtimes, name.as_str()) {
+            return Ok(hit);
+        }
+        let value = match store.get_runtime(name).await.map_err(|e| e.to_string())? {
+            Some(record) => Some(Arc::new(crate::runtimes::Runtime::from_record(record)?)),
+            None => None,
+        };
+        remember(&self.runtimes, name.as_str(), value.clone());
+        Ok(value)
+    }
+
+    pub fn forget_runtime(&self, name: &tenantry_core::RuntimeName) {
+        forget(&self.runtimes, name.as_str());
     }
 
     pub fn forget_tenant(&self, id: &TenantId) {

@@ -63,10 +63,14 @@ async fn invoke(
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let name = RuntimeName::new(&runtime).map_err(|_| ApiError::not_found("runtime"))?;
-    let runtime = super::runtimes::load(&state, &name)
-        .await?
+    let runtime = state
+        .registry
+        .runtime(&state.store, &name)
+        .await
+        .map_err(|e| ApiError::internal("reading a runtime", e))?
         .filter(|r| r.visible_to(&ctx.tenant_id))
         .ok_or_else(|| ApiError::not_found("runtime"))?;
+    let runtime = crate::runtimes::Runtime::clone(&runtime);
     let tier = tier
         .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the tenant's tier does not exist"))?;
     let session = session_id(&headers)?;

@@ -102,6 +102,7 @@ async fn create(
         .to_record()
         .map_err(|e| ApiError::internal("encoding a runtime", e))?;
     state.store.create_runtime(&record).await?;
+    state.registry.forget_runtime(&runtime.name);
     tracing::info!(runtime = %runtime.name, "runtime created");
     Ok((StatusCode::CREATED, Json(runtime)))
 }
@@ -172,6 +173,8 @@ async fn update(
     if !state.store.update_runtime(&record).await? {
         return Err(ApiError::not_found("runtime"));
     }
+    state.registry.forget_runtime(&runtime.name);
+    state.sessions.runtime_changed(&runtime.name).await;
     tracing::info!(runtime = %runtime.name, "runtime updated");
     Ok(Json(runtime))
 }
@@ -185,6 +188,7 @@ async fn remove(
     if !state.store.delete_runtime(&name).await? {
         return Err(ApiError::not_found("runtime"));
     }
+    state.registry.forget_runtime(&name);
     state.sessions.runtime_deleted(&name).await;
     tracing::info!(runtime = %name, "runtime deleted");
     Ok(StatusCode::NO_CONTENT)
