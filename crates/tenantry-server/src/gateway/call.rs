@@ -35,8 +35,8 @@ pub struct Routed {
     pub rate: Option<Decision>,
 }
 
-/// What the caller of a call is given besides its answer: the rate-limit headers.
 impl Routed {
+    /// The `RateLimit-*` headers the caller gets with its answer.
     pub fn rate_headers(&self) -> Vec<(&'static str, String)> {
         self.rate.map(|d| d.headers()).unwrap_or_default()
     }
