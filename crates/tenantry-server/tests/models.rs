@@ -472,3 +472,11 @@ async fn oversized_bodies_are_refused_with_the_gateway_limit() {
     assert_eq!(r.status, 413, "{}", &r.text[..r.text.len().min(300)]);
     s.stop().await;
 }
+
+#[test]
+fn the_starter_config_carries_the_models_starter_block() {
+    // `tenantry init` writes examples/tenantry.toml; its [models] part is tenantry-models'
+    // STARTER_CONFIG, verbatim, so the two cannot drift apart.
+    let example = include_str!("../../../examples/tenantry.toml");
+    assert!(example.contains(tenantry_models::STARTER_CONFIG));
+}
