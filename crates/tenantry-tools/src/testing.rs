@@ -575,3 +575,55 @@ async fn openapi_answer(method: &Method, uri: &Uri, headers: &HeaderMap, body: &
         ),
     }
 }
+
+/// The official Python MCP SDK as a client of another implementation, for interoperability
+/// tests of this crate and of the server: `tests/python/mcp_client.py` run with `python3`
+/// (`TENANTRY_TEST_PYTHON` picks another interpreter).
+pub mod python_client {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    pub fn python() -> String {
+        std::env::var("TENANTRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    }
+
+    /// Whether the interpreter can `import mcp`.
+    pub async fn has_mcp() -> bool {
+        tokio::process::Command::new(python())
+            .args(["-c", "import mcp"])
+            .output()
+            .await
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Runs the client script against `url` with the bearer `token` and returns the JSON of
+    /// its `SUMMARY` line. Panics (these are tests) when the client fails or says nothing.
+    pub async fn run(url: &str, token: &str) -> Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mcp_client.py");
+        let run = tokio::process::Command::new(python())
+            .args([script, url, token])
+            .kill_on_drop(true)
+            .output();
+        let out = match tokio::time::timeout(Duration::from_secs(120), run).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => panic!("cannot run {}: {e}", python()),
+            Err(_) => panic!("the Python MCP client did not finish within 120 s"),
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "the Python client failed:\n{stdout}\n{stderr}"
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SUMMARY "))
+            .unwrap_or_else(|| panic!("no summary from the Python client:\n{stdout}\n{stderr}"));
+        match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => panic!("the client's summary is not JSON ({e}): {line}"),
+        }
+    }
+}

@@ -19,41 +19,9 @@ use serde_json::{Value, json};
 use tenantry_tools::ToolDecision;
 use tenantry_tools::testing::{MockMcpServer, MockOpenApi};
 
-fn python() -> String {
-    std::env::var("TENANTRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-async fn has_python_mcp() -> bool {
-    tokio::process::Command::new(python())
-        .args(["-c", "import mcp"])
-        .output()
-        .await
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-async fn run_client(url: &str, token: &str) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mcp_client.py");
-    let run = tokio::process::Command::new(python())
-        .args([script, url, token])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the Python MCP client did not finish within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the Python client failed:\n{stdout}\n{stderr}"
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("SUMMARY "))
-        .unwrap_or_else(|| panic!("no summary from the Python client:\n{stdout}\n{stderr}"));
-    serde_json::from_str(line).unwrap()
-}
+use tenantry_tools::testing::python_client::{
+    has_mcp as has_python_mcp, python, run as run_client,
+};
 
 #[tokio::test]
 async fn the_python_sdk_connects_lists_and_calls() {
