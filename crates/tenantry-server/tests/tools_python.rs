@@ -11,7 +11,6 @@
 
 mod tools_support;
 
-
 use serde_json::{Value, json};
 use tools_support::*;
 
