@@ -82,6 +82,14 @@ struct Sandboxed {
     storage_dir: PathBuf,
 }
 
+impl Sandboxed {
+    /// Stops a sandbox that was never bound to a session, and deletes its (warm) storage.
+    async fn discard(self) {
+        let _ = self.handle.stop().await;
+        let _ = std::fs::remove_dir_all(&self.storage_dir);
+    }
+}
+
 impl Drop for Sandboxed {
     fn drop(&mut self) {
         self.bridge_task.abort();
@@ -734,8 +742,7 @@ impl SessionManager {
                         let unchanged =
                             matches!(&current, Ok(Some(r)) if r.updated_at == runtime.updated_at);
                         if !unchanged {
-                            let _ = s.handle.stop().await;
-                            let _ = std::fs::remove_dir_all(&s.storage_dir);
+                            s.discard().await;
                             return;
                         }
                         if let Ok(mut w) = manager.inner.warm.lock() {
@@ -765,8 +772,7 @@ impl SessionManager {
             })
             .unwrap_or_default();
         for s in warm {
-            let _ = s.handle.stop().await;
-            let _ = std::fs::remove_dir_all(&s.storage_dir);
+            s.discard().await;
         }
     }
 
@@ -964,8 +970,7 @@ impl SessionManager {
             .map(|mut w| w.drain().flat_map(|(_, v)| v).collect())
             .unwrap_or_default();
         for s in warm {
-            let _ = s.handle.stop().await;
-            let _ = std::fs::remove_dir_all(&s.storage_dir);
+            s.discard().await;
         }
     }
 
