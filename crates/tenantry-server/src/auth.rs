@@ -53,11 +53,13 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 #[derive(Debug, Clone)]
 pub struct TenantCaller(pub TenantContext);
 
-struct Claimed {
-    tenant: TenantId,
-    user: UserId,
-    roles: Vec<String>,
-    credential: CredentialKind,
+/// Who a verified credential says the caller is, before the registry is asked.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub roles: Vec<String>,
+    pub credential: CredentialKind,
 }
 
 async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, ApiError> {
@@ -143,7 +145,23 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<TenantC
     }
     let token = bearer(parts)?;
     let claimed = verify_credential(state, token).await?;
-    // A token for a tenant the registry does not know is as invalid as a bad signature.
+    let (context, tier) = tenant_context(state, claimed).await?;
+    let span = tracing::Span::current();
+    span.record("tenant.id", context.tenant_id.as_str());
+    span.record("tenant.tier", context.tier.as_str());
+    span.record("user.id", context.user_id.as_str());
+    let caller = TenantCaller(context);
+    parts.extensions.insert(caller.clone());
+    parts.extensions.insert(CallerTier(tier));
+    Ok(caller)
+}
+
+/// The tenant context of a verified caller, from the registry: refused when the tenant is
+/// unknown (as invalid as a bad signature) or suspended. Also the tenant's tier, if it exists.
+pub async fn tenant_context(
+    state: &AppState,
+    claimed: Claimed,
+) -> Result<(TenantContext, Option<Arc<Tier>>), ApiError> {
     let tenant = state
         .registry
         .tenant(&state.store, &claimed.tenant)
@@ -180,14 +198,7 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<TenantC
         isolation: tenant.isolation.resolve(tier_isolation),
         credential: claimed.credential,
     };
-    let span = tracing::Span::current();
-    span.record("tenant.id", context.tenant_id.as_str());
-    span.record("tenant.tier", context.tier.as_str());
-    span.record("user.id", context.user_id.as_str());
-    let caller = TenantCaller(context);
-    parts.extensions.insert(caller.clone());
-    parts.extensions.insert(CallerTier(tier));
-    Ok(caller)
+    Ok((context, tier))
 }
 
 impl FromRequestParts<AppState> for TenantCaller {

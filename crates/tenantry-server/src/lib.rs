@@ -146,7 +146,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         store.clone(),
         workload.clone(),
     );
-    Ok(AppState {
+    let state = AppState {
         inner: Arc::new(state::Inner {
             config,
             public_url,
@@ -161,7 +161,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             gateway,
             tools,
         }),
-    })
+    };
+    // Runtime-hosted tool targets run in this server's sessions (a weak reference: the state
+    // owns the catalogue).
+    state
+        .tools
+        .catalog()
+        .set_host(Arc::new(tools::HostedSessions::new(Arc::downgrade(
+            &state.inner,
+        ))));
+    Ok(state)
 }
 
 /// The whole application with its middleware, ready to serve.

@@ -33,6 +33,14 @@ impl Protocol {
             Protocol::Mcp => 8000,
         }
     }
+
+    /// Where an invocation is sent inside the sandbox.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Protocol::Http => "/invocations",
+            Protocol::Mcp => "/mcp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

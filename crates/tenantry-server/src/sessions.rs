@@ -35,7 +35,7 @@ use tenantry_runtime::{
 use tenantry_store::{SessionRecord, SessionStatus, Store, UsageKind, UsageRecord};
 
 use crate::error::ApiError;
-use crate::runtimes::{CUSTOM_HEADER_PREFIXES, Runtime};
+use crate::runtimes::{CUSTOM_HEADER_PREFIXES, Protocol, Runtime};
 
 /// Longest wait for the agent's response headers.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(900);
@@ -47,6 +47,8 @@ const TOUCH_PERSIST_EVERY: i64 = 30;
 const INVOCATION_TOKEN_TTL: Duration = Duration::from_secs(900);
 
 pub const SESSION_HEADER: &str = "x-tenantry-session-id";
+/// The MCP session of a runtime-hosted MCP server, passed both ways.
+const MCP_SESSION_HEADER: &str = "mcp-session-id";
 pub const AGENTCORE_SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 
 /// Whether a caller-chosen session id is acceptable: 33 to 256 characters of letters, digits,
@@ -60,6 +62,36 @@ pub fn valid_session_id(id: &str) -> bool {
 
 pub fn new_session_id() -> String {
     format!("sess-{}", uuid::Uuid::new_v4())
+}
+
+/// One request for a session's agent (or hosted MCP server).
+#[derive(Debug)]
+pub struct Invocation<'a> {
+    pub runtime: Runtime,
+    pub session_id: String,
+    /// The caller's headers: the allowlisted ones are passed on, the others dropped.
+    pub caller_headers: &'a HeaderMap,
+    /// Headers the platform itself sets (a tool target's credential), passed as they are.
+    pub platform_headers: HeaderMap,
+    /// The invoking user's JWT, kept for the agent's token exchanges while the session runs;
+    /// `None` forgets the one kept before (the session was invoked with another credential).
+    pub subject: Option<String>,
+    pub body: Body,
+    pub permit: Option<tenantry_limits::Permit>,
+}
+
+/// The user JWT a caller presented, for `Invocation::subject`: only a JWT caller has one.
+pub fn subject_of(ctx: &TenantContext, headers: &HeaderMap) -> Option<String> {
+    match &ctx.credential {
+        tenantry_core::CredentialKind::Jwt { .. } => headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_string()),
+        tenantry_core::CredentialKind::ApiKey { .. }
+        | tenantry_core::CredentialKind::Workload { .. } => None,
+    }
 }
 
 type LiveKey = (TenantId, String);
@@ -305,18 +337,23 @@ impl SessionManager {
     // ---- invocation ---------------------------------------------------------------------
 
     /// Runs one invocation of `runtime` in the caller's session (created or resumed as
-    /// needed) and returns the agent's response, streamed.
-    #[allow(clippy::too_many_arguments)]
+    /// needed) and returns the agent's response, streamed. The request goes to the agent's
+    /// `POST /invocations`, or to `POST /mcp` of a runtime whose protocol is `mcp`.
     pub async fn invoke(
         &self,
         ctx: &TenantContext,
         tier: &Tier,
-        runtime: Runtime,
-        session_id: String,
-        caller_headers: &HeaderMap,
-        body: Body,
-        permit: Option<tenantry_limits::Permit>,
+        invocation: Invocation<'_>,
     ) -> Result<Response<Body>, ApiError> {
+        let Invocation {
+            runtime,
+            session_id,
+            caller_headers,
+            platform_headers,
+            subject,
+            body,
+            permit,
+        } = invocation;
         let scope = ctx.scope();
         let live = self
             .session(ctx, tier, &scope, &runtime, &session_id)
@@ -326,7 +363,7 @@ impl SessionManager {
         }
         live.in_flight.fetch_add(1, Ordering::SeqCst);
         live.touch(self.inner.epoch);
-        self.remember_subject(ctx, &session_id, caller_headers);
+        self.remember_subject(ctx, &session_id, subject);
         let guard = InFlight {
             live: live.clone(),
             epoch: self.inner.epoch,
@@ -355,7 +392,13 @@ impl SessionManager {
                 INVOCATION_TOKEN_TTL,
             )
             .map_err(|e| ApiError::internal("minting a workload token", e))?;
-        let headers = agent_headers(ctx, &runtime, &session_id, &token, caller_headers);
+        let mut headers = agent_headers(ctx, &runtime, &session_id, &token, caller_headers);
+        // The platform's own headers (tenant context, token, trace) are never replaced.
+        for (name, value) in &platform_headers {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
 
         if let Some(len) = caller_headers
             .get(axum::http::header::CONTENT_LENGTH)
@@ -374,7 +417,7 @@ impl SessionManager {
         let limited = http_body_util::Limited::new(body, runtime.spec.max_body_bytes as usize);
 
         let mut sender = agent_connection(&live).await?;
-        let mut request = Request::post("/invocations")
+        let mut request = Request::post(runtime.spec.protocol.path())
             .body(Body::new(limited))
             .map_err(|e| ApiError::internal("building the agent request", e))?;
         *request.headers_mut() = headers;
@@ -394,6 +437,11 @@ impl SessionManager {
             if let Some(v) = parts.headers.get(name) {
                 out = out.header(name, v);
             }
+        }
+        if runtime.spec.protocol == Protocol::Mcp
+            && let Some(v) = parts.headers.get(MCP_SESSION_HEADER)
+        {
+            out = out.header(MCP_SESSION_HEADER, v);
         }
         out = out.header(SESSION_HEADER, &session_id);
         let body = Body::new(Tracked {
@@ -544,18 +592,8 @@ impl SessionManager {
     }
 
     /// Keeps the invoking user's JWT for the session's token exchanges (see `subject_token`).
-    fn remember_subject(&self, ctx: &TenantContext, session: &str, headers: &HeaderMap) {
+    fn remember_subject(&self, ctx: &TenantContext, session: &str, jwt: Option<String>) {
         let key = (ctx.tenant_id.clone(), session.to_string());
-        let jwt = match &ctx.credential {
-            tenantry_core::CredentialKind::Jwt { .. } => headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim().to_string()),
-            tenantry_core::CredentialKind::ApiKey { .. }
-            | tenantry_core::CredentialKind::Workload { .. } => None,
-        };
         if let Ok(mut subjects) = self.inner.subjects.lock() {
             match jwt {
                 Some(token) => {
@@ -1113,8 +1151,13 @@ fn agent_headers(
         let pass = matches!(
             n,
             "content-type" | "accept" | "traceparent" | "tracestate" | "baggage" | "content-length"
-        ) || (CUSTOM_HEADER_PREFIXES.iter().any(|p| n.starts_with(p))
-            && runtime.spec.allows_header(n));
+        ) || (runtime.spec.protocol == Protocol::Mcp
+            && matches!(
+                n,
+                MCP_SESSION_HEADER | "mcp-protocol-version" | "last-event-id"
+            ))
+            || (CUSTOM_HEADER_PREFIXES.iter().any(|p| n.starts_with(p))
+                && runtime.spec.allows_header(n));
         if pass {
             h.append(name.clone(), value.clone());
         }
@@ -1126,7 +1169,15 @@ fn agent_headers(
             h.insert("traceparent", v);
         }
     }
-    h.insert(axum::http::header::HOST, HeaderValue::from_static("agent"));
+    // The agent listens on the sandbox's loopback; servers that check `Host` (MCP servers
+    // guarding against DNS rebinding do) expect that address.
+    h.insert(
+        axum::http::header::HOST,
+        HeaderValue::from_static(match runtime.spec.protocol {
+            Protocol::Http => "127.0.0.1:8080",
+            Protocol::Mcp => "127.0.0.1:8000",
+        }),
+    );
     h
 }
 

@@ -13,6 +13,7 @@ mod tools_support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tenantry_testkit::mcp::PROTOCOL;
 use tools_support::*;
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod mcp;
 pub mod oidc;
 pub mod server;
 

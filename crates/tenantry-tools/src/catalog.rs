@@ -16,9 +16,10 @@ use tenantry_core::TenantId;
 use url::Url;
 
 use crate::error::TargetError;
+use crate::hosted::HostedRuntimes;
 use crate::target::{SpecSource, TargetKind, TargetName, TargetSpec};
 use crate::upstream::http::{client, error_message, read_limited};
-use crate::upstream::mcp::McpUpstream;
+use crate::upstream::mcp::{HostSlot, McpUpstream, Transport};
 use crate::upstream::openapi::{MAX_SPEC_BYTES, OpenApiTarget};
 
 /// How long an upstream MCP server's tool list is reused before it is asked again.
@@ -54,6 +55,8 @@ pub struct LoadFailure {
 pub struct Catalog {
     http: reqwest::Client,
     tools_ttl: Duration,
+    /// The platform's runtimes, for runtime-hosted targets (set once by the server).
+    host: HostSlot,
     entries: RwLock<BTreeMap<TargetName, Arc<Target>>>,
 }
 
@@ -62,8 +65,17 @@ impl Catalog {
         Ok(Self {
             http: client()?,
             tools_ttl: DEFAULT_TOOLS_TTL,
+            host: HostSlot::default(),
             entries: RwLock::new(BTreeMap::new()),
         })
+    }
+
+    /// Gives runtime-hosted targets the platform's runtimes, for targets loaded before and
+    /// after. Only the first call has an effect; until then such targets answer an error.
+    pub fn set_host(&self, host: Arc<dyn HostedRuntimes>) {
+        if self.host.set(host).is_err() {
+            tracing::warn!("the catalogue's runtimes were set already; the first ones are kept");
+        }
     }
 
     /// Sets how long upstream MCP tool lists are cached (targets added afterwards).
@@ -143,8 +155,21 @@ impl Catalog {
             TargetKind::Mcp { url } => {
                 let url =
                     Url::parse(url).map_err(|e| TargetError::invalid("kind.url", e.to_string()))?;
-                Backend::Mcp(McpUpstream::new(url, self.http.clone(), self.tools_ttl))
+                Backend::Mcp(McpUpstream::new(
+                    Transport::Http {
+                        url,
+                        http: self.http.clone(),
+                    },
+                    self.tools_ttl,
+                ))
             }
+            TargetKind::Runtime { runtime } => Backend::Mcp(McpUpstream::new(
+                Transport::Hosted {
+                    runtime: runtime.clone(),
+                    host: self.host.clone(),
+                },
+                self.tools_ttl,
+            )),
             TargetKind::Openapi {
                 spec: source,
                 base_url,

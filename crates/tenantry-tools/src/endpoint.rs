@@ -165,6 +165,7 @@ async fn delete_mcp(
         );
     };
     if gw.sessions.remove(id, &caller) {
+        gw.end_session(&caller, id).await;
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
@@ -375,7 +376,7 @@ async fn dispatch(
                     "unknown cursor: tools/list answers every tool on one page",
                 ));
             }
-            Ok(json!({ "tools": gw.list_tools(caller).await }))
+            Ok(json!({ "tools": gw.list_tools(caller, Some(session)).await }))
         }
         "tools/call" => {
             let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {

@@ -88,6 +88,11 @@ pub enum UpstreamError {
     /// The request could not be built (e.g. the credential is not a valid header value).
     #[error("cannot build the upstream request: {0}")]
     Request(String),
+    /// A runtime-hosted server's session could not serve the call (the runtime is gone or
+    /// not an MCP server, its sandbox cannot start, died or ran out of memory); `code` is the
+    /// platform's code for it (`agent_unavailable`, `sandbox_oom`, `rate_limited`...).
+    #[error("the runtime-hosted server cannot serve the call: {message}")]
+    Runtime { code: ErrorCode, message: String },
 }
 
 impl UpstreamError {
@@ -125,6 +130,7 @@ impl UpstreamError {
                 _ => ErrorCode::UpstreamError,
             },
             UpstreamError::Request(_) => ErrorCode::Internal,
+            UpstreamError::Runtime { code, .. } => *code,
         }
     }
 
@@ -136,6 +142,7 @@ impl UpstreamError {
             UpstreamError::Malformed(_) => "upstream_malformed",
             UpstreamError::Rpc { .. } => "upstream_rpc_error",
             UpstreamError::Request(_) => "request_unbuildable",
+            UpstreamError::Runtime { .. } => "runtime_unavailable",
         }
     }
 }

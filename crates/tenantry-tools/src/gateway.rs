@@ -18,11 +18,13 @@ use serde_json::{Value, json};
 use crate::catalog::{Backend, Catalog, Target};
 use crate::credentials::{CredentialSource, OutboundCredential};
 use crate::error::{ToolError, UpstreamError};
+use crate::hosted::{SessionBasis, hosted_session_id};
 use crate::identity::CallerIdentity;
 use crate::meter::{CallStatus, NoMeter, ToolCallRecord, ToolMeter};
 use crate::policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 use crate::session::Sessions;
 use crate::target::{TOOL_SEPARATOR, TargetName, TargetSpec};
+use crate::upstream::mcp::{McpUpstream, Route};
 use crate::upstream::openapi::{CallError, OpenApiTarget};
 
 /// Settings of the MCP endpoint.
@@ -109,10 +111,12 @@ impl ToolGateway {
 
     /// The tools `caller` may call, as MCP `Tool` objects named `{target}___{tool}`, sorted by
     /// name. A target that fails to list in time, or needs a credential the caller's tenant
-    /// does not have, contributes nothing (hidden, not an error).
-    pub async fn list_tools(&self, caller: &CallerIdentity) -> Vec<Value> {
+    /// does not have, contributes nothing (hidden, not an error). `session` is the caller's
+    /// MCP session: a runtime-hosted target lists in the runtime session that serves it.
+    pub async fn list_tools(&self, caller: &CallerIdentity, session: Option<&str>) -> Vec<Value> {
         let targets = self.catalog.visible_to(&caller.tenant);
-        let lists = join_all(targets.iter().map(|t| self.target_tools(caller, t))).await;
+        let basis = session.map(SessionBasis::Mcp);
+        let lists = join_all(targets.iter().map(|t| self.target_tools(caller, t, basis))).await;
         let mut tools: Vec<Value> = lists.into_iter().flatten().collect();
         tools.sort_by(|a, b| {
             let name = |v: &Value| {
@@ -126,13 +130,21 @@ impl ToolGateway {
         tools
     }
 
-    async fn target_tools(&self, caller: &CallerIdentity, target: &Target) -> Vec<Value> {
+    async fn target_tools(
+        &self,
+        caller: &CallerIdentity,
+        target: &Target,
+        basis: Option<SessionBasis<'_>>,
+    ) -> Vec<Value> {
         let spec = &target.spec;
         let work = async {
             let credential = self.credential(caller, target).await?;
             let raw: Vec<Value> = match &target.backend {
                 Backend::Mcp(m) => m
-                    .list_tools(credential.as_ref(), &|fetched| self.offer(spec, fetched))
+                    .list_tools(
+                        &self.route(caller, target, m, credential.as_ref(), basis)?,
+                        &|fetched| self.offer(spec, fetched),
+                    )
                     .await
                     .map_err(|error| ToolError::Upstream {
                         tool: spec.name.to_string(),
@@ -183,8 +195,10 @@ impl ToolGateway {
     /// Makes the policy learn the tools of the targets as they are now (an OpenAPI target's
     /// operations; an upstream MCP server's list, fetched if not cached), so a policy upload
     /// can be validated against them. With `caller`, the targets that caller's tenant sees,
-    /// with its credentials; without, every target, but those that need a tenant's credential
-    /// are skipped. Returns the targets whose tools could not be learned, and why.
+    /// with its credentials (a runtime-hosted server is started in a one-off session of the
+    /// caller's, stopped again right after); without, every target, but those that need a
+    /// tenant's credential or session are skipped. Returns the targets whose tools could not
+    /// be learned, and why.
     pub async fn discover(&self, caller: Option<&CallerIdentity>) -> Vec<(TargetName, String)> {
         let targets = match caller {
             Some(c) => self.catalog.visible_to(&c.tenant),
@@ -208,17 +222,56 @@ impl ToolGateway {
                             }
                             None => None,
                         };
-                        m.list_tools(credential.as_ref(), &|fetched| self.offer(spec, fetched))
-                            .await
-                            .map(drop)
-                            .map_err(|error| ToolError::Upstream {
+                        let Some(caller) = caller.filter(|_| m.hosted_runtime().is_some()) else {
+                            if m.hosted_runtime().is_some() {
+                                return Err(hosted_needs_session(spec));
+                            }
+                            return m
+                                .list_tools(&Route::with_credential(credential.as_ref()), &|f| {
+                                    self.offer(spec, f)
+                                })
+                                .await
+                                .map(drop)
+                                .map_err(|error| ToolError::Upstream {
+                                    tool: spec.name.to_string(),
+                                    error,
+                                });
+                        };
+                        let once = uuid::Uuid::new_v4().simple().to_string();
+                        let route = self.route(
+                            caller,
+                            &target,
+                            m,
+                            credential.as_ref(),
+                            Some(SessionBasis::Discovery(&once)),
+                        )?;
+                        let listed = tokio::time::timeout(
+                            spec.timeout(),
+                            m.list_tools(&route, &|fetched| self.offer(spec, fetched)),
+                        )
+                        .await;
+                        m.forget(&route);
+                        if let (Some(host), Some((c, session))) = (m.host(), &route.hosted) {
+                            host.end(c, session).await;
+                        }
+                        match listed {
+                            Ok(r) => r.map(drop).map_err(|error| ToolError::Upstream {
                                 tool: spec.name.to_string(),
                                 error,
-                            })
+                            }),
+                            Err(_) => Err(ToolError::Upstream {
+                                tool: spec.name.to_string(),
+                                error: UpstreamError::Timeout {
+                                    after: spec.timeout(),
+                                },
+                            }),
+                        }
                     }
                 }
             };
-            match tokio::time::timeout(spec.timeout(), work).await {
+            // A hosted server's sandbox is stopped after its own deadline, so this one only
+            // bounds what it already bounds.
+            match tokio::time::timeout(spec.timeout() * 2, work).await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some((spec.name.clone(), e.to_string())),
                 Err(_) => Some((
@@ -232,6 +285,57 @@ impl ToolGateway {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Where a message to an MCP target goes for `caller`: the credential and, for a
+    /// runtime-hosted server, the runtime session that serves the caller.
+    fn route<'a>(
+        &self,
+        caller: &'a CallerIdentity,
+        target: &Target,
+        m: &McpUpstream,
+        credential: Option<&'a OutboundCredential>,
+        basis: Option<SessionBasis<'_>>,
+    ) -> Result<Route<'a>, ToolError> {
+        if m.hosted_runtime().is_none() {
+            return Ok(Route {
+                credential,
+                hosted: None,
+            });
+        }
+        let session = hosted_session_id(&target.spec.name, caller, basis)
+            .ok_or_else(|| hosted_needs_session(&target.spec))?;
+        Ok(Route {
+            credential,
+            hosted: Some((caller, session)),
+        })
+    }
+
+    /// Stops the runtime sessions that served `caller`'s MCP session `session` (after the
+    /// caller ended it). An agent's hosted sessions follow its own session and are left alone.
+    pub async fn end_session(&self, caller: &CallerIdentity, session: &str) {
+        if matches!(
+            caller.credential,
+            tenantry_core::CredentialKind::Workload { .. }
+        ) {
+            return;
+        }
+        for target in self.catalog.visible_to(&caller.tenant) {
+            let Backend::Mcp(m) = &target.backend else {
+                continue;
+            };
+            let Some(host) = m.host() else { continue };
+            let Some(id) =
+                hosted_session_id(&target.spec.name, caller, Some(SessionBasis::Mcp(session)))
+            else {
+                continue;
+            };
+            host.end(caller, &id).await;
+            m.forget(&Route {
+                credential: None,
+                hosted: Some((caller, id)),
+            });
+        }
     }
 
     /// The caller's credential for the target, if the target takes one.
@@ -277,7 +381,7 @@ impl ToolGateway {
             return Err(ToolError::UnknownTool(name.to_owned()));
         };
         let outcome = self
-            .call_target(caller, &target, name, tool, arguments)
+            .call_target(caller, &target, name, tool, arguments, session)
             .await;
         let status = match &outcome {
             Ok(r) if r.get("isError") == Some(&Value::Bool(true)) => CallStatus::ToolError,
@@ -379,6 +483,7 @@ impl ToolGateway {
         name: &str,
         tool: &str,
         arguments: &Value,
+        session: Option<&str>,
     ) -> Result<Value, ToolError> {
         let spec = &target.spec;
         if !(arguments.is_object() || arguments.is_null()) {
@@ -413,8 +518,15 @@ impl ToolGateway {
                     // The list (usually cached) tells whether the tool exists and offers it
                     // to the policy before the policy decides on it.
                     let credential = self.credential(caller, target).await?;
+                    let route = self.route(
+                        caller,
+                        target,
+                        m,
+                        credential.as_ref(),
+                        session.map(SessionBasis::Mcp),
+                    )?;
                     let tools = m
-                        .list_tools(credential.as_ref(), &|fetched| self.offer(spec, fetched))
+                        .list_tools(&route, &|fetched| self.offer(spec, fetched))
                         .await
                         .map_err(upstream)?;
                     if !tools
@@ -424,9 +536,7 @@ impl ToolGateway {
                         return Err(unknown());
                     }
                     self.authorize(caller, spec, name, tool, arguments)?;
-                    m.call_tool(credential.as_ref(), tool, arguments)
-                        .await
-                        .map_err(upstream)
+                    m.call_tool(&route, tool, arguments).await.map_err(upstream)
                 }
             }
         };
@@ -436,5 +546,16 @@ impl ToolGateway {
                 after: spec.timeout(),
             })),
         }
+    }
+}
+
+fn hosted_needs_session(spec: &TargetSpec) -> ToolError {
+    ToolError::Upstream {
+        tool: spec.name.to_string(),
+        error: UpstreamError::Request(
+            "a runtime-hosted server runs in a tenant's session; it is listed and called within \
+             an MCP session"
+                .into(),
+        ),
     }
 }

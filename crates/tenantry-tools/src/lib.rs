@@ -4,8 +4,9 @@
 //! This crate owns the MCP server side ([`mcp_route`]: `initialize`, `ping`, `tools/list`,
 //! `tools/call`, sessions bound to their caller), the targets ([`TargetSpec`], kept compiled in
 //! the [`Catalog`]): upstream MCP servers (whose tools it re-exports through its own MCP client)
-//! and OpenAPI 3 documents (each operation a tool), exported as `{target}___{tool}`; and the
-//! order of a call in [`ToolGateway`]: admission, tenancy, policy with the call's input,
+//! OpenAPI 3 documents (each operation a tool) and MCP servers hosted as Tenantry runtimes
+//! (reached through [`HostedRuntimes`], one sandbox per tenant session), exported as
+//! `{target}___{tool}`; and the order of a call in [`ToolGateway`]: admission, tenancy, policy with the call's input,
 //! credential injection, the upstream call under the target's deadline, the metering record.
 //!
 //! It defines, and does not implement, what it needs from the rest of the platform: the policy
@@ -23,6 +24,7 @@ mod credentials;
 mod endpoint;
 mod error;
 mod gateway;
+mod hosted;
 mod identity;
 pub mod jsonrpc;
 mod meter;
@@ -43,6 +45,7 @@ pub use credentials::{
 pub use endpoint::{mcp_route, router};
 pub use error::{TargetError, ToolError, UpstreamError};
 pub use gateway::{GatewayConfig, ToolGateway};
+pub use hosted::{EndFuture, HostedFuture, HostedResponse, HostedRuntimes};
 pub use identity::{CallerIdentity, Secret};
 pub use meter::{AdmitFuture, CallStatus, NoMeter, Refusal, ToolCallRecord, ToolMeter};
 pub use policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};

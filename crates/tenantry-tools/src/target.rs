@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use tenantry_core::{Money, TenantId};
+use tenantry_core::{Money, RuntimeName, TenantId};
 
 use crate::error::TargetError;
 
@@ -113,6 +113,9 @@ pub enum TargetKind {
     Mcp { url: String },
     /// An OpenAPI 3 document (JSON); each operation becomes a tool, called at `base_url`.
     Openapi { spec: SpecSource, base_url: String },
+    /// An MCP server hosted as a Tenantry runtime (protocol `mcp`), run in one sandbox per
+    /// tenant session; its tools are re-exported.
+    Runtime { runtime: RuntimeName },
 }
 
 /// Where an OpenAPI document comes from.
@@ -136,6 +139,17 @@ pub enum CredentialPlacement {
     /// A query parameter of this name (e.g. `api_key`).
     Query { name: String },
 }
+
+/// Header names the platform sets on requests to its sandboxes; a credential for a
+/// runtime-hosted server cannot take them.
+const PLATFORM_HEADER_PREFIXES: &[&str] = &[
+    "x-tenantry-",
+    "x-amzn-bedrock-agentcore-",
+    "workloadaccesstoken",
+    "traceparent",
+    "tracestate",
+    "baggage",
+];
 
 /// Headers a credential may not be placed in: they frame the request or the MCP session.
 const RESERVED_HEADERS: &[&str] = &[
@@ -183,6 +197,29 @@ impl TargetSpec {
                     }
                 }
             }
+            TargetKind::Runtime { .. } => match &self.credential {
+                Some(CredentialPlacement::Query { .. }) => {
+                    return Err(TargetError::invalid(
+                        "credential.placement",
+                        "a runtime-hosted server takes its credential in a header or as a bearer \
+                         token, not in the query",
+                    ));
+                }
+                Some(CredentialPlacement::Header { name })
+                    if PLATFORM_HEADER_PREFIXES
+                        .iter()
+                        .any(|p| name.to_ascii_lowercase().starts_with(p)) =>
+                {
+                    return Err(TargetError::invalid(
+                        "credential.name",
+                        format!(
+                            "the header {name} is one the platform sets for a hosted server (its \
+                             tenant context and token); use another name"
+                        ),
+                    ));
+                }
+                None | Some(_) => {}
+            },
         }
         if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
             return Err(TargetError::invalid(
@@ -302,5 +339,14 @@ mod tests {
         assert!(bad(serde_json::json!({"name": "ab", "kind": {"type": "mcp", "url": "http://x"}, "credential": {"placement": "header", "name": "Host"}})).contains("credential.name"));
         assert!(bad(serde_json::json!({"name": "ab", "kind": {"type": "mcp", "url": "http://x"}, "credential": {"placement": "header", "name": "bad header"}})).contains("credential.name"));
         assert!(bad(serde_json::json!({"name": "ab", "kind": {"type": "openapi", "spec": {"inline": " "}, "base_url": "http://x"}})).contains("kind.spec.inline"));
+        assert!(bad(serde_json::json!({"name": "ab", "kind": {"type": "runtime", "runtime": "notes"}, "credential": {"placement": "query", "name": "k"}})).contains("credential.placement"));
+        assert!(
+            parse(serde_json::json!({"name": "ab", "kind": {"type": "runtime", "runtime": "Not A Name"}}))
+                .is_err()
+        );
+        parse(serde_json::json!({"name": "ab", "kind": {"type": "runtime", "runtime": "notes"}, "credential": {"placement": "bearer"}}))
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 }

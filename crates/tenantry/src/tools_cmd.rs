@@ -107,6 +107,22 @@ pub enum ToolCmd {
         #[command(flatten)]
         server: Server,
     },
+    /// Register an MCP server hosted as a Tenantry runtime (created with `tenantry runtime
+    /// create NAME --protocol mcp ...`, serving streamable HTTP on port 8000 at /mcp). Each
+    /// tenant session gets its own sandbox of it: an agent's calls run in one per agent
+    /// session, other callers' in one per MCP session. Its tools appear as NAME___TOOL.
+    #[command(name = "add-runtime")]
+    AddRuntime {
+        /// Target name: 2-63 lowercase letters, digits and '-'.
+        name: String,
+        /// The runtime that serves the tools (protocol mcp; shared, or dedicated to --tenant).
+        #[arg(long)]
+        runtime: String,
+        #[command(flatten)]
+        flags: TargetFlags,
+        #[command(flatten)]
+        server: Server,
+    },
     /// List the targets (shared ones and every tenant's).
     List {
         #[command(flatten)]
@@ -209,6 +225,16 @@ pub async fn tool(cmd: ToolCmd) -> Result<()> {
                 json!({"inline": text})
             };
             let kind = json!({"type": "openapi", "spec": source, "base_url": base_url});
+            add_target(name, kind, flags, server).await
+        }
+        ToolCmd::AddRuntime {
+            name,
+            runtime,
+            flags,
+            server,
+        } => {
+            tenantry_core::RuntimeName::new(&runtime).map_err(|e| anyhow!("--runtime: {e}"))?;
+            let kind = json!({"type": "runtime", "runtime": runtime});
             add_target(name, kind, flags, server).await
         }
         ToolCmd::List { server } => print(&server.client()?.get("/v1/admin/tool-targets").await?),

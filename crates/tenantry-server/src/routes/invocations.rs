@@ -18,7 +18,10 @@ use tenantry_store::SessionRecord;
 use crate::auth::{CallerTier, TenantCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
-use crate::sessions::{AGENTCORE_SESSION_HEADER, SESSION_HEADER, new_session_id, valid_session_id};
+use crate::sessions::{
+    AGENTCORE_SESSION_HEADER, Invocation, SESSION_HEADER, new_session_id, subject_of,
+    valid_session_id,
+};
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -84,10 +87,17 @@ async fn invoke(
             Some(state.limiter.acquire(&key, max).await?)
         }
     };
-    state
-        .sessions
-        .invoke(&ctx, &tier, runtime, session, &headers, body, permit)
-        .await
+    let subject = subject_of(&ctx, &headers);
+    let invocation = Invocation {
+        runtime,
+        session_id: session,
+        caller_headers: &headers,
+        platform_headers: HeaderMap::new(),
+        subject,
+        body,
+        permit,
+    };
+    state.sessions.invoke(&ctx, &tier, invocation).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
 use crate::json::{ApiJson, parse_json};
-use crate::runtimes::{Runtime, RuntimeSpec, Tenancy};
+use crate::runtimes::{Protocol, Runtime, RuntimeSpec, Tenancy};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -55,6 +55,43 @@ pub async fn load(state: &AppState, name: &RuntimeName) -> ApiResult<Option<Runt
             .map(Some)
             .map_err(|e| ApiError::internal("reading a runtime", e)),
     }
+}
+
+/// Whether `runtime` can serve a runtime-hosted tool target owned by `owner` (`None`: shared
+/// by all tenants): it must be an MCP server every tenant of the target may use.
+pub fn hosted_runtime_fits(
+    owner: Option<&tenantry_core::TenantId>,
+    runtime: &Runtime,
+) -> Result<(), String> {
+    let name = &runtime.name;
+    if runtime.spec.protocol != Protocol::Mcp {
+        return Err(format!(
+            "runtime {name} is not an MCP server: a runtime-hosted tool target needs protocol \
+             \"mcp\" (streamable HTTP on port 8000 at /mcp)"
+        ));
+    }
+    match (&runtime.tenancy, owner) {
+        (Tenancy::Shared, _) => Ok(()),
+        (Tenancy::Dedicated(t), Some(o)) if t == o => Ok(()),
+        (Tenancy::Dedicated(t), None) => Err(format!(
+            "runtime {name} is dedicated to tenant {t}; a target shared by all tenants needs a \
+             shared runtime (or give the target \"tenant\": \"{t}\")"
+        )),
+        (Tenancy::Dedicated(t), Some(o)) => Err(format!(
+            "runtime {name} is dedicated to tenant {t} and cannot serve tenant {o}'s target"
+        )),
+    }
+}
+
+/// The tool targets a runtime serves, for a change that would break them.
+fn hosted_targets(state: &AppState, name: &RuntimeName) -> Vec<tenantry_tools::TargetSpec> {
+    state
+        .tools
+        .catalog()
+        .specs()
+        .into_iter()
+        .filter(|t| matches!(&t.kind, tenantry_tools::TargetKind::Runtime { runtime } if runtime == name))
+        .collect()
 }
 
 async fn require_tenant_exists(state: &AppState, tenancy: &Tenancy) -> ApiResult<()> {
@@ -166,6 +203,14 @@ async fn update(
     };
     body.extend(patch);
     runtime.spec = parse_spec(body)?;
+    for target in hosted_targets(&state, &runtime.name) {
+        hosted_runtime_fits(target.tenant.as_ref(), &runtime).map_err(|why| {
+            ApiError::new(
+                ErrorCode::Conflict,
+                format!("tool target {} runs on this runtime: {why}", target.name),
+            )
+        })?;
+    }
     runtime.updated_at = unix_now();
     let record = runtime
         .to_record()
@@ -185,6 +230,19 @@ async fn remove(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let name = parse_name(&name)?;
+    let serving: Vec<String> = hosted_targets(&state, &name)
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    if !serving.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "runtime {name} hosts the tool target(s) {}; remove them first (tenantry tool remove NAME)",
+                serving.join(", ")
+            ),
+        ));
+    }
     if !state.store.delete_runtime(&name).await? {
         return Err(ApiError::not_found("runtime"));
     }

@@ -133,6 +133,17 @@ async fn save_target(
             "unknown tenant {tenant:?}: create it first, or leave `tenant` out for a target shared by all tenants"
         )));
     }
+    if let TargetKind::Runtime { runtime } = &spec.kind {
+        let found = crate::routes::runtimes::load(state, runtime)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "kind.runtime: unknown runtime {runtime:?}; create it first (tenantry runtime create)"
+                ))
+            })?;
+        crate::routes::runtimes::hosted_runtime_fits(spec.tenant.as_ref(), &found)
+            .map_err(|why| ApiError::invalid(format!("kind.runtime: {why}")))?;
+    }
     let catalog = state.tools.catalog();
     let existing = catalog.get(&spec.name);
     if let Some(existing) = &existing {

@@ -11,6 +11,7 @@
 //! that does not load denies its scope everything (fail closed).
 
 mod credentials;
+mod hosted;
 pub mod meter;
 mod policy;
 
@@ -30,6 +31,7 @@ use crate::gateway::Ledger;
 use crate::state::{REGISTRY_TTL, RegistryCache};
 
 pub use credentials::VaultCredentials;
+pub use hosted::HostedSessions;
 pub use policy::CedarPolicy;
 
 /// How long an agent's actor token is valid, and how long before its end it is replaced.

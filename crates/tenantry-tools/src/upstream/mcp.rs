@@ -1,30 +1,38 @@
 //! The client side of MCP streamable HTTP, towards an upstream MCP server: `initialize` (with
 //! `notifications/initialized`), `tools/list` (all pages, cached for a while) and `tools/call`,
 //! each answered as `application/json` or as a `text/event-stream` that carries the response.
+//! The server is reached over HTTP at its URL, or, for a runtime-hosted server, through the
+//! platform's runtimes ([`HostedRuntimes`]) in the caller's runtime session.
 //!
-//! Upstream sessions are kept per credential (keyed by a hash of it, never by the value), so a
-//! session opened with tenant A's credential is never used for tenant B's call, and a tool
-//! list is only ever what that credential was shown. A session the upstream forgot (404) is
+//! Upstream sessions are kept per credential (keyed by a hash of it, never by the value) and,
+//! for a hosted server, per tenant and runtime session, so a session opened with tenant A's
+//! credential (or in A's sandbox) is never used for tenant B's call, and a tool list is only
+//! ever what that credential or session was shown. A session the upstream forgot (404) is
 //! re-opened once. Deadlines are the caller's: every method here is cancel-safe and runs under
 //! the target's timeout.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, header};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tenantry_core::{ErrorCode, RuntimeName};
 use url::Url;
 
 use crate::credentials::OutboundCredential;
 use crate::error::UpstreamError;
+use crate::hosted::HostedRuntimes;
+use crate::identity::CallerIdentity;
 use crate::jsonrpc;
 use crate::protocol::{SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, VERSION_HEADER};
 use crate::sse::SseDecoder;
 use crate::upstream::http::{
-    MAX_BODY, apply_credential, error_message, is_media_type, read_limited, transport_error,
+    MAX_BODY, apply_credential, error_message, is_media_type, transport_error,
 };
 
 /// The version offered in `initialize`; the upstream may answer any of ours.
@@ -40,9 +48,33 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 type CredKey = [u8; 32];
 
-fn credential_key(credential: Option<&OutboundCredential>) -> CredKey {
+/// For whom a message is sent: the credential put on it and, for a runtime-hosted server, the
+/// caller and the runtime session that serves the caller.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Route<'a> {
+    pub(crate) credential: Option<&'a OutboundCredential>,
+    pub(crate) hosted: Option<(&'a CallerIdentity, String)>,
+}
+
+impl<'a> Route<'a> {
+    pub(crate) fn with_credential(credential: Option<&'a OutboundCredential>) -> Self {
+        Self {
+            credential,
+            hosted: None,
+        }
+    }
+}
+
+fn route_key(route: &Route<'_>) -> CredKey {
     let mut h = Sha256::new();
-    match credential {
+    if let Some((caller, session)) = &route.hosted {
+        h.update(b"hosted\0");
+        h.update(caller.tenant.as_str().as_bytes());
+        h.update(b"\0");
+        h.update(session.as_bytes());
+        h.update(b"\0");
+    }
+    match route.credential {
         None => h.update(b"none"),
         Some(OutboundCredential::Header { name, value }) => {
             h.update(b"header\0");
@@ -95,29 +127,117 @@ impl From<UpstreamError> for Failure {
     }
 }
 
+/// The platform's runtimes, once the server has set them (shared by the catalogue's targets).
+pub(crate) type HostSlot = Arc<OnceLock<Arc<dyn HostedRuntimes>>>;
+
+/// How messages reach an upstream MCP server.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// Streamable HTTP at a URL.
+    Http { url: Url, http: reqwest::Client },
+    /// A runtime-hosted server, in the caller's runtime session.
+    Hosted {
+        runtime: RuntimeName,
+        host: HostSlot,
+    },
+}
+
+/// An answer's body, read the same way whatever carried it.
+enum ReplyBody {
+    Http(reqwest::Response),
+    Hosted(axum::body::BodyDataStream),
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: ReplyBody,
+}
+
+impl Reply {
+    async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        match &mut self.body {
+            ReplyBody::Http(resp) => resp.chunk().await.map_err(|e| transport_error(&e)),
+            ReplyBody::Hosted(stream) => match stream.next().await {
+                None => Ok(None),
+                Some(Ok(b)) => Ok(Some(b)),
+                Some(Err(e)) => Err(UpstreamError::Connect(format!(
+                    "the hosted server's answer was cut off: {e}"
+                ))),
+            },
+        }
+    }
+
+    /// The whole body, refusing one larger than `max`.
+    async fn read_limited(mut self, max: usize) -> Result<Vec<u8>, UpstreamError> {
+        let mut out = Vec::new();
+        while let Some(b) = self.chunk().await? {
+            if out.len() + b.len() > max {
+                return Err(UpstreamError::malformed(format!(
+                    "the answer is larger than {max} bytes"
+                )));
+            }
+            out.extend_from_slice(&b);
+        }
+        Ok(out)
+    }
+}
+
 /// One upstream MCP server.
 #[derive(Debug)]
 pub(crate) struct McpUpstream {
-    url: Url,
-    http: reqwest::Client,
+    transport: Transport,
     tools_ttl: Duration,
     next_id: AtomicU64,
     conns: std::sync::Mutex<HashMap<CredKey, Arc<Conn>>>,
 }
 
 impl McpUpstream {
-    pub(crate) fn new(url: Url, http: reqwest::Client, tools_ttl: Duration) -> Self {
+    pub(crate) fn new(transport: Transport, tools_ttl: Duration) -> Self {
         Self {
-            url,
-            http,
+            transport,
             tools_ttl,
             next_id: AtomicU64::new(1),
             conns: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    fn conn(&self, credential: Option<&OutboundCredential>) -> Arc<Conn> {
-        let key = credential_key(credential);
+    /// The runtime, for a runtime-hosted server.
+    pub(crate) fn hosted_runtime(&self) -> Option<&RuntimeName> {
+        match &self.transport {
+            Transport::Hosted { runtime, .. } => Some(runtime),
+            Transport::Http { .. } => None,
+        }
+    }
+
+    /// The platform's runtimes, for a runtime-hosted server whose host is set.
+    pub(crate) fn host(&self) -> Option<&Arc<dyn HostedRuntimes>> {
+        match &self.transport {
+            Transport::Hosted { host, .. } => host.get(),
+            Transport::Http { .. } => None,
+        }
+    }
+
+    /// What the log may say about this upstream: its host or its runtime, never a query.
+    fn describe(&self) -> String {
+        match &self.transport {
+            Transport::Http { url, .. } => url.host_str().unwrap_or("").to_owned(),
+            Transport::Hosted { runtime, .. } => format!("runtime {runtime}"),
+        }
+    }
+
+    /// Forgets the state kept for `route` (its upstream session and tool list).
+    pub(crate) fn forget(&self, route: &Route<'_>) {
+        let key = route_key(route);
+        let mut conns = match self.conns.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        conns.remove(&key);
+    }
+
+    fn conn(&self, route: &Route<'_>) -> Arc<Conn> {
+        let key = route_key(route);
         let mut conns = match self.conns.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -147,17 +267,17 @@ impl McpUpstream {
     /// served. `on_fetch` sees every list fetched from the upstream before any caller does.
     pub(crate) async fn list_tools(
         &self,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
         on_fetch: &(dyn Fn(&[Value]) + Sync),
     ) -> Result<Arc<Vec<Value>>, UpstreamError> {
-        let conn = self.conn(credential);
+        let conn = self.conn(route);
         let mut cache = conn.tools.lock().await;
         if let Some(c) = &*cache
             && c.at.elapsed() < self.tools_ttl
         {
             return Ok(c.tools.clone());
         }
-        match self.fetch_tools(&conn, credential).await {
+        match self.fetch_tools(&conn, route).await {
             Ok(tools) => {
                 on_fetch(&tools);
                 let tools = Arc::new(tools);
@@ -169,7 +289,7 @@ impl McpUpstream {
             }
             Err(e) => match &*cache {
                 Some(stale) => {
-                    tracing::warn!(upstream = %self.url.host_str().unwrap_or(""), error = %e,
+                    tracing::warn!(upstream = %self.describe(), error = %e,
                         "refreshing an upstream's tools failed; serving the previous list");
                     Ok(stale.tools.clone())
                 }
@@ -181,7 +301,7 @@ impl McpUpstream {
     async fn fetch_tools(
         &self,
         conn: &Conn,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
     ) -> Result<Vec<Value>, UpstreamError> {
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
@@ -190,7 +310,7 @@ impl McpUpstream {
                 Some(c) => json!({ "cursor": c }),
                 None => json!({}),
             };
-            let result = self.rpc(conn, credential, "tools/list", params).await?;
+            let result = self.rpc(conn, route, "tools/list", params).await?;
             let page = result
                 .get("tools")
                 .and_then(Value::as_array)
@@ -219,18 +339,18 @@ impl McpUpstream {
     /// Calls a tool; the answer is the upstream's `CallToolResult`, passed on as it is.
     pub(crate) async fn call_tool(
         &self,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
         name: &str,
         arguments: &Value,
     ) -> Result<Value, UpstreamError> {
-        let conn = self.conn(credential);
+        let conn = self.conn(route);
         let mut params = json!({ "name": name });
         if !arguments.is_null()
             && let Some(p) = params.as_object_mut()
         {
             p.insert("arguments".into(), arguments.clone());
         }
-        let mut result = self.rpc(&conn, credential, "tools/call", params).await?;
+        let mut result = self.rpc(&conn, route, "tools/call", params).await?;
         let Some(obj) = result.as_object_mut() else {
             return Err(UpstreamError::malformed(
                 "tools/call answered a non-object result",
@@ -254,15 +374,15 @@ impl McpUpstream {
     async fn rpc(
         &self,
         conn: &Conn,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
         method: &str,
         params: Value,
     ) -> Result<Value, UpstreamError> {
         let mut reopened = false;
         loop {
-            let session = self.session(conn, credential).await?;
+            let session = self.session(conn, route).await?;
             match self
-                .request(Some(&session), credential, method, params.clone())
+                .request(Some(&session), route, method, params.clone())
                 .await
             {
                 Ok((result, _)) => return Ok(result),
@@ -287,7 +407,7 @@ impl McpUpstream {
     async fn session(
         &self,
         conn: &Conn,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
     ) -> Result<Arc<UpSession>, UpstreamError> {
         let mut slot = conn.session.lock().await;
         if let Some(s) = &*slot {
@@ -298,7 +418,7 @@ impl McpUpstream {
             "capabilities": {},
             "clientInfo": {"name": "tenantry", "version": env!("CARGO_PKG_VERSION")},
         });
-        let (result, id) = match self.request(None, credential, "initialize", params).await {
+        let (result, id) = match self.request(None, route, "initialize", params).await {
             Ok(r) => r,
             Err(Failure::Up(e)) => return Err(e),
             Err(Failure::SessionGone) => {
@@ -326,7 +446,7 @@ impl McpUpstream {
             id,
             version: version.to_owned(),
         });
-        self.notify(&session, credential, "notifications/initialized")
+        self.notify(&session, route, "notifications/initialized")
             .await?;
         *slot = Some(session.clone());
         Ok(session)
@@ -359,32 +479,71 @@ impl McpUpstream {
     async fn post(
         &self,
         session: Option<&UpSession>,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
         body: &Value,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let mut url = self.url.clone();
+    ) -> Result<Reply, UpstreamError> {
         let mut headers = self.headers(session)?;
-        apply_credential(&mut url, &mut headers, credential)?;
-        self.http
-            .post(url)
-            .headers(headers)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))
+        match &self.transport {
+            Transport::Http { url, http } => {
+                let mut url = url.clone();
+                apply_credential(&mut url, &mut headers, route.credential)?;
+                let resp = http
+                    .post(url)
+                    .headers(headers)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(&e))?;
+                Ok(Reply {
+                    status: resp.status(),
+                    headers: resp.headers().clone(),
+                    body: ReplyBody::Http(resp),
+                })
+            }
+            Transport::Hosted { runtime, host } => {
+                let host = host.get().ok_or_else(|| UpstreamError::Runtime {
+                    code: ErrorCode::Unavailable,
+                    message: "this gateway has no runtimes to host MCP servers in".into(),
+                })?;
+                let (caller, runtime_session) = route.hosted.as_ref().ok_or_else(|| {
+                    UpstreamError::Request(
+                        "a runtime-hosted server is called within a session; none was given".into(),
+                    )
+                })?;
+                // Validation keeps query credentials off hosted targets; the URL is unused.
+                let mut unused = Url::parse("http://hosted/mcp")
+                    .map_err(|e| UpstreamError::Request(e.to_string()))?;
+                apply_credential(&mut unused, &mut headers, route.credential)?;
+                let resp = host
+                    .post(
+                        caller,
+                        runtime,
+                        runtime_session,
+                        headers,
+                        Bytes::from(body.to_string()),
+                    )
+                    .await?;
+                let (parts, body) = resp.into_parts();
+                Ok(Reply {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: ReplyBody::Hosted(body.into_data_stream()),
+                })
+            }
+        }
     }
 
     async fn notify(
         &self,
         session: &UpSession,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
         method: &str,
     ) -> Result<(), UpstreamError> {
         let body = json!({"jsonrpc": "2.0", "method": method});
-        let resp = self.post(Some(session), credential, &body).await?;
-        let status = resp.status();
+        let resp = self.post(Some(session), route, &body).await?;
+        let status = resp.status;
         if !status.is_success() {
-            let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+            let body = resp.read_limited(MAX_ERROR_BODY).await.unwrap_or_default();
             return Err(UpstreamError::status(status.as_u16(), error_message(&body)));
         }
         Ok(())
@@ -395,19 +554,19 @@ impl McpUpstream {
     async fn request(
         &self,
         session: Option<&UpSession>,
-        credential: Option<&OutboundCredential>,
+        route: &Route<'_>,
         method: &str,
         params: Value,
     ) -> Result<(Value, Option<String>), Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let resp = self.post(session, credential, &body).await?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND && session.is_some_and(|s| s.id.is_some()) {
+        let resp = self.post(session, route, &body).await?;
+        let status = resp.status;
+        if status == StatusCode::NOT_FOUND && session.is_some_and(|s| s.id.is_some()) {
             return Err(Failure::SessionGone);
         }
         if !status.is_success() {
-            let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+            let body = resp.read_limited(MAX_ERROR_BODY).await.unwrap_or_default();
             let message = error_message(&body);
             let message = if message.is_empty() {
                 status.canonical_reason().unwrap_or("no message").to_owned()
@@ -417,13 +576,13 @@ impl McpUpstream {
             return Err(UpstreamError::status(status.as_u16(), message).into());
         }
         let session_id = resp
-            .headers()
+            .headers
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let want = json!(id);
-        let message = if is_media_type(resp.headers(), "application/json") {
-            let body = read_limited(resp, MAX_BODY).await?;
+        let message = if is_media_type(&resp.headers, "application/json") {
+            let body = resp.read_limited(MAX_BODY).await?;
             let v: Value = serde_json::from_slice(&body)
                 .map_err(|e| UpstreamError::malformed(format!("the answer is not JSON: {e}")))?;
             match v {
@@ -438,15 +597,15 @@ impl McpUpstream {
             .ok_or_else(|| {
                 UpstreamError::malformed("the JSON answer is not our request's response")
             })?
-        } else if is_media_type(resp.headers(), "text/event-stream") {
+        } else if is_media_type(&resp.headers, "text/event-stream") {
             read_sse_response(resp, &want).await?
-        } else if status == reqwest::StatusCode::ACCEPTED {
+        } else if status == StatusCode::ACCEPTED {
             return Err(
                 UpstreamError::malformed("the upstream answered a request with 202").into(),
             );
         } else {
             let ct = resp
-                .headers()
+                .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("none")
@@ -481,10 +640,7 @@ fn is_response_to(message: &Value, id: &Value) -> bool {
 
 /// Reads server-sent events until the response to our request arrives. Notifications and
 /// requests the upstream interleaves are skipped.
-async fn read_sse_response(
-    mut resp: reqwest::Response,
-    id: &Value,
-) -> Result<Value, UpstreamError> {
+async fn read_sse_response(mut resp: Reply, id: &Value) -> Result<Value, UpstreamError> {
     let mut decoder = SseDecoder::default();
     let mut total = 0usize;
     let check = |data: &str| -> Result<Option<Value>, UpstreamError> {
@@ -503,8 +659,8 @@ async fn read_sse_response(
                 return Ok(v);
             }
         }
-        match resp.chunk().await {
-            Ok(Some(bytes)) => {
+        match resp.chunk().await? {
+            Some(bytes) => {
                 total += bytes.len();
                 if total > MAX_BODY {
                     return Err(UpstreamError::malformed(format!(
@@ -513,7 +669,7 @@ async fn read_sse_response(
                 }
                 decoder.push(&bytes).map_err(UpstreamError::malformed)?;
             }
-            Ok(None) => {
+            None => {
                 if let Some(ev) = decoder.finish().map_err(UpstreamError::malformed)?
                     && let Some(v) = check(&ev.data)?
                 {
@@ -523,7 +679,6 @@ async fn read_sse_response(
                     "the event stream ended without the response",
                 ));
             }
-            Err(e) => return Err(transport_error(&e)),
         }
     }
 }
@@ -534,6 +689,7 @@ mod tests {
     use crate::identity::Secret;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn credentials_get_distinct_connections() {
         let a = OutboundCredential::Bearer(Secret::new("a"));
         let b = OutboundCredential::Bearer(Secret::new("b"));
@@ -541,9 +697,30 @@ mod tests {
             name: "Authorization".into(),
             value: Secret::new("a"),
         };
-        assert_ne!(credential_key(Some(&a)), credential_key(Some(&b)));
-        assert_ne!(credential_key(Some(&a)), credential_key(Some(&h)));
-        assert_ne!(credential_key(Some(&a)), credential_key(None));
-        assert_eq!(credential_key(Some(&a)), credential_key(Some(&a.clone())));
+        let key = |c: Option<&OutboundCredential>| route_key(&Route::with_credential(c));
+        assert_ne!(key(Some(&a)), key(Some(&b)));
+        assert_ne!(key(Some(&a)), key(Some(&h)));
+        assert_ne!(key(Some(&a)), key(None));
+        assert_eq!(key(Some(&a)), key(Some(&a.clone())));
+        // A hosted server's sessions are kept per tenant and runtime session.
+        let caller = |t: &str| {
+            CallerIdentity::new(
+                tenantry_core::TenantId::new(t).unwrap(),
+                tenantry_core::UserId::new("u").unwrap(),
+                tenantry_core::TierName::new("basic").unwrap(),
+                tenantry_core::CredentialKind::ApiKey { key_id: "k".into() },
+            )
+        };
+        let (ca, cb) = (caller("acme"), caller("globex"));
+        let hosted = |c, s: &str| {
+            route_key(&Route {
+                credential: None,
+                hosted: Some((c, s.to_owned())),
+            })
+        };
+        assert_ne!(hosted(&ca, "s1"), hosted(&cb, "s1"));
+        assert_ne!(hosted(&ca, "s1"), hosted(&ca, "s2"));
+        assert_ne!(hosted(&ca, "s1"), key(None));
+        assert_eq!(hosted(&ca, "s1"), hosted(&ca, "s1"));
     }
 }
