@@ -96,6 +96,28 @@ struct Args {
     /// Skip the Python agent.
     #[arg(long)]
     no_python: bool,
+    /// Start the server with `favor_dynamic_cgroups = false`: it leaves the host's cgroup
+    /// mounts as they are. To measure cold starts without `favordynmods` on a host where it is
+    /// set, clear it first (e.g. `mount -o remount /sys/fs/cgroup/unified`).
+    #[arg(long)]
+    no_cgroup_tuning: bool,
+}
+
+/// The cgroup mounts carrying `favordynmods`, from `/proc/self/mountinfo`.
+fn favordynmods_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (mount, fs) = l.split_once(" - ")?;
+            let mut fs = fs.split(' ');
+            let kind = fs.next()?;
+            let options = fs.nth(1)?;
+            ((kind == "cgroup" || kind == "cgroup2")
+                && options.split(',').any(|o| o == "favordynmods"))
+            .then(|| mount.split(' ').nth(4).unwrap_or("?").to_owned())
+        })
+        .collect()
 }
 
 fn main() -> Result<()> {
@@ -143,6 +165,8 @@ fn main() -> Result<()> {
     config.runtime.helper_args = Some(vec![
         tenantry_server::config::SANDBOX_HELPER_SUBCOMMAND.to_string(),
     ]);
+    config.runtime.favor_dynamic_cgroups = !args.no_cgroup_tuning;
+    let before = favordynmods_mounts();
     let admin = config.admin_key()?;
     let dev = &config.identity.dev_issuer;
     let issuer = tenantry_identity::DevIssuer::load(
@@ -156,6 +180,20 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let server = server_rt.block_on(tenantry_server::Server::start(config, None))?;
+    let after = favordynmods_mounts();
+    println!(
+        "cgroup favordynmods: {} (before the server started: {})",
+        if after.is_empty() {
+            "not set".to_owned()
+        } else {
+            format!("set on {}", after.join(", "))
+        },
+        if before.is_empty() {
+            "not set".to_owned()
+        } else {
+            format!("set on {}", before.join(", "))
+        },
+    );
     let bench = Bench {
         base: server.url(),
         admin,

@@ -41,7 +41,7 @@ pub mod seccomp;
 mod spec;
 mod sys;
 
-pub use cgroup::CgroupLayout;
+pub use cgroup::{CgroupLayout, MigrationTuning, favor_dynamic_migrations};
 pub use error::SandboxError;
 pub use helper::helper_main;
 pub use probe::{ProbeReport, probe};

@@ -685,7 +685,9 @@ impl SandboxHandle {
     /// `/proc/net/tcp{,6}`), the agent ends, or `timeout` passes.
     pub async fn wait_for_agent(&self, timeout: Duration) -> Result<(), SandboxError> {
         let start = Instant::now();
-        let mut delay = Duration::from_micros(500);
+        // A look is two small reads of the sandbox's /proc/net; looking every 2 ms at most
+        // keeps the time between the agent listening and the session starting short.
+        let mut delay = Duration::from_micros(250);
         loop {
             if let SandboxStatus::Ended(exit) = self.status() {
                 return Err(SandboxError::NotRunning(format!(
@@ -704,7 +706,7 @@ impl SandboxHandle {
                 });
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(20));
+            delay = (delay * 2).min(Duration::from_millis(2));
         }
     }
 

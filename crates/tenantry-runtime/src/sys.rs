@@ -194,6 +194,27 @@ pub(crate) fn statvfs_flags(path: &Path) -> io::Result<libc::c_ulong> {
     Ok(buf.f_flag)
 }
 
+/// Flags a remount must keep: a mount inherited from a more privileged namespace has its atime
+/// and nosuid/nodev/noexec flags locked, and omitting them makes the remount fail (or, where
+/// they are not locked, clears them).
+pub(crate) fn locked_mount_flags(path: &Path) -> libc::c_ulong {
+    let Ok(f) = statvfs_flags(path) else {
+        return 0;
+    };
+    let map: [(libc::c_ulong, libc::c_ulong); 7] = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
+    ];
+    map.iter()
+        .filter(|(st, _)| f & st != 0)
+        .fold(0, |acc, (_, ms)| acc | ms)
+}
+
 /// `setgroups(0, NULL)`: drop every supplementary group.
 pub(crate) fn clear_groups() -> io::Result<()> {
     // SAFETY: a zero-length list with a null pointer is the documented way to clear the groups.

@@ -142,6 +142,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             helper: config.sandbox_helper(),
             ready_timeout: Duration::from_secs(config.runtime.ready_timeout_seconds.max(1)),
             time_divisor: config.runtime.time_divisor,
+            favor_dynamic_cgroups: config.runtime.favor_dynamic_cgroups,
         },
         store.clone(),
         workload.clone(),

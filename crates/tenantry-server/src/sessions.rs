@@ -198,6 +198,25 @@ pub struct SessionSettings {
     /// Divides every lifecycle duration (idle timeout, maximum lifetime): 1 in production;
     /// tests use a larger value to see a 60-second timeout in a fraction of that.
     pub time_divisor: u32,
+    /// Remount a cgroup hierarchy with `favordynmods` (see `RuntimeConfig`).
+    pub favor_dynamic_cgroups: bool,
+}
+
+/// Applies `favordynmods` (see `RuntimeConfig::favor_dynamic_cgroups`) and says what happened.
+fn tune_cgroup_migrations() {
+    match tenantry_runtime::favor_dynamic_migrations() {
+        Ok(tenantry_runtime::MigrationTuning::AlreadySet(at)) => {
+            tracing::debug!(mount = %at.display(), "cgroup favordynmods is set");
+        }
+        Ok(tenantry_runtime::MigrationTuning::Set(at)) => {
+            tracing::info!(mount = %at.display(),
+                "remounted a cgroup hierarchy with favordynmods: sandboxes join their cgroups without an RCU grace period");
+        }
+        Err(e) => {
+            tracing::info!(error = %e,
+                "cgroup favordynmods is not set: each new sandbox may wait an RCU grace period (several ms) to join its cgroups");
+        }
+    }
 }
 
 fn agent_unavailable(message: impl Into<String>) -> ApiError {
@@ -247,7 +266,12 @@ impl SessionManager {
                 config.helper_args = args.clone();
                 config.run_root = settings.run_root.join("sandboxes");
                 match ProcessSandbox::new(config) {
-                    Ok(b) => Backend::Process(Box::new(b)),
+                    Ok(b) => {
+                        if settings.favor_dynamic_cgroups {
+                            tune_cgroup_migrations();
+                        }
+                        Backend::Process(Box::new(b))
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "sessions cannot start: the process sandbox is unavailable");
                         Backend::Unavailable(e.to_string())

@@ -25,8 +25,10 @@ struct Cli {
 
 impl Cli {
     fn run(&mut self, args: &[&str]) -> Output {
+        // `--config` goes before a `--` (after it, everything is the agent's command).
         let mut full: Vec<&str> = args.to_vec();
-        full.extend(["--config", &self.config]);
+        let at = full.iter().position(|a| *a == "--").unwrap_or(full.len());
+        full.splice(at..at, ["--config", self.config.as_str()]);
         let out = Command::new(BIN)
             .args(&full)
             .env_remove("TENANTRY_CONFIG")
@@ -218,6 +220,41 @@ async fn operator_registers_tools_sets_credentials_and_policies_from_the_cli() {
         cli.ok(&["tool", "show", "kit"])["credential"]["placement"],
         "bearer"
     );
+
+    // An MCP server hosted as a runtime: refused until the runtime exists, then registered.
+    let missing = cli.run(&["tool", "add-runtime", "notes", "--runtime", "notes-mcp"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("unknown runtime"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let example = std::fs::canonicalize(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/mcp/python"
+    ))
+    .unwrap();
+    cli.ok(&[
+        "runtime",
+        "create",
+        "notes-mcp",
+        "--protocol",
+        "mcp",
+        "--workdir",
+        example.to_str().unwrap(),
+        "--",
+        "python3",
+        "server.py",
+    ]);
+    let notes = cli.ok(&["tool", "add-runtime", "notes", "--runtime", "notes-mcp"]);
+    assert_eq!(
+        notes["kind"],
+        json!({"type": "runtime", "runtime": "notes-mcp"})
+    );
+    let in_use = cli.run(&["runtime", "delete", "notes-mcp"]);
+    assert!(!in_use.status.success(), "a runtime serving a target stays");
+    cli.run(&["tool", "remove", "notes"]);
+    cli.run(&["runtime", "delete", "notes-mcp"]);
 
     // Without a credential, acme does not see kit's tools; with one, its call carries it.
     let listed = tool_names(&mcp(&url, &key, "tools/list", json!({})).await);

@@ -68,28 +68,8 @@ pub(crate) fn workdir_visible(workdir: &Path) -> bool {
     SYSTEM_DIRS.iter().any(|d| workdir.starts_with(d))
 }
 
-/// Flags a bind remount must keep: a mount inherited from a more privileged namespace has its
-/// atime and nosuid/nodev/noexec flags locked, and omitting them makes the remount fail.
-fn locked_flags(path: &Path) -> libc::c_ulong {
-    let Ok(f) = sys::statvfs_flags(path) else {
-        return 0;
-    };
-    let map: [(libc::c_ulong, libc::c_ulong); 7] = [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
-    ];
-    map.iter()
-        .filter(|(st, _)| f & st != 0)
-        .fold(0, |acc, (_, ms)| acc | ms)
-}
-
 fn remount(target: &Path, flags: libc::c_ulong) -> Result<(), String> {
-    let flags = flags | locked_flags(target);
+    let flags = flags | sys::locked_mount_flags(target);
     sys::mount(None, target, None, flags, None).map_err(mount_err("remounting", target))
 }
 
