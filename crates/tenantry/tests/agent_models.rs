@@ -5,34 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
 use serde_json::json;
 use tenantry_testkit::{RequestBody, TestServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
 
-fn test_agents_dir() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/agents")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn sandboxes_available(test: &str) -> bool {
-    let report = tenantry_runtime::probe();
-    if report.sandbox_supported() {
-        true
-    } else {
-        eprintln!(
-            "SKIP {test}: this host cannot run sandboxes: {}",
-            report.missing().join("; ")
-        );
-        false
-    }
-}
+use support::{BIN, sandboxes_available, test_agents_dir};
 
 #[tokio::test]
 async fn an_agent_calls_models_as_its_session_and_is_metered_with_it() {

@@ -5,18 +5,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
 
-fn sandboxes_available(test: &str) -> bool {
-    let report = tenantry_runtime::probe();
-    if !report.sandbox_supported() {
-        eprintln!(
-            "SKIP {test}: this host cannot run sandboxes: {}",
-            report.missing().join("; ")
-        );
-    }
-    report.sandbox_supported()
-}
+use support::{BIN, sandboxes_available};
 
 #[test]
 fn demo_runs_and_every_check_holds() {

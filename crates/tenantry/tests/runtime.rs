@@ -12,41 +12,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tenantry_testkit::{RequestBody, Response, TestServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
+
+use support::{BIN, python_agent_dir, sandboxes_available, test_agents_dir};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python_agent_dir() -> String {
-    repo()
-        .join("examples/agents/python")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn test_agents_dir() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/agents")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn sandboxes_available(test: &str) -> bool {
-    let report = tenantry_runtime::probe();
-    if report.sandbox_supported() {
-        true
-    } else {
-        eprintln!(
-            "SKIP {test}: this host cannot run sandboxes: {}",
-            report.missing().join("; ")
-        );
-        false
-    }
 }
 
 async fn server(divisor: u32) -> TestServer {

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -16,29 +15,9 @@ use serde_json::{Value, json};
 use tenantry_testkit::{RequestBody, TestServer};
 use tenantry_tools::testing::MockMcpServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
 
-fn test_agents_dir() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/agents")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn sandboxes_available(test: &str) -> bool {
-    let report = tenantry_runtime::probe();
-    if report.sandbox_supported() {
-        true
-    } else {
-        eprintln!(
-            "SKIP {test}: this host cannot run sandboxes: {}",
-            report.missing().join("; ")
-        );
-        false
-    }
-}
+use support::{BIN, sandboxes_available, test_agents_dir};
 
 fn claims(jwt: &str) -> Value {
     jwt.split('.')

@@ -15,36 +15,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tenantry_testkit::mcp::Mcp;
 use tenantry_testkit::{RequestBody, TestServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
 
-fn dir(relative: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(relative)
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn sandboxes_available(test: &str) -> bool {
-    let report = tenantry_runtime::probe();
-    if report.sandbox_supported() {
-        true
-    } else {
-        eprintln!(
-            "SKIP {test}: this host cannot run sandboxes: {}",
-            report.missing().join("; ")
-        );
-        false
-    }
-}
+use support::{BIN, dir, sandboxes_available};
 
 async fn server() -> TestServer {
     TestServer::builder()
@@ -64,12 +43,16 @@ async fn register_notes(s: &TestServer) {
                     "workdir": dir("../../examples/mcp/python")})),
     )
     .await;
+    add_hosted_target(s, "notes", "notes-mcp", 10_000).await;
+}
+
+async fn add_hosted_target(s: &TestServer, name: &str, runtime: &str, timeout_ms: u64) {
     s.admin(
         "POST",
         "/v1/admin/tool-targets",
         Some(
-            json!({"name": "notes", "kind": {"type": "runtime", "runtime": "notes-mcp"},
-                    "timeout_ms": 10000}),
+            json!({"name": name, "kind": {"type": "runtime", "runtime": runtime},
+                    "timeout_ms": timeout_ms}),
         ),
     )
     .await;
@@ -413,15 +396,7 @@ async fn hosted_targets_are_checked_refused_and_fail_clearly() {
         ),
     )
     .await;
-    s.admin(
-        "POST",
-        "/v1/admin/tool-targets",
-        Some(
-            json!({"name": "broken", "kind": {"type": "runtime", "runtime": "crashing"},
-                    "timeout_ms": 8000}),
-        ),
-    )
-    .await;
+    add_hosted_target(&s, "broken", "crashing", 8_000).await;
     let started = Instant::now();
     let tools = acme.tools().await;
     assert!(
