@@ -80,6 +80,66 @@ async fn the_agents_http_server_is_reachable_through_connect_agent() {
     ));
 }
 
+/// The parent of a process (a sandbox's helper, for its init).
+fn parent_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn spares_settle(backend: &tenantry_runtime::ProcessSandbox, not: &[u32]) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let spares = backend.spare_helpers();
+        if spares.len() == 1 && !not.contains(&spares[0]) {
+            return spares;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fresh spare helper: {spares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_helpers_serve_one_launch_each_and_dead_ones_are_skipped() {
+    let Some(backend) = backend("spare_helpers_serve_one_launch_each_and_dead_ones_are_skipped")
+    else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let code = "import time\ntime.sleep(30)\n";
+    let workdir = dirs.agent("sleeper", code);
+    // A spare is started when the backend is created; a launch takes it, and a new one is
+    // started shortly after.
+    let first = spares_settle(&backend, &[]).await;
+    let a = backend
+        .launch(python_spec("spare-a", &workdir, &dirs.storage("a")))
+        .await
+        .unwrap();
+    assert_eq!(parent_of(a.init_pid()), Some(first[0]), "the spare ran it");
+    let second = spares_settle(&backend, &first).await;
+    // A spare that died is not handed out: the launch starts a helper of its own.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &second[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = backend
+        .launch(python_spec("spare-b", &workdir, &dirs.storage("b")))
+        .await
+        .unwrap();
+    let helper = parent_of(b.init_pid()).unwrap();
+    assert_ne!(helper, second[0]);
+    assert_ne!(helper, first[0]);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn storage_written_in_one_sandbox_is_there_in_the_next() {
     let Some(backend) = backend("storage_written_in_one_sandbox_is_there_in_the_next") else {
