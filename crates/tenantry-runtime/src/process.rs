@@ -77,7 +77,7 @@ pub struct ProcessSandboxConfig {
     pub sample_interval: Duration,
     /// Helpers started ahead of need: exec'd and waiting for a spec on their stdin, holding
     /// nothing of any tenant's, so a launch does not wait for the helper's own start-up (fork,
-    /// exec, loading the binary: 2-3 ms). Topped up shortly after each launch; 0 turns it off.
+    /// exec, loading the binary: 2-3 ms). Topped up 5 ms after each launch; 0 turns it off.
     pub spare_helpers: usize,
 }
 
@@ -101,9 +101,9 @@ impl ProcessSandboxConfig {
     }
 }
 
-/// How long after a launch its spare is replaced: late enough that the new helper's start-up
-/// does not compete for a CPU with the sandbox that was just started.
-const SPARE_REFILL_DELAY: Duration = Duration::from_millis(50);
+/// How long after a launch its spare is replaced: after the new sandbox's own set-up has
+/// begun, yet soon enough for sessions that arrive a few milliseconds apart.
+const SPARE_REFILL_DELAY: Duration = Duration::from_millis(5);
 
 /// Helpers waiting for a spec (see `ProcessSandboxConfig::spare_helpers`). A spare has read
 /// nothing yet, so it is no one's; dropping one closes its stdin, and it exits.
@@ -762,6 +762,11 @@ impl SandboxHandle {
     }
 
     /// Host pid of the sandbox's PID 1.
+    /// The agent's port inside the sandbox.
+    pub fn agent_port(&self) -> u16 {
+        self.agent_port
+    }
+
     pub fn init_pid(&self) -> u32 {
         self.init_pid
     }

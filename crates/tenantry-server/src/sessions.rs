@@ -112,6 +112,9 @@ struct Sandboxed {
     bridge_task: tokio::task::JoinHandle<()>,
     run_dir: PathBuf,
     storage_dir: PathBuf,
+    /// A warm sandbox's connection to its agent, opened (and used once, for `/ping`) while it
+    /// waited, so that its session's first invocation finds the bridge and the agent warm.
+    primed: Option<AgentSender>,
 }
 
 impl Sandboxed {
@@ -595,6 +598,8 @@ impl SessionManager {
         if let Ok(mut b) = started.binding.lock() {
             b.token = Some(token);
         }
+        let mut started = started;
+        let primed: Vec<AgentSender> = started.primed.take().into_iter().collect();
         let live = Arc::new(Live {
             sandbox: started,
             runtime: runtime.clone(),
@@ -604,7 +609,7 @@ impl SessionManager {
             in_flight: AtomicU32::new(0),
             storage_limit,
             over_quota: Arc::new(AtomicBool::new(false)),
-            connections: Mutex::new(Vec::new()),
+            connections: Mutex::new(primed),
             persisted_touch: std::sync::atomic::AtomicI64::new(now),
         });
         live.touch(self.inner.epoch);
@@ -709,6 +714,7 @@ impl SessionManager {
             bridge_task,
             run_dir,
             storage_dir: storage.to_path_buf(),
+            primed: None,
         };
         let handle = backend.launch(spec).await.map_err(|e| {
             let code = e.code();
@@ -797,7 +803,8 @@ impl SessionManager {
                 let label = format!("warm-{}", uuid::Uuid::new_v4().simple());
                 let dir = manager.inner.storage_root.join(".warm").join(&label);
                 match manager.launch(&runtime, &tenant, &tier, &label, &dir).await {
-                    Ok(s) => {
+                    Ok(mut s) => {
+                        s.primed = ping(&s.handle).await.map(|(sender, _)| sender);
                         // The runtime may have been changed or deleted while this sandbox
                         // started: a sandbox of an old spec must never be handed out.
                         let current = manager.inner.store.get_runtime(&runtime.name).await;
@@ -1112,8 +1119,9 @@ async fn agent_connection(live: &Live) -> Result<AgentSender, ApiError> {
     Ok(sender)
 }
 
-/// Asks the agent's `/ping` whether it is busy. Anything but a clear `HealthyBusy` is "not busy".
-async fn ping_busy(handle: &SandboxHandle) -> bool {
+/// `GET /ping` on a new connection to the agent: the answer's body and the connection, kept
+/// alive for the next request. `None` when the agent does not answer within 2 s.
+async fn ping(handle: &SandboxHandle) -> Option<(AgentSender, Bytes)> {
     let attempt = async {
         let stream = handle.connect_agent().await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -1122,17 +1130,29 @@ async fn ping_busy(handle: &SandboxHandle) -> bool {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = Request::get("/ping").body(Body::empty()).ok()?;
+        let req = Request::get("/ping")
+            .header(
+                axum::http::header::HOST,
+                format!("127.0.0.1:{}", handle.agent_port()),
+            )
+            .body(Body::empty())
+            .ok()?;
         let resp = sender.send_request(req).await.ok()?;
         let bytes = resp.into_body().collect().await.ok()?.to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        Some(v.get("status")?.as_str()? == "HealthyBusy")
+        Some((sender, bytes))
     };
     tokio::time::timeout(Duration::from_secs(2), attempt)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
+}
+
+/// Asks the agent's `/ping` whether it is busy. Anything but a clear `HealthyBusy` is "not busy".
+async fn ping_busy(handle: &SandboxHandle) -> bool {
+    ping(handle)
+        .await
+        .and_then(|(_, bytes)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("HealthyBusy"))
 }
 
 /// Headers the agent receives: the tenant context from the verified caller and the registry,
