@@ -782,6 +782,25 @@ impl SessionManager {
         None
     }
 
+    /// Warm sandboxes waiting now in the pool of `runtime` for `tenant`.
+    pub fn warm_sandboxes(&self, runtime: &RuntimeName, tenant: &TenantId) -> usize {
+        self.inner
+            .warm
+            .lock()
+            .map(|w| {
+                w.get(&(runtime.clone(), tenant.clone()))
+                    .map_or(0, Vec::len)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Starts filling the pool of `runtime` for `tenant` (in the background) up to the
+    /// runtime's `warm_pool`: for a runtime dedicated to that tenant, so that even its first
+    /// session finds a warm sandbox.
+    pub fn fill_warm_pool(&self, runtime: Runtime, tenant: TenantId, tier: Tier) {
+        self.refill_warm(runtime, tenant, tier);
+    }
+
     fn refill_warm(&self, runtime: Runtime, tenant: TenantId, tier: Tier) {
         let want = runtime.spec.warm_pool as usize;
         if want == 0 {

@@ -476,6 +476,53 @@ async fn warm_pool_serves_new_sessions_once_each() {
 }
 
 #[tokio::test]
+async fn a_dedicated_runtime_fills_its_warm_pool_before_its_first_session() {
+    if !sandboxes_available("a_dedicated_runtime_fills_its_warm_pool_before_its_first_session") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    let pool = |s: &TestServer| {
+        s.server().state.sessions.warm_sandboxes(
+            &tenantry_core::RuntimeName::new("py-acme").unwrap(),
+            &tenantry_core::TenantId::new("acme").unwrap(),
+        )
+    };
+    let wait_for = |want: usize| {
+        let s = &s;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while pool(s) != want {
+                assert!(Instant::now() < deadline, "pool at {} of {want}", pool(s));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    create_runtime(
+        &s,
+        json!({"name": "py-acme", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+               "warm_pool": 2, "tenancy": {"dedicated": "acme"}}),
+    )
+    .await;
+    // Filled at creation: the tenant's very first session takes a warm sandbox.
+    wait_for(2).await;
+    let alice = s.token("acme", "alice", &[]);
+    let r = invoke(&s, "py-acme", &alice, &session_id("d1"), json!({}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["invocations_in_session"], json!(1));
+    wait_for(2).await;
+    // A change discards the pool (its sandboxes run the old spec) and fills it again.
+    s.admin(
+        "PATCH",
+        "/v1/admin/runtimes/py-acme",
+        Some(json!({"env": {"GREETING": "changed"}})),
+    )
+    .await;
+    wait_for(2).await;
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
     if !sandboxes_available("a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network") {
         return;

@@ -94,6 +94,30 @@ fn hosted_targets(state: &AppState, name: &RuntimeName) -> Vec<tenantry_tools::T
         .collect()
 }
 
+/// A runtime dedicated to one tenant gets its warm pool filled now rather than after that
+/// tenant's first session (a shared runtime's pools are per tenant, filled on each tenant's
+/// first session). Best effort: a tenant or tier that cannot be read leaves the pool to fill
+/// on first use.
+async fn fill_dedicated_pool(state: &AppState, runtime: &Runtime) {
+    let Tenancy::Dedicated(owner) = &runtime.tenancy else {
+        return;
+    };
+    if runtime.spec.warm_pool == 0 {
+        return;
+    }
+    let Ok(Some(tenant)) = state.registry.tenant(&state.store, owner).await else {
+        return;
+    };
+    let Ok(Some(tier)) = state.registry.tier(&state.store, &tenant.tier).await else {
+        return;
+    };
+    state.sessions.fill_warm_pool(
+        runtime.clone(),
+        tenant.id.clone(),
+        tenantry_core::Tier::clone(&tier),
+    );
+}
+
 async fn require_tenant_exists(state: &AppState, tenancy: &Tenancy) -> ApiResult<()> {
     if let Tenancy::Dedicated(t) = tenancy
         && state.store.get_tenant(t).await?.is_none()
@@ -141,6 +165,7 @@ async fn create(
     state.store.create_runtime(&record).await?;
     state.registry.forget_runtime(&runtime.name);
     tracing::info!(runtime = %runtime.name, "runtime created");
+    fill_dedicated_pool(&state, &runtime).await;
     Ok((StatusCode::CREATED, Json(runtime)))
 }
 
@@ -221,6 +246,7 @@ async fn update(
     state.registry.forget_runtime(&runtime.name);
     state.sessions.runtime_changed(&runtime.name).await;
     tracing::info!(runtime = %runtime.name, "runtime updated");
+    fill_dedicated_pool(&state, &runtime).await;
     Ok(Json(runtime))
 }
 
