@@ -13,78 +13,13 @@ use tenantry_core::{
     OperatorGrant, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, Tier, TierName,
     UserId,
 };
-use tenantry_store::testing::{
-    DropGuard, fresh_postgres, fresh_postgres_unprivileged, postgres_url_or_skip,
-};
+mod common;
+
+use common::on_both_backends;
 use tenantry_store::{
     NewCredential, PolicyMode, PolicyScope, Store, StoreError, VaultKeyRecord,
     is_valid_credential_name,
 };
-
-struct TestDb {
-    url: String,
-    _keep: Keep,
-}
-
-#[allow(dead_code, reason = "held only for its Drop")]
-enum Keep {
-    Dir(tempfile::TempDir),
-    Postgres(DropGuard),
-}
-
-fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tenantry.db").display());
-    TestDb {
-        url,
-        _keep: Keep::Dir(dir),
-    }
-}
-
-async fn postgres_db() -> Option<TestDb> {
-    let admin = postgres_url_or_skip("PostgreSQL policy and vault store tests")?;
-    let (url, guard) = fresh_postgres(&admin).await.unwrap();
-    Some(TestDb {
-        url,
-        _keep: Keep::Postgres(guard),
-    })
-}
-
-async fn postgres_db_unprivileged() -> Option<TestDb> {
-    let admin = postgres_url_or_skip("PostgreSQL policy and vault store tests (unprivileged)")?;
-    let (url, guard) = fresh_postgres_unprivileged(&admin).await.unwrap();
-    Some(TestDb {
-        url,
-        _keep: Keep::Postgres(guard),
-    })
-}
-
-macro_rules! on_both_backends {
-    ($($suite:ident),* $(,)?) => {$(
-        mod $suite {
-            #[tokio::test]
-            async fn sqlite() {
-                let db = super::sqlite_db();
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                super::$suite(&store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = super::postgres_db().await else { return };
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                super::$suite(&store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres_unprivileged() {
-                let Some(db) = super::postgres_db_unprivileged().await else { return };
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                super::$suite(&store).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     policy_versions_and_rollback,
@@ -561,7 +496,9 @@ async fn vault_rows_go_with_their_tenant(store: &Store) {
 /// Below the store: scoped to alpha, even unfiltered SQL sees none of bravo's vault rows.
 #[tokio::test]
 async fn postgres_row_level_security_isolates_vault_rows() {
-    let Some(db) = postgres_db_unprivileged().await else {
+    let Some(db) =
+        common::postgres_db("postgres_row_level_security_isolates_vault_rows", true).await
+    else {
         return;
     };
     let store = Store::connect(&db.url).await.unwrap();

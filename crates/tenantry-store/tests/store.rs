@@ -15,91 +15,15 @@ use tenantry_core::{
     OperatorGrant, RuntimeName, SandboxResources, Tenant, TenantId, TenantIsolation, TenantScope,
     TenantStatus, Tier, TierLimits, TierName, UserId,
 };
-use tenantry_store::testing::{
-    DropGuard, fresh_postgres, fresh_postgres_unprivileged, postgres_url_or_skip,
-};
+mod common;
+
+use common::on_both_backends;
 use tenantry_store::{
     ApiKeyRecord, LIST_SESSIONS_LIMIT, RuntimeRecord, SessionRecord, SessionStatus, SettingKind,
     SettingRecord, Store, StoreError, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
 };
 
 // ---- fixtures ---------------------------------------------------------------------------------
-
-/// A database that lives as long as this value.
-struct TestDb {
-    url: String,
-    _keep: Keep,
-}
-
-#[allow(dead_code, reason = "held only for its Drop")]
-enum Keep {
-    Dir(tempfile::TempDir),
-    Postgres(DropGuard),
-}
-
-fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    // A directory that does not exist yet: connect creates it.
-    let url = format!(
-        "sqlite://{}",
-        dir.path().join("state/tenantry.db").display()
-    );
-    TestDb {
-        url,
-        _keep: Keep::Dir(dir),
-    }
-}
-
-async fn postgres_db() -> Option<TestDb> {
-    let admin = postgres_url_or_skip("PostgreSQL store tests")?;
-    let (url, guard) = fresh_postgres(&admin).await.unwrap();
-    Some(TestDb {
-        url,
-        _keep: Keep::Postgres(guard),
-    })
-}
-
-/// A database owned by a login role without SUPERUSER or BYPASSRLS, connected to as that role.
-async fn postgres_db_unprivileged() -> Option<TestDb> {
-    let admin = postgres_url_or_skip("PostgreSQL store tests (unprivileged owner)")?;
-    let (url, guard) = fresh_postgres_unprivileged(&admin).await.unwrap();
-    Some(TestDb {
-        url,
-        _keep: Keep::Postgres(guard),
-    })
-}
-
-/// Runs each suite function (`async fn(&Store)`) as three tests, `NAME::sqlite`,
-/// `NAME::postgres` and `NAME::postgres_unprivileged`.
-macro_rules! on_both_backends {
-    ($($suite:ident),* $(,)?) => {$(
-        mod $suite {
-            #[tokio::test]
-            async fn sqlite() {
-                let db = super::sqlite_db();
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                assert_eq!(store.backend(), "sqlite");
-                super::$suite(&store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = super::postgres_db().await else { return };
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                assert_eq!(store.backend(), "postgres");
-                super::$suite(&store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres_unprivileged() {
-                let Some(db) = super::postgres_db_unprivileged().await else { return };
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                assert_eq!(store.backend(), "postgres");
-                super::$suite(&store).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     tiers_round_trip_and_seed_does_not_overwrite,
@@ -2069,7 +1993,7 @@ async fn migrations_are_idempotent(url: &str) {
 
 #[tokio::test]
 async fn migrations_are_idempotent_sqlite() {
-    let db = sqlite_db();
+    let db = common::sqlite_db();
     migrations_are_idempotent(&db.url).await;
     // The file is in WAL mode, with one row per migration.
     let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
@@ -2089,7 +2013,7 @@ async fn migrations_are_idempotent_sqlite() {
 /// Below the store, the SQLite ledger refuses to change an entry.
 #[tokio::test]
 async fn sqlite_usage_ledger_is_append_only() {
-    let db = sqlite_db();
+    let db = common::sqlite_db();
     let store = Store::connect(&db.url).await.unwrap();
     store.create_tenant(&tenant("alpha")).await.unwrap();
     store
@@ -2113,7 +2037,7 @@ async fn sqlite_usage_ledger_is_append_only() {
 
 #[tokio::test]
 async fn migrations_are_idempotent_postgres() {
-    let Some(db) = postgres_db().await else {
+    let Some(db) = common::postgres_db("migrations_are_idempotent_postgres", false).await else {
         return;
     };
     // Concurrent first start on an empty database: the advisory lock serialises migrations.
@@ -2171,7 +2095,8 @@ async fn unreachable_postgres_is_unavailable() {
 /// tenant's rows.
 #[tokio::test]
 async fn postgres_row_level_security_isolates_tenants() {
-    let Some(db) = postgres_db().await else {
+    let Some(db) = common::postgres_db("postgres_row_level_security_isolates_tenants", false).await
+    else {
         return;
     };
     let store = Store::connect(&db.url).await.unwrap();
@@ -2507,7 +2432,12 @@ async fn row_level_security_isolates_sessions_and_usage(url: &str) {
 
 #[tokio::test]
 async fn postgres_row_level_security_isolates_sessions_and_usage() {
-    let Some(db) = postgres_db().await else {
+    let Some(db) = common::postgres_db(
+        "postgres_row_level_security_isolates_sessions_and_usage",
+        false,
+    )
+    .await
+    else {
         return;
     };
     row_level_security_isolates_sessions_and_usage(&db.url).await;
@@ -2515,7 +2445,12 @@ async fn postgres_row_level_security_isolates_sessions_and_usage() {
 
 #[tokio::test]
 async fn postgres_row_level_security_isolates_sessions_and_usage_from_the_owner() {
-    let Some(db) = postgres_db_unprivileged().await else {
+    let Some(db) = common::postgres_db(
+        "postgres_row_level_security_isolates_sessions_and_usage_from_the_owner",
+        true,
+    )
+    .await
+    else {
         return;
     };
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
@@ -2532,7 +2467,9 @@ async fn postgres_row_level_security_isolates_sessions_and_usage_from_the_owner(
 /// row-level security, or where the operator role may write one, is refused.
 #[tokio::test]
 async fn postgres_startup_refuses_weakened_tenant_tables() {
-    let Some(db) = postgres_db().await else {
+    let Some(db) =
+        common::postgres_db("postgres_startup_refuses_weakened_tenant_tables", false).await
+    else {
         return;
     };
     drop(Store::connect(&db.url).await.unwrap());
@@ -2583,7 +2520,9 @@ async fn as_operator_role(
 /// The transaction-local settings do not outlive their transaction on a pooled connection.
 #[tokio::test]
 async fn postgres_scope_does_not_leak_across_transactions() {
-    let Some(db) = postgres_db().await else {
+    let Some(db) =
+        common::postgres_db("postgres_scope_does_not_leak_across_transactions", false).await
+    else {
         return;
     };
     let store = Store::connect(&db.url).await.unwrap();

@@ -9,70 +9,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use tenantry_core::{Tenant, TenantId, TenantIsolation, TenantStatus, Tier, TierName};
-use tenantry_store::testing::{
-    DropGuard, fresh_postgres, fresh_postgres_unprivileged, postgres_url_or_skip,
-};
+mod common;
+
+use common::on_both_backends;
 use tenantry_store::{Store, StoreError, ToolTargetRecord};
-
-struct TestDb {
-    url: String,
-    _keep: Keep,
-}
-
-#[allow(dead_code, reason = "held only for its Drop")]
-enum Keep {
-    Dir(tempfile::TempDir),
-    Postgres(DropGuard),
-}
-
-fn sqlite_db() -> TestDb {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tenantry.db").display());
-    TestDb {
-        url,
-        _keep: Keep::Dir(dir),
-    }
-}
-
-async fn postgres_db(unprivileged: bool) -> Option<TestDb> {
-    let admin = postgres_url_or_skip("PostgreSQL tool target store tests")?;
-    let (url, guard) = if unprivileged {
-        fresh_postgres_unprivileged(&admin).await.unwrap()
-    } else {
-        fresh_postgres(&admin).await.unwrap()
-    };
-    Some(TestDb {
-        url,
-        _keep: Keep::Postgres(guard),
-    })
-}
-
-macro_rules! on_both_backends {
-    ($($suite:ident),* $(,)?) => {$(
-        mod $suite {
-            #[tokio::test]
-            async fn sqlite() {
-                let db = super::sqlite_db();
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                super::$suite(&store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = super::postgres_db(false).await else { return };
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                super::$suite(&store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres_unprivileged() {
-                let Some(db) = super::postgres_db(true).await else { return };
-                let store = tenantry_store::Store::connect(&db.url).await.unwrap();
-                super::$suite(&store).await;
-            }
-        }
-    )*};
-}
 
 on_both_backends!(targets_round_trip_and_replace, targets_go_with_their_tenant);
 
