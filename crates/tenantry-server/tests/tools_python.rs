@@ -14,24 +14,11 @@ mod tools_support;
 use serde_json::{Value, json};
 use tools_support::*;
 
-use tenantry_tools::testing::python_client::{
-    has_mcp as has_python_mcp, python, run as run_client,
-};
+use tenantry_tools::testing::python_client::{available_or_skip, run as run_client};
 
 #[tokio::test]
 async fn the_python_mcp_sdk_lists_and_calls_through_tenantry() {
-    if !has_python_mcp().await {
-        if std::env::var("TENANTRY_REQUIRE_MCP_CLIENT").as_deref() == Ok("1") {
-            panic!(
-                "{} with the mcp package is required here (python3 -m pip install mcp)",
-                python()
-            );
-        }
-        eprintln!(
-            "SKIP the_python_mcp_sdk_lists_and_calls_through_tenantry: `{} -c \"import mcp\"` \
-             failed; install it with `python3 -m pip install mcp`",
-            python()
-        );
+    if !available_or_skip("the_python_mcp_sdk_lists_and_calls_through_tenantry").await {
         return;
     }
     let env = Env::start().await;

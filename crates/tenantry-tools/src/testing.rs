@@ -598,6 +598,26 @@ pub mod python_client {
             .unwrap_or(false)
     }
 
+    /// Whether the Python SDK can be used by `test`: `true` if it can; otherwise a SKIP line
+    /// naming the test, or a panic when `TENANTRY_REQUIRE_MCP_CLIENT=1` (CI) says it must run.
+    pub async fn available_or_skip(test: &str) -> bool {
+        if has_mcp().await {
+            return true;
+        }
+        if std::env::var("TENANTRY_REQUIRE_MCP_CLIENT").as_deref() == Ok("1") {
+            panic!(
+                "{} with the mcp package is required here (python3 -m pip install mcp)",
+                python()
+            );
+        }
+        eprintln!(
+            "SKIP {test}: `{} -c \"import mcp\"` failed; install it with `python3 -m pip \
+             install mcp`",
+            python()
+        );
+        false
+    }
+
     /// Runs the client script against `url` with the bearer `token` and returns the JSON of
     /// its `SUMMARY` line. Panics (these are tests) when the client fails or says nothing.
     pub async fn run(url: &str, token: &str) -> Value {

@@ -19,24 +19,11 @@ use serde_json::{Value, json};
 use tenantry_tools::ToolDecision;
 use tenantry_tools::testing::{MockMcpServer, MockOpenApi};
 
-use tenantry_tools::testing::python_client::{
-    has_mcp as has_python_mcp, python, run as run_client,
-};
+use tenantry_tools::testing::python_client::{available_or_skip, python, run as run_client};
 
 #[tokio::test]
 async fn the_python_sdk_connects_lists_and_calls() {
-    if !has_python_mcp().await {
-        if std::env::var("TENANTRY_REQUIRE_MCP_CLIENT").as_deref() == Ok("1") {
-            panic!(
-                "{} with the mcp package is required here (python3 -m pip install mcp)",
-                python()
-            );
-        }
-        eprintln!(
-            "SKIP the_python_sdk_connects_lists_and_calls: `{} -c \"import mcp\"` failed; \
-             install it with `python3 -m pip install mcp`",
-            python()
-        );
+    if !available_or_skip("the_python_sdk_connects_lists_and_calls").await {
         return;
     }
     let mcp = MockMcpServer::start().await;
@@ -160,18 +147,7 @@ async fn the_python_sdk_connects_lists_and_calls() {
 /// through it, over event streams (the SDK's default) and over JSON answers.
 #[tokio::test]
 async fn a_python_sdk_server_works_as_an_upstream() {
-    if !has_python_mcp().await {
-        if std::env::var("TENANTRY_REQUIRE_MCP_CLIENT").as_deref() == Ok("1") {
-            panic!(
-                "{} with the mcp package is required here (python3 -m pip install mcp)",
-                python()
-            );
-        }
-        eprintln!(
-            "SKIP a_python_sdk_server_works_as_an_upstream: `{} -c \"import mcp\"` failed; \
-             install it with `python3 -m pip install mcp`",
-            python()
-        );
+    if !available_or_skip("a_python_sdk_server_works_as_an_upstream").await {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mcp_server.py");
