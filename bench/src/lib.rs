@@ -344,3 +344,45 @@ pub fn row(name: &str, r: &Report) -> String {
 
 pub const HEADER: &str =
     "endpoint                         sent    req/s   p50 ms   p99 ms  p99.9 ms   max ms  errors";
+
+/// A benchmark's server, running in this process on a runtime of its own, and what the
+/// benchmark drives it with: the operator key and the development issuer for tenants' JWTs.
+pub struct InProcessServer {
+    pub runtime: tokio::runtime::Runtime,
+    pub server: tenantry_server::Server,
+    pub admin_key: String,
+    pub issuer: tenantry_identity::DevIssuer,
+}
+
+impl InProcessServer {
+    /// Starts the server of `config` on a multi-threaded runtime of `threads` workers. Stop it
+    /// with `runtime.block_on(server.shutdown())`.
+    pub fn start(config: tenantry_server::Config, threads: usize) -> anyhow::Result<Self> {
+        let admin_key = config.admin_key()?;
+        let dev = &config.identity.dev_issuer;
+        let issuer = tenantry_identity::DevIssuer::load(
+            &dev.key_files,
+            config.dev_issuer_name(),
+            dev.audience.clone(),
+        )?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?;
+        let server = runtime.block_on(tenantry_server::Server::start(config, None))?;
+        Ok(Self {
+            runtime,
+            server,
+            admin_key,
+            issuer,
+        })
+    }
+}
+
+impl std::fmt::Debug for InProcessServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessServer")
+            .field("url", &self.server.url())
+            .finish_non_exhaustive()
+    }
+}

@@ -305,19 +305,12 @@ fn main() -> Result<()> {
     ));
     std::fs::write(&config_path, text)?;
     let config = tenantry_server::Config::load(&config_path, &|_| None)?;
-    let admin_key = config.admin_key()?;
-    let dev = &config.identity.dev_issuer;
-    let issuer = tenantry_identity::DevIssuer::load(
-        &dev.key_files,
-        config.dev_issuer_name(),
-        dev.audience.clone(),
-    )?;
-
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.server_threads)
-        .enable_all()
-        .build()?;
-    let server = server_rt.block_on(tenantry_server::Server::start(config, None))?;
+    let tenantry_bench::InProcessServer {
+        runtime: server_rt,
+        server,
+        admin_key,
+        issuer,
+    } = tenantry_bench::InProcessServer::start(config, args.server_threads)?;
     let base = server.url();
 
     let load_rt = tokio::runtime::Builder::new_current_thread()

@@ -167,19 +167,12 @@ fn main() -> Result<()> {
     ]);
     config.runtime.favor_dynamic_cgroups = !args.no_cgroup_tuning;
     let before = favordynmods_mounts();
-    let admin = config.admin_key()?;
-    let dev = &config.identity.dev_issuer;
-    let issuer = tenantry_identity::DevIssuer::load(
-        &dev.key_files,
-        config.dev_issuer_name(),
-        dev.audience.clone(),
-    )?;
-
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.server_threads)
-        .enable_all()
-        .build()?;
-    let server = server_rt.block_on(tenantry_server::Server::start(config, None))?;
+    let tenantry_bench::InProcessServer {
+        runtime: server_rt,
+        server,
+        admin_key: admin,
+        issuer,
+    } = tenantry_bench::InProcessServer::start(config, args.server_threads)?;
     let after = favordynmods_mounts();
     println!(
         "cgroup favordynmods: {} (before the server started: {})",
