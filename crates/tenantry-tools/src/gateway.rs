@@ -206,11 +206,20 @@ impl ToolGateway {
         };
         let learn = |target: Arc<Target>| async move {
             let spec = &target.spec;
+            if let (Backend::Mcp(m), Some(c)) = (&target.backend, caller)
+                && m.hosted_runtime().is_some()
+            {
+                let learned = self.discover_hosted(c, &target, m).await;
+                return learned.err().map(|e| (spec.name.clone(), e.to_string()));
+            }
             let work = async {
                 match &target.backend {
                     Backend::OpenApi(o) => {
                         self.offer_once(&target, o);
                         Ok(())
+                    }
+                    Backend::Mcp(m) if m.hosted_runtime().is_some() => {
+                        Err(hosted_needs_session(spec))
                     }
                     Backend::Mcp(m) => {
                         let credential = match caller {
@@ -222,56 +231,19 @@ impl ToolGateway {
                             }
                             None => None,
                         };
-                        let Some(caller) = caller.filter(|_| m.hosted_runtime().is_some()) else {
-                            if m.hosted_runtime().is_some() {
-                                return Err(hosted_needs_session(spec));
-                            }
-                            return m
-                                .list_tools(&Route::with_credential(credential.as_ref()), &|f| {
-                                    self.offer(spec, f)
-                                })
-                                .await
-                                .map(drop)
-                                .map_err(|error| ToolError::Upstream {
-                                    tool: spec.name.to_string(),
-                                    error,
-                                });
-                        };
-                        let once = uuid::Uuid::new_v4().simple().to_string();
-                        let route = self.route(
-                            caller,
-                            &target,
-                            m,
-                            credential.as_ref(),
-                            Some(SessionBasis::Discovery(&once)),
-                        )?;
-                        let listed = tokio::time::timeout(
-                            spec.timeout(),
-                            m.list_tools(&route, &|fetched| self.offer(spec, fetched)),
-                        )
-                        .await;
-                        m.forget(&route);
-                        if let (Some(host), Some((c, session))) = (m.host(), &route.hosted) {
-                            host.end(c, session).await;
-                        }
-                        match listed {
-                            Ok(r) => r.map(drop).map_err(|error| ToolError::Upstream {
-                                tool: spec.name.to_string(),
-                                error,
-                            }),
-                            Err(_) => Err(ToolError::Upstream {
-                                tool: spec.name.to_string(),
-                                error: UpstreamError::Timeout {
-                                    after: spec.timeout(),
-                                },
-                            }),
-                        }
+                        m.list_tools(&Route::with_credential(credential.as_ref()), &|fetched| {
+                            self.offer(spec, fetched)
+                        })
+                        .await
+                        .map(drop)
+                        .map_err(|error| ToolError::Upstream {
+                            tool: spec.name.to_string(),
+                            error,
+                        })
                     }
                 }
             };
-            // A hosted server's sandbox is stopped after its own deadline, so this one only
-            // bounds what it already bounds.
-            match tokio::time::timeout(spec.timeout() * 2, work).await {
+            match tokio::time::timeout(spec.timeout(), work).await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some((spec.name.clone(), e.to_string())),
                 Err(_) => Some((
@@ -285,6 +257,48 @@ impl ToolGateway {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Learns a runtime-hosted target's tools in a one-off runtime session of `caller`'s,
+    /// stopped again whether the listing succeeded, failed or ran out of time.
+    async fn discover_hosted(
+        &self,
+        caller: &CallerIdentity,
+        target: &Target,
+        m: &McpUpstream,
+    ) -> Result<(), ToolError> {
+        let spec = &target.spec;
+        let once = uuid::Uuid::new_v4().simple().to_string();
+        let basis = Some(SessionBasis::Discovery(&once));
+        let session = hosted_session_id(&spec.name, caller, basis)
+            .ok_or_else(|| hosted_needs_session(spec))?;
+        let list = async {
+            let credential = self.credential(caller, target).await?;
+            let route = self.route(caller, target, m, credential.as_ref(), basis)?;
+            m.list_tools(&route, &|fetched| self.offer(spec, fetched))
+                .await
+                .map(drop)
+                .map_err(|error| ToolError::Upstream {
+                    tool: spec.name.to_string(),
+                    error,
+                })
+        };
+        let listed = tokio::time::timeout(spec.timeout(), list).await;
+        if let Some(host) = m.host() {
+            host.end(caller, &session).await;
+        }
+        m.forget(&Route {
+            credential: None,
+            hosted: Some((caller, session)),
+        });
+        listed.unwrap_or_else(|_| {
+            Err(ToolError::Upstream {
+                tool: spec.name.to_string(),
+                error: UpstreamError::Timeout {
+                    after: spec.timeout(),
+                },
+            })
+        })
     }
 
     /// Where a message to an MCP target goes for `caller`: the credential and, for a

@@ -4,7 +4,7 @@
 //! The server is reached over HTTP at its URL, or, for a runtime-hosted server, through the
 //! platform's runtimes ([`HostedRuntimes`]) in the caller's runtime session.
 //!
-//! Upstream sessions are kept per credential (keyed by a hash of it, never by the value) and,
+//! Upstream sessions are kept per credential (keyed by a hash of it, never by the value) or,
 //! for a hosted server, per tenant and runtime session, so a session opened with tenant A's
 //! credential (or in A's sandbox) is never used for tenant B's call, and a tool list is only
 //! ever what that credential or session was shown. A session the upstream forgot (404) is
@@ -65,6 +65,8 @@ impl<'a> Route<'a> {
     }
 }
 
+/// The key of a route's upstream state: a hosted server's (tenant, runtime session), whose
+/// sandbox is that tenant's alone whatever credential it is sent; otherwise the credential.
 fn route_key(route: &Route<'_>) -> CredKey {
     let mut h = Sha256::new();
     if let Some((caller, session)) = &route.hosted {
@@ -72,7 +74,7 @@ fn route_key(route: &Route<'_>) -> CredKey {
         h.update(caller.tenant.as_str().as_bytes());
         h.update(b"\0");
         h.update(session.as_bytes());
-        h.update(b"\0");
+        return h.finalize().into();
     }
     match route.credential {
         None => h.update(b"none"),
@@ -722,5 +724,11 @@ mod tests {
         assert_ne!(hosted(&ca, "s1"), hosted(&ca, "s2"));
         assert_ne!(hosted(&ca, "s1"), key(None));
         assert_eq!(hosted(&ca, "s1"), hosted(&ca, "s1"));
+        // ...whatever credential goes with it, so forgetting a session finds its state.
+        let with_credential = route_key(&Route {
+            credential: Some(&a),
+            hosted: Some((&ca, "s1".to_owned())),
+        });
+        assert_eq!(with_credential, hosted(&ca, "s1"));
     }
 }
