@@ -574,7 +574,7 @@ impl SessionManager {
                 true
             }
         };
-        let started = match self.take_warm(runtime, &ctx.tenant_id, &storage, resumed) {
+        let mut started = match self.take_warm(runtime, &ctx.tenant_id, &storage, resumed) {
             Some(s) => s,
             None => self
                 .launch(runtime, &ctx.tenant_id, tier, session_id, &storage)
@@ -598,7 +598,6 @@ impl SessionManager {
         if let Ok(mut b) = started.binding.lock() {
             b.token = Some(token);
         }
-        let mut started = started;
         let primed: Vec<AgentSender> = started.primed.take().into_iter().collect();
         let live = Arc::new(Live {
             sandbox: started,
@@ -616,7 +615,7 @@ impl SessionManager {
         *guard = Some(live.clone());
         drop(guard);
         tracing::info!(tenant.id = %ctx.tenant_id, session.id = %session_id, runtime = %runtime.name, resumed, "session started");
-        self.refill_warm(runtime.clone(), ctx.tenant_id.clone(), tier.clone());
+        self.fill_warm_pool(runtime.clone(), ctx.tenant_id.clone(), tier.clone());
         Ok(live)
     }
 
@@ -794,14 +793,10 @@ impl SessionManager {
             .unwrap_or(0)
     }
 
-    /// Starts filling the pool of `runtime` for `tenant` (in the background) up to the
-    /// runtime's `warm_pool`: for a runtime dedicated to that tenant, so that even its first
-    /// session finds a warm sandbox.
+    /// Fills the pool of `runtime` for `tenant` up to the runtime's `warm_pool`, in the
+    /// background: after a session took a sandbox from it, or for a runtime dedicated to that
+    /// tenant when it is created or changed, so that even its first session finds one.
     pub fn fill_warm_pool(&self, runtime: Runtime, tenant: TenantId, tier: Tier) {
-        self.refill_warm(runtime, tenant, tier);
-    }
-
-    fn refill_warm(&self, runtime: Runtime, tenant: TenantId, tier: Tier) {
         let want = runtime.spec.warm_pool as usize;
         if want == 0 {
             return;

@@ -72,7 +72,7 @@ pub fn hosted_runtime_fits(
     }
     match (&runtime.tenancy, owner) {
         (Tenancy::Shared, _) => Ok(()),
-        (Tenancy::Dedicated(t), Some(o)) if t == o => Ok(()),
+        (Tenancy::Dedicated(_), Some(o)) if runtime.visible_to(o) => Ok(()),
         (Tenancy::Dedicated(t), None) => Err(format!(
             "runtime {name} is dedicated to tenant {t}; a target shared by all tenants needs a \
              shared runtime (or give the target \"tenant\": \"{t}\")"
