@@ -30,6 +30,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod bridge;
 pub mod cgroup;
 mod error;
 mod helper;

@@ -776,12 +776,14 @@ impl SandboxHandle {
         &self.agent_socket
     }
 
-    /// Opens a connection to the agent's port (8080 by default) inside the sandbox.
-    pub async fn connect_agent(&self) -> Result<tokio::net::UnixStream, SandboxError> {
+    /// Opens a connection to the agent's port (8080 by default) inside the sandbox: a TCP
+    /// socket of the sandbox's network namespace, connected by its init and passed out through
+    /// the agent bridge socket.
+    pub async fn connect_agent(&self) -> Result<tokio::net::TcpStream, SandboxError> {
         if let SandboxStatus::Ended(exit) = self.status() {
             return Err(SandboxError::NotRunning(exit.as_str().into()));
         }
-        tokio::net::UnixStream::connect(&self.agent_socket)
+        crate::bridge::connect(&self.agent_socket)
             .await
             .map_err(SandboxError::AgentConnect)
     }

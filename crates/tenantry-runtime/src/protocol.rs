@@ -134,6 +134,10 @@ pub enum ControlMsg {
     AgentEnded(i32),
 }
 
+/// The one byte the init sends on an agent bridge connection, with the socket it connected to
+/// the agent's port attached (`SCM_RIGHTS`).
+pub const AGENT_SOCKET_TAG: u8 = b'A';
+
 /// The largest control message (a failure text is truncated to fit).
 pub const CONTROL_MAX: usize = 1024;
 

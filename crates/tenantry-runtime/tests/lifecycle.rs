@@ -56,10 +56,30 @@ async fn the_agents_http_server_is_reachable_through_connect_agent() {
         "{response}"
     );
 
+    // The connection is the agent's own TCP socket inside the sandbox, not a relay: the
+    // init keeps no thread per open connection.
+    let base_threads = thread_count(handle.init_pid());
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let stream = handle.connect_agent().await.unwrap();
+        let peer = stream.peer_addr().unwrap();
+        assert_eq!(peer.port(), handle.agent_port());
+        assert!(peer.ip().is_loopback(), "{peer}");
+        open.push(stream);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while thread_count(handle.init_pid()) > base_threads {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the init keeps {} threads with 8 connections open (it had {base_threads})",
+            thread_count(handle.init_pid())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Several connections at once.
     let mut joins = Vec::new();
-    for i in 0..8 {
-        let stream = handle.connect_agent().await.unwrap();
+    for (i, stream) in open.into_iter().enumerate() {
         joins.push(tokio::spawn(async move {
             http_get(stream, &format!("/n{i}")).await
         }));
@@ -78,6 +98,39 @@ async fn the_agents_http_server_is_reachable_through_connect_agent() {
         handle.connect_agent().await,
         Err(SandboxError::NotRunning(_))
     ));
+}
+
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_an_agent_that_does_not_listen_is_refused_at_once() {
+    let Some(backend) = backend("connecting_to_an_agent_that_does_not_listen_is_refused_at_once")
+    else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let workdir = dirs.agent("deaf", "import time\ntime.sleep(30)\n");
+    let handle = backend
+        .launch(python_spec("deaf", &workdir, &dirs.storage("deaf-storage")))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    match handle.connect_agent().await {
+        Err(SandboxError::AgentConnect(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}")
+        }
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    handle.stop().await.unwrap();
 }
 
 /// The parent of a process (a sandbox's helper, for its init).

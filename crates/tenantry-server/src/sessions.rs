@@ -1101,8 +1101,8 @@ type AgentSender = hyper::client::conn::http1::SendRequest<Body>;
 const MAX_POOLED_CONNECTIONS: usize = 8;
 
 /// A connection to the session's agent: a kept-alive one from its pool if one is ready,
-/// otherwise a new one through the sandbox's agent socket. Reusing connections spares the
-/// sandbox's init a new pair of forwarding threads per invocation.
+/// otherwise a new one through the sandbox's agent bridge. Reusing connections spares a round
+/// trip to the sandbox's init (which connects each new one) per invocation.
 async fn agent_connection(live: &Live) -> Result<AgentSender, ApiError> {
     loop {
         let pooled = live.connections.lock().ok().and_then(|mut p| p.pop());
@@ -1331,7 +1331,9 @@ async fn measure_storage(dir: PathBuf) -> u64 {
 }
 
 /// The agent's response body on its way to the caller. Once it has been read to its end, the
-/// connection it came on goes back to the session's pool for the next invocation.
+/// connection it came on goes back to the session's pool for the next invocation. A body of
+/// known length is at its end after its last byte: the server sending it on stops polling
+/// there (`is_end_stream`), without the empty read that would say so.
 struct Tracked {
     inner: Pin<Box<hyper::body::Incoming>>,
     connection: Option<AgentSender>,
@@ -1341,7 +1343,7 @@ struct Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if self.ended
+        if (self.ended || http_body::Body::is_end_stream(&*self.inner))
             && let Some(sender) = self.connection.take()
             && !sender.is_closed()
             && let Ok(mut pool) = self._guard.live.connections.lock()

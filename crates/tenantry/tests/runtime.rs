@@ -862,3 +862,33 @@ async fn invocation_bodies_pass_up_to_the_runtime_limit() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn invocations_of_a_session_reuse_the_agent_connection() {
+    if !sandboxes_available("invocations_of_a_session_reuse_the_agent_connection") {
+        return;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    create_runtime(
+        &s,
+        json!({"name": "keepalive", "command": ["python3", "keepalive.py"], "workdir": test_agents_dir()}),
+    )
+    .await;
+    let alice = s.token("acme", "alice", &[]);
+    let session = session_id("keepalive");
+    let mut ports = Vec::new();
+    for _ in 0..4 {
+        let r = invoke(&s, "keepalive", &alice, &session, json!({"n": 1}), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        ports.push(r.body["port"].as_u64().unwrap());
+    }
+    // The first invocation may come on a new connection; the ones after it come on the one
+    // it left in the session's pool (a response with a Content-Length ends without a last
+    // empty read, which must still count as read to its end).
+    assert!(
+        ports[1..].iter().all(|p| *p == ports[1]),
+        "each invocation came on a new connection: client ports {ports:?}"
+    );
+    s.stop().await;
+}

@@ -1,27 +1,35 @@
 //! The two bridges the sandbox's init runs, with plain threads and blocking I/O:
 //!
-//! * agent bridge: accepts on the host-side Unix socket (bound by the helper, inherited) and
-//!   connects each connection to `127.0.0.1:<agent_port>` inside the sandbox;
+//! * agent bridge: accepts on the host-side Unix socket (bound by the helper, inherited); each
+//!   connection there asks for one connection to the agent. The init connects a TCP socket to
+//!   `127.0.0.1:<agent_port>` inside the sandbox and hands that socket to the host over the
+//!   bridge connection (`SCM_RIGHTS`), then forgets it: the host talks to the agent on it
+//!   directly, and no byte of an invocation passes through the init;
 //! * platform bridge: accepts on `127.0.0.1:<platform_port>` inside the sandbox and, for each
 //!   connection, asks the helper for a connection to the platform's Unix socket (made on the
 //!   host and passed in with `SCM_RIGHTS`), then copies bytes both ways.
 //!
 //! These threads run in the sandbox's cgroup and count against its process limit; when a thread
 //! cannot be started (a fork bomb has used the limit), the connection is dropped, never queued.
-//! They must never open anything on the host themselves: the init holds no host path.
+//! They must never open anything on the host themselves: the init holds no host path. A socket
+//! handed to the host stays in the sandbox's network namespace, so all the host can reach
+//! with it is the agent's port.
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, recvmsg, sendmsg,
+};
 
-use crate::protocol::{CONTROL_MAX, ControlMsg};
+use crate::protocol::{AGENT_SOCKET_TAG, CONTROL_MAX, ControlMsg};
 
 /// Stack of forwarder threads: they only run `io::copy` with its 8 KiB buffer.
 const STACK: usize = 64 * 1024;
@@ -152,18 +160,21 @@ fn connect_agent(port: u16) -> io::Result<TcpStream> {
     TcpStream::connect(("127.0.0.1", port)).or_else(|_| TcpStream::connect(("::1", port)))
 }
 
-/// Host → agent: each connection on the bridge socket is joined to the agent's port.
+/// Host → agent: each connection on the bridge socket gets one socket connected to the
+/// agent's port, passed back over it.
 pub(super) fn serve_agent_bridge(listener: UnixListener, port: u16) {
     spawn(move || {
         loop {
             match listener.accept() {
                 Ok((conn, _)) => {
+                    // A thread per request: connecting can wait when the agent's accept queue
+                    // is full, and must not hold up the next request.
                     spawn(move || {
-                        // If the agent does not listen (yet), the host sees the connection
-                        // close without a byte, which is what an HTTP client expects.
+                        // If the agent does not listen (yet), the host sees the bridge
+                        // connection close without a socket.
                         if let Ok(tcp) = connect_agent(port) {
                             let _ = tcp.set_nodelay(true);
-                            relay(conn, tcp);
+                            let _ = hand_over(&conn, &tcp);
                         }
                     });
                 }
@@ -171,6 +182,28 @@ pub(super) fn serve_agent_bridge(listener: UnixListener, port: u16) {
             }
         }
     });
+}
+
+/// Sends `tcp` to the host over `conn`; the init's own copy closes when the caller drops it.
+fn hand_over(conn: &UnixStream, tcp: &TcpStream) -> io::Result<()> {
+    let fds = [tcp.as_fd()];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !anc.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("no room for the socket in the message"));
+    }
+    loop {
+        match sendmsg(
+            conn,
+            &[io::IoSlice::new(&[AGENT_SOCKET_TAG])],
+            &mut anc,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Agent → platform: each connection to the forwarder port is joined to a platform connection.
