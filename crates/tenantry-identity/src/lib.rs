@@ -16,6 +16,7 @@ mod config;
 mod dev;
 mod error;
 mod keys;
+mod recent;
 mod remote;
 mod verifier;
 mod workload;

@@ -19,6 +19,7 @@ use tenantry_core::{CredentialKind, Principal, TenantId, UserId};
 use crate::config::{ClaimMapping, IssuerConfig};
 use crate::dev::{DEV_ISSUER_NAME, DevIssuer};
 use crate::keys::{Alg, FindError, KeySet, VerifyKey};
+use crate::recent::{self, RecentTokens, Remembered};
 use crate::remote::{RefreshPolicy, RemoteKeys};
 use crate::{AuthError, IdentityError};
 
@@ -81,6 +82,8 @@ struct Inner {
     by_iss: HashMap<String, usize>,
     policy: RefreshPolicy,
     http: Option<reqwest::Client>,
+    /// Tokens that verified recently (see `recent`).
+    recent: Arc<RecentTokens>,
 }
 
 impl fmt::Debug for Verifier {
@@ -193,6 +196,7 @@ impl Verifier {
                 by_iss,
                 policy: RefreshPolicy::default(),
                 http,
+                recent: Arc::default(),
             }),
         })
     }
@@ -226,11 +230,30 @@ impl Verifier {
         self.inner.issuers.iter().map(|i| i.name.as_str()).collect()
     }
 
-    /// Verifies a compact JWT and returns who it names.
+    /// Verifies a compact JWT and returns who it names. The same token verified again within a
+    /// minute is answered without checking its signature, as long as it has not expired and
+    /// the key that verified it is still the issuer's key for its `kid`.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("it is longer than 16 KiB"));
         }
+        let digest = recent::digest(token);
+        if let Some(hit) = self.inner.recent.get(&digest) {
+            if let Some(issuer) = self.inner.issuers.get(hit.issuer)
+                && let Ok(key) = self.key(issuer, hit.kid.as_deref(), hit.alg).await
+                && Arc::ptr_eq(&key, &hit.key)
+            {
+                return Ok(hit.verified);
+            }
+            self.inner.recent.forget(&digest);
+        }
+        let remembered = self.verify_signature_and_claims(token).await?;
+        let verified = remembered.verified.clone();
+        self.inner.recent.put(digest, remembered);
+        Ok(verified)
+    }
+
+    async fn verify_signature_and_claims(&self, token: &str) -> Result<Remembered, AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -264,11 +287,11 @@ impl Verifier {
         ))?;
 
         let iss = string_claim(&claims, "iss")?;
-        let issuer = self
+        let (issuer_index, issuer) = self
             .inner
             .by_iss
             .get(iss)
-            .and_then(|i| self.inner.issuers.get(*i))
+            .and_then(|i| Some((*i, self.inner.issuers.get(*i)?)))
             .ok_or(AuthError::UnknownIssuer)?;
 
         let alg = Alg::parse(alg_name)
@@ -291,7 +314,15 @@ impl Verifier {
             return Err(AuthError::BadSignature);
         }
 
-        check_claims(issuer, &claims)
+        let verified = check_claims(issuer, &claims)?;
+        Ok(Remembered::new(
+            verified,
+            issuer_index,
+            kid,
+            alg,
+            key,
+            issuer.leeway,
+        ))
     }
 
     async fn key(

@@ -593,3 +593,40 @@ async fn verifier_refuses_ambiguous_configuration() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_token_verified_before_is_refused_once_it_expires() {
+    // Tokens that verified are remembered for a while; the memory must not outlive `exp`.
+    let mock = MockIssuer::start().await;
+    let secret = "0123456789abcdef0123456789abcdef-test-secret";
+    let verifier = Verifier::new(
+        vec![IssuerConfig {
+            name: "strict".into(),
+            issuer: "https://strict.example".into(),
+            audiences: vec!["api".into()],
+            shared_secret: Some(secret.into()),
+            leeway_seconds: 0,
+            ..IssuerConfig::default()
+        }],
+        None,
+    )
+    .unwrap();
+    let mut claims: Value = mock.claims("acme", "alice");
+    claims["iss"] = json!("https://strict.example");
+    claims["aud"] = json!("api");
+    let exp = now() + 2;
+    claims["exp"] = json!(exp);
+    let token = mock.sign_with(
+        &claims,
+        SignOptions {
+            key: MockKey::Hmac(secret.as_bytes().to_vec()),
+            ..SignOptions::default()
+        },
+    );
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok(), "verified again");
+    while now() < exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused(&verifier, &token).await, AuthError::Expired);
+}
