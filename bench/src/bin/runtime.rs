@@ -85,9 +85,9 @@ struct Args {
     /// Memory limit of each sandbox (the bench tier's `sandbox.memory_mb`).
     #[arg(long, default_value_t = 256)]
     memory_mb: u32,
-    /// Process limit of each sandbox (the bench tier's `sandbox.max_processes`). The init's
-    /// bridge starts two threads per connection, which count against it; the starter tiers'
-    /// 64 refuses connections when ~30 invocations of one session are in flight.
+    /// Process limit of each sandbox (the bench tier's `sandbox.max_processes`). The init
+    /// starts a short-lived thread for each new connection to the agent, which counts against
+    /// it while it connects.
     #[arg(long, default_value_t = 256)]
     max_processes: u32,
     /// Worker threads of the server's runtime.
@@ -1152,7 +1152,7 @@ struct AddedResult {
 struct CpuPerCall {
     /// Server threads (ingress, session manager, proxy, SQLite), through Tenantry.
     server_us: f64,
-    /// The sandbox's cgroup (agent, init and its bridge threads), through Tenantry.
+    /// The sandbox's cgroup (agent and init), through Tenantry.
     sandbox_us: Option<f64>,
     /// The agent as a plain process, called directly.
     direct_us: f64,
@@ -1229,7 +1229,7 @@ async fn added_phase(b: &Bench, args: &Args) -> Result<AddedResult> {
     let calls = [direct, through];
     fixed_rate_interleaved(&http, &calls, args.rate, Duration::from_secs(2)).await;
     // CPU spent per invocation: by the server (this process's threads but the load
-    // generator's), by the sandbox (agent, init and its bridge threads), by the direct agent.
+    // generator's), by the sandbox (agent and init), by the direct agent.
     let init = host::sandboxes(&b.helper).first().map(|(_, init)| *init);
     let sandboxed_agent = init.and_then(|init| {
         host::processes()

@@ -118,6 +118,8 @@ impl RecentTokens {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::keys::KeySet;
     use tenantry_core::{TenantId, UserId};

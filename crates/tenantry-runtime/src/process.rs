@@ -73,7 +73,8 @@ pub struct ProcessSandboxConfig {
     pub hostname: String,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
-    /// How often the memory integral is sampled.
+    /// How often the memory integral is sampled while memory use changes (up to 8 times less
+    /// often while it does not).
     pub sample_interval: Duration,
     /// Helpers started ahead of need: exec'd and waiting for a spec on their stdin, holding
     /// nothing of any tenant's, so a launch does not wait for the helper's own start-up (fork,
@@ -654,12 +655,22 @@ async fn watch_exit(
     let _ = exit_tx.send(Some(exit));
 }
 
+/// Memory that stays the same (an idle agent) is looked at less and less often, down to once
+/// every `IDLE_SAMPLE_FACTOR` intervals; the first change brings the pace back. A flat stretch
+/// integrates exactly at any pace, and the peak comes from the cgroup's own high-water mark.
+const IDLE_SAMPLE_FACTOR: u32 = 8;
+
 async fn sample_memory(cgroup: Arc<SandboxCgroup>, meter: Arc<Meter>, every: Duration) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let base = every.max(Duration::from_millis(10));
+    let mut wait = base;
     loop {
-        tick.tick().await;
-        meter.sample(&cgroup);
+        tokio::time::sleep(wait).await;
+        let changed = meter.integrate(cgroup.memory_current());
+        wait = if changed {
+            base
+        } else {
+            (wait * 2).min(base * IDLE_SAMPLE_FACTOR)
+        };
     }
 }
 
@@ -679,6 +690,18 @@ struct MeterState {
     frozen: Option<ComputeUsage>,
 }
 
+impl MeterState {
+    fn add(&mut self, bytes: u64, now: Instant) -> bool {
+        let dt = now.duration_since(self.last_at).as_secs_f64();
+        self.byte_seconds += (self.last_bytes as f64 + bytes as f64) / 2.0 * dt;
+        self.last_at = now;
+        let changed = bytes != self.last_bytes;
+        self.last_bytes = bytes;
+        self.peak = self.peak.max(bytes);
+        changed
+    }
+}
+
 impl Meter {
     fn new() -> Self {
         let now = Instant::now();
@@ -694,6 +717,18 @@ impl Meter {
         }
     }
 
+    /// Adds the time since the last sample at the mean of then and now; whether the memory
+    /// in use changed.
+    fn integrate(&self, memory_current: u64) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        if s.frozen.is_some() {
+            return false;
+        }
+        s.add(memory_current, Instant::now())
+    }
+
     fn sample(&self, cgroup: &SandboxCgroup) -> ComputeUsage {
         let Ok(mut s) = self.state.lock() else {
             return ComputeUsage::default();
@@ -703,11 +738,8 @@ impl Meter {
         }
         let c = cgroup.counters();
         let now = Instant::now();
-        let dt = now.duration_since(s.last_at).as_secs_f64();
-        s.byte_seconds += (s.last_bytes as f64 + c.memory_current as f64) / 2.0 * dt;
-        s.last_at = now;
-        s.last_bytes = c.memory_current;
-        s.peak = s.peak.max(c.memory_current).max(c.memory_peak.unwrap_or(0));
+        s.add(c.memory_current, now);
+        s.peak = s.peak.max(c.memory_peak.unwrap_or(0));
         ComputeUsage {
             cpu_seconds: c.cpu_usec as f64 / 1e6,
             memory_peak_bytes: s.peak,
@@ -973,6 +1005,30 @@ fn listening_on(table: &str, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_integral_is_exact_for_flat_stretches_at_any_pace() {
+        let t0 = Instant::now();
+        let mut s = MeterState {
+            started: t0,
+            last_at: t0,
+            last_bytes: 0,
+            byte_seconds: 0.0,
+            peak: 0,
+            frozen: None,
+        };
+        assert!(
+            s.add(1000, t0 + Duration::from_secs(1)),
+            "0 -> 1000 is a change"
+        );
+        assert!((s.byte_seconds - 500.0).abs() < 1e-6);
+        // Flat: one sample 4 s later integrates the same as many in between.
+        assert!(!s.add(1000, t0 + Duration::from_secs(5)));
+        assert!((s.byte_seconds - 4500.0).abs() < 1e-6);
+        assert!(s.add(3000, t0 + Duration::from_secs(6)));
+        assert!((s.byte_seconds - 6500.0).abs() < 1e-6);
+        assert_eq!(s.peak, 3000);
+    }
 
     #[test]
     fn host_ids_are_stable_per_storage_and_spread() {

@@ -11,8 +11,9 @@
 //!    here on, neither the init nor anything it starts can mount, create namespaces, ptrace...;
 //! 6. become non-dumpable (the agent shares our uid and must not read our memory), start the
 //!    agent, report `Ready`;
-//! 7. run the forwarders on threads and reap children until the agent ends, then report its
-//!    status and exit, which makes the kernel kill whatever is left in the PID namespace.
+//! 7. serve the agent bridge and the platform forwarder on threads and reap children until the
+//!    agent ends, then report its status and exit, which makes the kernel kill whatever is
+//!    left in the PID namespace.
 //!
 //! It must never run anything of the agent's before step 5, and never keep a host path open
 //! after step 3.
