@@ -4,18 +4,16 @@
 //! nothing in between.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketType, recvmsg,
-};
+use rustix::net::{AddressFamily, RecvFlags, SocketType};
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::protocol::AGENT_SOCKET_TAG;
+use crate::sys;
 
 /// How long the init may take to connect to the agent and pass the socket. On a loopback
 /// interface this takes microseconds; only an agent whose accept queue stays full waits this
@@ -56,28 +54,9 @@ async fn receive(bridge: &UnixStream) -> io::Result<OwnedFd> {
 
 fn receive_now(bridge: impl AsFd) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = RecvAncillaryBuffer::new(&mut space);
-    let msg = loop {
-        match recvmsg(
-            &bridge,
-            &mut [io::IoSliceMut::new(&mut byte)],
-            &mut anc,
-            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
-        ) {
-            Ok(m) => break m,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
     // Every descriptor that arrived is owned here and closed unless it is the one expected.
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    for m in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
-            fds.extend(received);
-        }
-    }
-    match (msg.bytes, fds.len()) {
+    let (n, mut fds) = sys::recv_with_fds(bridge, &mut byte, RecvFlags::DONTWAIT)?;
+    match (n, fds.len()) {
         (0, _) => Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
             "the agent does not accept connections on its port",

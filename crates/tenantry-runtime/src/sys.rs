@@ -407,3 +407,64 @@ pub(crate) fn dup_onto(source: libc::c_int, target: libc::c_int) -> io::Result<(
         Ok(())
     }
 }
+
+/// Sends `data` on a Unix socket with one descriptor attached (`SCM_RIGHTS`).
+pub(crate) fn send_with_fd(
+    sock: impl std::os::fd::AsFd,
+    data: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !anc.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other(
+            "no room for the descriptor in the message",
+        ));
+    }
+    loop {
+        match rustix::net::sendmsg(
+            &sock,
+            &[io::IoSlice::new(data)],
+            &mut anc,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message from a Unix socket into `buf`, and the descriptors sent with it (at
+/// most two are expected; all that arrive are owned by the caller, close-on-exec). Returns the
+/// number of bytes received.
+pub(crate) fn recv_with_fds(
+    sock: impl std::os::fd::AsFd,
+    buf: &mut [u8],
+    flags: rustix::net::RecvFlags,
+) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let msg = loop {
+        match rustix::net::recvmsg(
+            &sock,
+            &mut [io::IoSliceMut::new(buf)],
+            &mut anc,
+            flags | RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    Ok((msg.bytes, fds))
+}

@@ -16,7 +16,6 @@
 //! with it is the agent's port.
 
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,12 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, recvmsg, sendmsg,
-};
+use rustix::net::RecvFlags;
 
 use crate::protocol::{AGENT_SOCKET_TAG, CONTROL_MAX, ControlMsg};
+use crate::sys;
 
 /// Stack of forwarder threads: they only run `io::copy` with its 8 KiB buffer.
 const STACK: usize = 64 * 1024;
@@ -72,27 +69,8 @@ impl Control {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.send(&ControlMsg::Connect)?;
         let mut buf = [0u8; 16];
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut anc = RecvAncillaryBuffer::new(&mut space);
-        let msg = loop {
-            match recvmsg(
-                &self.fd,
-                &mut [io::IoSliceMut::new(&mut buf)],
-                &mut anc,
-                RecvFlags::CMSG_CLOEXEC,
-            ) {
-                Ok(m) => break m,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        for m in anc.drain() {
-            if let RecvAncillaryMessage::ScmRights(received) = m {
-                fds.extend(received);
-            }
-        }
-        match ControlMsg::decode(&buf[..msg.bytes]) {
+        let (n, mut fds) = sys::recv_with_fds(&self.fd, &mut buf, RecvFlags::empty())?;
+        match ControlMsg::decode(&buf[..n]) {
             Some(ControlMsg::Connected) if fds.len() == 1 => {
                 fds.pop().ok_or_else(|| io::Error::other("no fd"))
             }
@@ -174,7 +152,7 @@ pub(super) fn serve_agent_bridge(listener: UnixListener, port: u16) {
                         // connection close without a socket.
                         if let Ok(tcp) = connect_agent(port) {
                             let _ = tcp.set_nodelay(true);
-                            let _ = hand_over(&conn, &tcp);
+                            let _ = sys::send_with_fd(&conn, &[AGENT_SOCKET_TAG], tcp.as_fd());
                         }
                     });
                 }
@@ -182,28 +160,6 @@ pub(super) fn serve_agent_bridge(listener: UnixListener, port: u16) {
             }
         }
     });
-}
-
-/// Sends `tcp` to the host over `conn`; the init's own copy closes when the caller drops it.
-fn hand_over(conn: &UnixStream, tcp: &TcpStream) -> io::Result<()> {
-    let fds = [tcp.as_fd()];
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = SendAncillaryBuffer::new(&mut space);
-    if !anc.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(io::Error::other("no room for the socket in the message"));
-    }
-    loop {
-        match sendmsg(
-            conn,
-            &[io::IoSlice::new(&[AGENT_SOCKET_TAG])],
-            &mut anc,
-            SendFlags::NOSIGNAL,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// Agent → platform: each connection to the forwarder port is joined to a platform connection.

@@ -34,7 +34,6 @@ mod mounts;
 
 use std::fs;
 use std::io::{self, Write};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -42,10 +41,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use rustix::event::{PollFd, PollFlags, poll};
-use rustix::net::{
-    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType, sendmsg,
-};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, pidfd_open, pidfd_send_signal};
 
 use crate::protocol::{ControlMsg, HelperEvent, HelperSpec, ProcessEnd, SetupStage};
@@ -461,19 +457,7 @@ fn serve_connect(spec: &HelperSpec, ctl: &OwnedFd) -> io::Result<()> {
         .and_then(|p| connect_unix(p).ok());
     match conn {
         Some(conn) => {
-            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-            let mut anc = SendAncillaryBuffer::new(&mut space);
-            let fds = [conn.as_fd()];
-            if !anc.push(SendAncillaryMessage::ScmRights(&fds)) {
-                return Err(io::Error::other("ancillary buffer too small"));
-            }
-            let msg = ControlMsg::Connected.encode();
-            sendmsg(
-                ctl,
-                &[io::IoSlice::new(&msg)],
-                &mut anc,
-                SendFlags::NOSIGNAL,
-            )?;
+            sys::send_with_fd(ctl, &ControlMsg::Connected.encode(), conn.as_fd())?;
         }
         None => {
             rustix::net::send(ctl, &ControlMsg::Refused.encode(), SendFlags::NOSIGNAL)?;
