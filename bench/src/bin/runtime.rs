@@ -63,6 +63,11 @@ struct Args {
     /// Uncounted sessions before each cold-start configuration (page cache, first exec).
     #[arg(long, default_value_t = 3)]
     warmup_sessions: usize,
+    /// Milliseconds between one cold-start session's stop and the next one's request (without
+    /// a pool; the sandbox-alone baseline waits the same). Longer gaps let the kernel finish
+    /// tearing down the previous sandbox first.
+    #[arg(long, default_value_t = 20)]
+    gap_ms: u64,
     /// Warm pool size of the runtimes measured with a pool.
     #[arg(long, default_value_t = 2)]
     warm_pool: u32,
@@ -853,7 +858,7 @@ async fn cold_config(b: &Bench, args: &Args, agent: Agent, pool: u32) -> Result<
             // sleeps up to 20 ms between looks.
             tokio::time::sleep(Duration::from_millis(50)).await;
         } else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
         }
         let before = b.init_pids();
         let session = session_id("cold");
@@ -1076,7 +1081,7 @@ async fn raw_config(b: &Bench, args: &Args, agent: Agent, v: RawVariant) -> Resu
     };
     for i in 0..args.warmup_sessions + args.sessions {
         // Sessions arrive one by one, not in a tight loop.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
         let storage = b
             .state_dir
             .join(format!("raw-storage/{}-{i}", agent.name()));
@@ -1548,7 +1553,7 @@ impl Summary {
                 args.sessions
             );
             println!(
-                "{:<8} {:<10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>12} {:>7}",
+                "{:<8} {:<10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12} {:>7}",
                 "agent",
                 "warm pool",
                 "p50 ms",
@@ -1556,6 +1561,7 @@ impl Summary {
                 "p99 ms",
                 "max ms",
                 "bound p50",
+                "bound p90",
                 "stop p50",
                 "sandbox",
                 "errors"
@@ -1567,7 +1573,7 @@ impl Summary {
                     format!("new {}/{}", c.fresh, c.total_us.len())
                 };
                 println!(
-                    "{:<8} {:<10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>12} {:>7}",
+                    "{:<8} {:<10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12} {:>7}",
                     c.agent,
                     if c.pool > 0 {
                         c.pool.to_string()
@@ -1579,6 +1585,7 @@ impl Summary {
                     ms(pct(&c.total_us, 99.0)),
                     ms(c.total_us.iter().copied().max().unwrap_or(0)),
                     ms(pct(&c.bound_us, 50.0)),
+                    ms(pct(&c.bound_us, 90.0)),
                     ms(pct(&c.stop_us, 50.0)),
                     sandbox,
                     c.errors

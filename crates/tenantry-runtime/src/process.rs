@@ -163,7 +163,18 @@ impl Spares {
                 if have >= spares.want {
                     break;
                 }
-                match spares.spawn() {
+                // Spawning waits until the helper has exec'd (a vfork): on a thread of its own,
+                // not on a worker that other sessions' requests need meanwhile.
+                let spawner = Arc::clone(&spares);
+                let spawned = tokio::task::spawn_blocking(move || spawner.spawn())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(SandboxError::io(
+                            "starting a spare helper",
+                            std::io::Error::other(e.to_string()),
+                        ))
+                    });
+                match spawned {
                     Ok(child) => {
                         if let Ok(mut r) = spares.ready.lock() {
                             r.push(child);
