@@ -261,12 +261,23 @@ fn which(program: &str) -> Option<PathBuf> {
 // ---- the server's own account of when each session started ------------------------------
 
 /// Notes the instant of each `session started` event (logged by the session manager once the
-/// sandbox is bound to the session, before the first request is forwarded to the agent).
+/// sandbox is bound to the session, before the first request is forwarded to the agent), and
+/// the steps it reports.
 #[derive(Debug, Clone, Default)]
-struct StartedLog(Arc<Mutex<HashMap<String, Instant>>>);
+struct StartedLog(Arc<Mutex<HashMap<String, (Instant, ServerSteps)>>>);
+
+/// The session manager's own account of a start, in microseconds: before the sandbox (session
+/// row, storage), the backend's launch, the wait for the agent to listen, and all of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerSteps {
+    prepare_us: u64,
+    launch_us: u64,
+    listen_us: u64,
+    total_us: u64,
+}
 
 impl StartedLog {
-    fn take(&self, session: &str) -> Option<Instant> {
+    fn take(&self, session: &str) -> Option<(Instant, ServerSteps)> {
         self.0.lock().ok()?.remove(session)
     }
 }
@@ -275,9 +286,20 @@ impl StartedLog {
 struct EventFields {
     message: Option<String>,
     session: Option<String>,
+    steps: ServerSteps,
 }
 
 impl tracing::field::Visit for EventFields {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        match field.name() {
+            "prepare_us" => self.steps.prepare_us = value,
+            "launch_us" => self.steps.launch_us = value,
+            "listen_us" => self.steps.listen_us = value,
+            "total_us" => self.steps.total_us = value,
+            _ => {}
+        }
+    }
+
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         match field.name() {
             "message" => self.message = Some(format!("{value:?}")),
@@ -308,7 +330,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StartedLog {
             && let Some(session) = fields.session
             && let Ok(mut m) = self.0.lock()
         {
-            m.insert(session, at);
+            m.insert(session, (at, fields.steps));
         }
     }
 }
@@ -758,6 +780,8 @@ struct ColdResult {
     total_us: Vec<u64>,
     /// Request sent to the server's `session started` (sandbox launched, agent listening).
     bound_us: Vec<u64>,
+    /// The server's own account of each start (see `ServerSteps`).
+    server_steps: Vec<ServerSteps>,
     stop_us: Vec<u64>,
     /// Sessions whose sandbox existed (in the pool) before their request.
     warm: usize,
@@ -865,7 +889,11 @@ async fn cold_config(b: &Bench, args: &Args, agent: Agent, pool: u32) -> Result<
         let t0 = Instant::now();
         let answer = b.invoke(&runtime, &token, &session, &body).await;
         let total = t0.elapsed();
-        let bound = b.started.take(&session).map(|at| at.duration_since(t0));
+        let started = b.started.take(&session);
+        let bound = started.map(|(at, _)| at.duration_since(t0));
+        if let Some((_, steps)) = started {
+            r.server_steps.push(steps);
+        }
         let after = b.init_pids();
         let t1 = Instant::now();
         let stopped = b.stop_session(&token, &session).await;
@@ -1597,6 +1625,24 @@ impl Summary {
             println!(
                 "  bound = request sent to the server's `session started` (sandbox launched, agent seen listening, session bound)"
             );
+            println!(
+                "  the server's own steps, p50 / p90 ms: prepare (session row, storage), launch (helper to agent executed), listen (until seen listening), total"
+            );
+            for c in &self.cold {
+                let step = |f: fn(&ServerSteps) -> u64| {
+                    let v: Vec<u64> = c.server_steps.iter().map(f).collect();
+                    format!("{} / {}", ms(pct(&v, 50.0)), ms(pct(&v, 90.0)))
+                };
+                println!(
+                    "  {:<8} {:<6} prepare {:>15}  launch {:>15}  listen {:>15}  total {:>15}",
+                    c.agent,
+                    if c.pool > 0 { "pool" } else { "cold" },
+                    step(|s| s.prepare_us),
+                    step(|s| s.launch_us),
+                    step(|s| s.listen_us),
+                    step(|s| s.total_us)
+                );
+            }
         }
         if !self.raw.is_empty() {
             println!(

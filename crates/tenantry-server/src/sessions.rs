@@ -115,6 +115,20 @@ struct Sandboxed {
     /// A warm sandbox's connection to its agent, opened (and used once, for `/ping`) while it
     /// waited, so that its session's first invocation finds the bridge and the agent warm.
     primed: Option<AgentSender>,
+    /// How long its launch took, for the `session started` log.
+    times: LaunchTimes,
+}
+
+/// The two steps of a launch: the backend's start (helper, namespaces, cgroups, agent
+/// executed) and the wait until the agent listened.
+#[derive(Debug, Clone, Copy, Default)]
+struct LaunchTimes {
+    start: Duration,
+    listen: Duration,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Sandboxed {
@@ -510,6 +524,7 @@ impl SessionManager {
             }
             return Ok(live.clone());
         }
+        let entered = Instant::now();
         let record = store.get_session(scope, session_id).await?;
         if let Some(r) = &record
             && (r.user_id != ctx.user_id || r.runtime != runtime.name)
@@ -574,7 +589,10 @@ impl SessionManager {
                 true
             }
         };
-        let mut started = match self.take_warm(runtime, &ctx.tenant_id, &storage, resumed) {
+        let prepared = entered.elapsed();
+        let warm = self.take_warm(runtime, &ctx.tenant_id, &storage, resumed);
+        let from_pool = warm.is_some();
+        let mut started = match warm {
             Some(s) => s,
             None => self
                 .launch(runtime, &ctx.tenant_id, tier, session_id, &storage)
@@ -614,7 +632,25 @@ impl SessionManager {
         live.touch(self.inner.epoch);
         *guard = Some(live.clone());
         drop(guard);
-        tracing::info!(tenant.id = %ctx.tenant_id, session.id = %session_id, runtime = %runtime.name, resumed, "session started");
+        // Where the start-up time went: before the sandbox (session row, storage), and for a
+        // sandbox launched for this session, its start and the wait for the agent to listen.
+        let times = if from_pool {
+            LaunchTimes::default()
+        } else {
+            live.sandbox.times
+        };
+        tracing::info!(
+            tenant.id = %ctx.tenant_id,
+            session.id = %session_id,
+            runtime = %runtime.name,
+            resumed,
+            from_pool,
+            prepare_us = micros(prepared),
+            launch_us = micros(times.start),
+            listen_us = micros(times.listen),
+            total_us = micros(entered.elapsed()),
+            "session started"
+        );
         self.fill_warm_pool(runtime.clone(), ctx.tenant_id.clone(), tier.clone());
         Ok(live)
     }
@@ -714,7 +750,9 @@ impl SessionManager {
             run_dir,
             storage_dir: storage.to_path_buf(),
             primed: None,
+            times: LaunchTimes::default(),
         };
+        let launched = Instant::now();
         let handle = backend.launch(spec).await.map_err(|e| {
             let code = e.code();
             if code == ErrorCode::InvalidRequest {
@@ -723,7 +761,9 @@ impl SessionManager {
                 ApiError::new(code, format!("cannot start the sandbox: {e}"))
             }
         })?;
-        let started = sandboxed(handle);
+        let mut started = sandboxed(handle);
+        started.times.start = launched.elapsed();
+        let waited = Instant::now();
         if let Err(e) = started
             .handle
             .wait_for_agent(self.inner.ready_timeout)
@@ -741,6 +781,7 @@ impl SessionManager {
                 )),
             });
         }
+        started.times.listen = waited.elapsed();
         Ok(started)
     }
 
