@@ -852,12 +852,17 @@ impl SandboxHandle {
                 )));
             }
             let left = timeout.saturating_sub(start.elapsed());
-            match tokio::time::timeout(left, crate::bridge::connect(&self.agent_socket)).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                Ok(Err(e)) => return Err(SandboxError::AgentConnect(e)),
-                // Out of time while looking: reported just below.
-                Err(_) => {}
+            // Any failure means "not yet": refused while nothing listens, reset or gone while
+            // the sandbox ends. A sandbox that ends during a look is reported, with its exit,
+            // by the look at its status above.
+            let look = tokio::time::timeout(left, crate::bridge::connect(&self.agent_socket));
+            tokio::select! {
+                looked = look => {
+                    if let Ok(Ok(_)) = looked {
+                        return Ok(());
+                    }
+                }
+                _ = self.wait() => continue,
             }
             if start.elapsed() >= timeout {
                 return Err(SandboxError::AgentNotReady {
