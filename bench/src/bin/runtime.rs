@@ -400,21 +400,6 @@ mod host {
             .collect()
     }
 
-    /// Whether a TCP socket listens on `port` in the network namespace of `pid`.
-    pub fn listening(pid: u32, port: u16) -> bool {
-        let needle = format!(":{port:04X}");
-        ["tcp", "tcp6"].iter().any(|f| {
-            std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|t| {
-                t.lines().skip(1).any(|l| {
-                    let mut cols = l.split_whitespace();
-                    let local = cols.nth(1).unwrap_or("");
-                    let state = cols.nth(1).unwrap_or("");
-                    local.ends_with(&needle) && state == "0A"
-                })
-            })
-        })
-    }
-
     fn kib_field(text: &str, key: &str) -> Option<u64> {
         text.lines()
             .find(|l| l.starts_with(key))?
@@ -704,7 +689,10 @@ impl Bench {
         let start = Instant::now();
         loop {
             let s = host::sandboxes(&self.helper);
-            if s.len() == want && s.iter().all(|(_, init)| host::listening(*init, AGENT_PORT)) {
+            if s.len() == want
+                && s.iter()
+                    .all(|(_, init)| tenantry_runtime::port_listening_in(*init, AGENT_PORT))
+            {
                 return Ok(());
             }
             if start.elapsed() > timeout {
@@ -1128,7 +1116,7 @@ async fn raw_config(b: &Bench, args: &Args, agent: Agent, v: RawVariant) -> Resu
         match v.watch {
             Watch::Poll => {
                 let pid = handle.init_pid();
-                while !host::listening(pid, AGENT_PORT) {
+                while !tenantry_runtime::port_listening_in(pid, AGENT_PORT) {
                     ensure!(
                         t0.elapsed() < Duration::from_secs(10),
                         "the agent did not listen within 10 s"

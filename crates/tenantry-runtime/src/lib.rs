@@ -48,7 +48,7 @@ pub use helper::helper_main;
 pub use probe::{ProbeReport, probe};
 pub use process::{
     DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID_COUNT, ProcessSandbox, ProcessSandboxConfig,
-    SandboxHandle,
+    SandboxHandle, port_listening_in,
 };
 pub use sandbox::{
     BackendKind, ComputeUsage, Sandbox, SandboxExit, SandboxReport, SandboxStatus, StartFuture,

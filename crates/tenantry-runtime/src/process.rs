@@ -875,16 +875,6 @@ impl SandboxHandle {
         }
     }
 
-    /// Whether something listens on the agent port in the sandbox's network namespace.
-    /// Reads the sandbox's `/proc/net/tcp{,6}`, which costs milliseconds (see
-    /// `wait_for_agent`); for diagnostics, not for polling.
-    pub fn agent_listening(&self) -> bool {
-        ["tcp", "tcp6"].iter().any(|f| {
-            let path = format!("/proc/{}/net/{f}", self.init_pid);
-            fs::read_to_string(path).is_ok_and(|t| listening_on(&t, self.agent_port))
-        })
-    }
-
     /// Whether the sandbox still runs, or how it ended.
     pub fn status(&self) -> SandboxStatus {
         match *self.exit_rx.borrow() {
@@ -1017,6 +1007,16 @@ impl Drop for SandboxHandle {
                 .spawn(move || release_blocking(&cgroup, &run_dir, Duration::from_secs(3)));
         }
     }
+}
+
+/// Whether a TCP socket listens on `port` in the network namespace of process `pid`, as its
+/// `/proc/<pid>/net/tcp{,6}` shows. Each read walks the kernel's TCP hash table, which all
+/// network namespaces share (milliseconds on a large host; see
+/// `SandboxHandle::wait_for_agent`): for diagnostics and baselines, not for polling.
+pub fn port_listening_in(pid: u32, port: u16) -> bool {
+    ["tcp", "tcp6"].iter().any(|f| {
+        fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|t| listening_on(&t, port))
+    })
 }
 
 /// Whether `/proc/net/tcp`-format text shows a listening socket on `port`.

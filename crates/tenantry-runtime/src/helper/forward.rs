@@ -150,8 +150,8 @@ pub(super) fn serve_agent_bridge(listener: UnixListener, port: u16) {
                     spawn(move || {
                         // If the agent does not listen (yet), the host sees the bridge
                         // connection close without a socket.
+                        // (The host sets TCP_NODELAY on the socket it receives.)
                         if let Ok(tcp) = connect_agent(port) {
-                            let _ = tcp.set_nodelay(true);
                             let _ = sys::send_with_fd(&conn, &[AGENT_SOCKET_TAG], tcp.as_fd());
                         }
                     });
