@@ -359,12 +359,7 @@ impl InProcessServer {
     /// with `runtime.block_on(server.shutdown())`.
     pub fn start(config: tenantry_server::Config, threads: usize) -> anyhow::Result<Self> {
         let admin_key = config.admin_key()?;
-        let dev = &config.identity.dev_issuer;
-        let issuer = tenantry_identity::DevIssuer::load(
-            &dev.key_files,
-            config.dev_issuer_name(),
-            dev.audience.clone(),
-        )?;
+        let issuer = config.load_dev_issuer()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()

@@ -659,6 +659,19 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.public_url())
     }
+
+    /// The development issuer as configured (keys, `iss`, audience), whether or not it is
+    /// enabled: callers that need it enabled check `identity.dev_issuer.enabled` first.
+    pub fn load_dev_issuer(
+        &self,
+    ) -> Result<tenantry_identity::DevIssuer, tenantry_identity::IdentityError> {
+        let dev = &self.identity.dev_issuer;
+        tenantry_identity::DevIssuer::load(
+            &dev.key_files,
+            self.dev_issuer_name(),
+            dev.audience.clone(),
+        )
+    }
 }
 
 /// Credentials from the environment for `[models.providers]`, captured when the config is

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier, WorkloadIssuer};
+use tenantry_identity::{AdminKeyCheck, Verifier, WorkloadIssuer};
 use tenantry_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -105,12 +105,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let public_url = config.public_url();
     let dev = &config.identity.dev_issuer;
     let dev_issuer = if dev.enabled {
-        let issuer = DevIssuer::load(
-            &dev.key_files,
-            config.dev_issuer_name(),
-            dev.audience.clone(),
-        )
-        .map_err(|e| StartError::Identity(e.to_string()))?;
+        let issuer = config
+            .load_dev_issuer()
+            .map_err(|e| StartError::Identity(e.to_string()))?;
         Some(Arc::new(issuer))
     } else {
         None

@@ -111,13 +111,7 @@ impl TestServerBuilder {
         for hook in self.hooks {
             hook(&mut config);
         }
-        let dev = &config.identity.dev_issuer;
-        let dev_issuer = DevIssuer::load(
-            &dev.key_files,
-            config.dev_issuer_name(),
-            dev.audience.clone(),
-        )
-        .expect("dev issuer");
+        let dev_issuer = config.load_dev_issuer().expect("dev issuer");
         let admin_key = config.admin_key().expect("admin key");
         let server = Server::start(config, None).await.expect("start server");
         let http = reqwest::Client::builder()

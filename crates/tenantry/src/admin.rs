@@ -7,7 +7,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_core::{TenantId, UserId};
-use tenantry_identity::DevIssuer;
 
 use crate::cli::{ApiKeyCmd, Cli, Command, InitArgs, ServeArgs, TenantCmd, TierCmd, TokenCmd};
 use crate::client::{AdminClient, default_config_path, load_config};
@@ -414,11 +413,7 @@ fn token(cmd: TokenCmd) -> Result<()> {
                     "the development issuer is disabled in this config (identity.dev_issuer.enabled = false)"
                 );
             }
-            let issuer = DevIssuer::load(
-                &dev.key_files,
-                config.dev_issuer_name(),
-                dev.audience.clone(),
-            )?;
+            let issuer = config.load_dev_issuer()?;
             let ttl = match ttl {
                 Some(t) => parse_duration(&t)?,
                 None => Duration::from_secs(dev.default_ttl_seconds),

@@ -161,12 +161,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let config = tenantry_server::Config::load(&dir.join("tenantry.toml"), &|_| None)
         .map_err(|e| anyhow!("{e}"))?;
     let admin = config.admin_key().map_err(|e| anyhow!("{e}"))?;
-    let dev = &config.identity.dev_issuer;
-    let issuer = tenantry_identity::DevIssuer::load(
-        &dev.key_files,
-        config.dev_issuer_name(),
-        dev.audience.clone(),
-    )?;
+    let issuer = config.load_dev_issuer()?;
     let server = tenantry_server::Server::start(config, None).await?;
     let mut demo = Demo {
         url: server.url(),

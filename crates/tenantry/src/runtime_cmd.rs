@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tenantry_core::{RuntimeName, TenantId, UserId};
-use tenantry_identity::DevIssuer;
 
 use crate::admin::print;
 use crate::cli::Target;
@@ -207,11 +206,7 @@ pub async fn invoke(args: InvokeArgs) -> Result<()> {
             "the development issuer is disabled; call the API with a token from your identity provider"
         );
     }
-    let issuer = DevIssuer::load(
-        &dev.key_files,
-        config.dev_issuer_name(),
-        dev.audience.clone(),
-    )?;
+    let issuer = config.load_dev_issuer()?;
     let token = issuer.mint(
         &TenantId::new(&args.tenant)?,
         &UserId::new(&args.user)?,
