@@ -92,6 +92,54 @@ slug_id!(
     "runtime name"
 );
 
+/// A tenant's internal identity: minted once when the tenant is created and never reused or
+/// changed (32 lowercase hex digits, a UUIDv7). Everything a tenant owns at run time (session
+/// storage, warm pools, live sessions, workload tokens) is keyed by it, so a tenant deleted and
+/// created again under the same `TenantId` is a different tenant by construction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TenantUid(String);
+
+impl TenantUid {
+    /// A new, never-used identity.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        let ok = value.len() == 32
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !ok {
+            return Err(IdError {
+                kind: "tenant uid",
+                value: value.chars().take(80).collect(),
+                rule: "32 lowercase hexadecimal digits",
+            });
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantUid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A user within a tenant, as the tenant's identity provider names it (the `sub` claim by
 /// default). Opaque, but bounded and free of control characters so it is safe in headers and logs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -144,6 +192,23 @@ mod tests {
             assert!(TenantId::new(good).is_ok(), "{good:?} must be accepted");
         }
         assert!(TenantId::new("a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn tenant_uids_are_fresh_and_validated() {
+        let a = TenantUid::generate();
+        let b = TenantUid::generate();
+        assert_ne!(a, b);
+        assert_eq!(TenantUid::new(a.as_str()).ok(), Some(a.clone()));
+        for bad in [
+            "",
+            "../x",
+            &"A".repeat(32),
+            &"0".repeat(31),
+            &"g".repeat(32),
+        ] {
+            assert!(TenantUid::new(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{IsolationSettings, TenantId, TierName, UserId};
+use crate::{IsolationSettings, TenantId, TenantUid, TierName, UserId};
 
 /// How a tenant principal proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +57,8 @@ impl OperatorGrant {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantContext {
     pub tenant_id: TenantId,
+    /// The tenant's immutable identity, from the registry (never from the credential).
+    pub tenant_uid: TenantUid,
     pub tenant_name: String,
     pub user_id: UserId,
     pub tier: TierName,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{TenantId, TierName};
+use crate::{TenantId, TenantUid, TierName};
 
 /// Whether one component of a tenant shares infrastructure with other tenants or has its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -134,6 +134,8 @@ impl TenantStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: TenantId,
+    /// The tenant's immutable internal identity (see `TenantUid`).
+    pub uid: TenantUid,
     pub name: String,
     pub tier: TierName,
     pub status: TenantStatus,

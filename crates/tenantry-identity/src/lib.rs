@@ -31,5 +31,5 @@ pub use error::{AuthError, IdentityError};
 pub use verifier::{VerifiedToken, Verifier};
 pub use workload::{
     ACTOR_AUDIENCE, ACTOR_SUBJECT_PREFIX, WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer,
-    unverified_issuer,
+    WorkloadSubject, unverified_issuer,
 };

@@ -110,6 +110,14 @@ impl RecentTokens {
         }
     }
 
+    /// Forgets every remembered token of one tenant (it was deleted or suspended: its next
+    /// request goes through the full check and the registry again).
+    pub(crate) fn forget_tenant(&self, tenant: &tenantry_core::TenantId) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|_, e| &e.verified.tenant != tenant);
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)

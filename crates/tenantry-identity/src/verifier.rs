@@ -230,6 +230,12 @@ impl Verifier {
         self.inner.issuers.iter().map(|i| i.name.as_str()).collect()
     }
 
+    /// Forgets the remembered verifications of one tenant's tokens (see `verify`): called when
+    /// the tenant is deleted or suspended.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        self.inner.recent.forget_tenant(tenant);
+    }
+
     /// Verifies a compact JWT and returns who it names. The same token verified again within a
     /// minute is answered without checking its signature, as long as it has not expired and
     /// the key that verified it is still the issuer's key for its `kid`.

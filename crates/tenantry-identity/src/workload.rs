@@ -1,10 +1,13 @@
 //! Workload tokens: the short-lived credentials Tenantry gives an agent for one session.
 //!
-//! A workload token names the tenant, the user on whose behalf the agent runs, the session and
-//! the runtime. It is an HS256 JWT signed with a platform secret that never leaves Tenantry
-//! (`keys/workload.key` in the state directory), with issuer `tenantry:workload`, so it can
-//! never be confused with a user's token from an identity provider. Verifying one proves only
-//! that Tenantry minted it; the caller must still check that the session is live.
+//! A workload token names the tenant (its id and its immutable uid), the user on whose behalf
+//! the agent runs, the session, the sandbox instance it was minted for, and the runtime. It is
+//! an HS256 JWT signed with a platform secret that never leaves Tenantry (`keys/workload.key`
+//! in the state directory), with issuer `tenantry:workload`, so it can never be confused with a
+//! user's token from an identity provider. Verifying one proves only that Tenantry minted it;
+//! the caller must still check that this very sandbox instance of the session is running (a
+//! token dies with its sandbox, whatever happens to the session later) and that the tenant is
+//! still the one of that uid (a tenant deleted and created again is another tenant).
 //!
 //! This module must never accept a token signed with anything but the platform secret, and
 //! never log a token or the secret.
@@ -19,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use tenantry_core::{TenantId, UserId};
+use tenantry_core::{TenantId, TenantUid, UserId};
 
 use crate::{AuthError, IdentityError};
 
@@ -31,13 +34,22 @@ pub const ACTOR_AUDIENCE: &str = "tenantry:actor";
 /// The prefix of an actor token's `sub`: `agent:RUNTIME`.
 pub const ACTOR_SUBJECT_PREFIX: &str = "agent:";
 
+/// Whom a workload token is minted for: one sandbox instance of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadSubject {
+    pub tenant: TenantId,
+    pub tenant_uid: TenantUid,
+    pub user: UserId,
+    pub session: String,
+    /// The sandbox instance (a fresh id each time the session's sandbox starts).
+    pub instance: String,
+    pub runtime: String,
+}
+
 /// What a verified workload token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadIdentity {
-    pub tenant: TenantId,
-    pub user: UserId,
-    pub session: String,
-    pub runtime: String,
+    pub subject: WorkloadSubject,
     pub expires_at: i64,
 }
 
@@ -47,7 +59,9 @@ struct Claims {
     aud: String,
     sub: String,
     tenant_id: String,
+    tuid: String,
     sid: String,
+    sbx: String,
     rt: String,
     iat: i64,
     exp: i64,
@@ -114,24 +128,19 @@ impl WorkloadIssuer {
         })
     }
 
-    pub fn mint(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        session: &str,
-        runtime: &str,
-        ttl: Duration,
-    ) -> Result<String, IdentityError> {
+    pub fn mint(&self, subject: &WorkloadSubject, ttl: Duration) -> Result<String, IdentityError> {
         let now = tenantry_core::unix_now();
         let mut jti = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut jti);
         let claims = Claims {
             iss: WORKLOAD_ISSUER.into(),
             aud: WORKLOAD_AUDIENCE.into(),
-            sub: user.as_str().into(),
-            tenant_id: tenant.as_str().into(),
-            sid: session.into(),
-            rt: runtime.into(),
+            sub: subject.user.as_str().into(),
+            tenant_id: subject.tenant.as_str().into(),
+            tuid: subject.tenant_uid.as_str().into(),
+            sid: subject.session.clone(),
+            sbx: subject.instance.clone(),
+            rt: subject.runtime.clone(),
             iat: now,
             exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
             jti: URL_SAFE_NO_PAD.encode(jti),
@@ -191,6 +200,7 @@ impl WorkloadIssuer {
         validation.set_audience(&[WORKLOAD_AUDIENCE]);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // A token of an earlier build (no `tuid` or `sbx`) fails to decode: refused.
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -215,10 +225,15 @@ impl WorkloadIssuer {
             problem,
         };
         Ok(WorkloadIdentity {
-            tenant: TenantId::new(c.tenant_id).map_err(|e| invalid("tenant_id", e.to_string()))?,
-            user: UserId::new(c.sub).map_err(|e| invalid("sub", e.to_string()))?,
-            session: c.sid,
-            runtime: c.rt,
+            subject: WorkloadSubject {
+                tenant: TenantId::new(c.tenant_id)
+                    .map_err(|e| invalid("tenant_id", e.to_string()))?,
+                tenant_uid: TenantUid::new(c.tuid).map_err(|e| invalid("tuid", e.to_string()))?,
+                user: UserId::new(c.sub).map_err(|e| invalid("sub", e.to_string()))?,
+                session: c.sid,
+                instance: c.sbx,
+                runtime: c.rt,
+            },
             expires_at: c.exp,
         })
     }
@@ -238,21 +253,26 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn subject(session: &str) -> WorkloadSubject {
+        WorkloadSubject {
+            tenant: TenantId::new("acme").unwrap(),
+            tenant_uid: TenantUid::generate(),
+            user: UserId::new("alice").unwrap(),
+            session: session.into(),
+            instance: "sbx-1".into(),
+            runtime: "echo".into(),
+        }
+    }
+
     #[test]
     fn round_trip_and_refusals() {
         let issuer = WorkloadIssuer::from_secret(&[7u8; 32]).unwrap();
         let other = WorkloadIssuer::from_secret(&[8u8; 32]).unwrap();
-        let tenant = TenantId::new("acme").unwrap();
-        let user = UserId::new("alice").unwrap();
-        let token = issuer
-            .mint(&tenant, &user, "s-1", "echo", Duration::from_secs(60))
-            .unwrap();
+        let subject = subject("s-1");
+        let token = issuer.mint(&subject, Duration::from_secs(60)).unwrap();
         assert_eq!(unverified_issuer(&token).as_deref(), Some(WORKLOAD_ISSUER));
         let id = issuer.verify(&token).unwrap();
-        assert_eq!(
-            (id.tenant, id.user.as_str(), id.session.as_str()),
-            (tenant.clone(), "alice", "s-1")
-        );
+        assert_eq!(id.subject, subject);
         assert!(matches!(other.verify(&token), Err(AuthError::BadSignature)));
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let mut claims: serde_json::Value =
@@ -299,15 +319,7 @@ mod tests {
             "must not overwrite"
         );
         let issuer = WorkloadIssuer::load(&path).unwrap();
-        let t = issuer
-            .mint(
-                &TenantId::new("acme").unwrap(),
-                &UserId::new("u").unwrap(),
-                "s",
-                "r",
-                Duration::from_secs(5),
-            )
-            .unwrap();
+        let t = issuer.mint(&subject("s"), Duration::from_secs(5)).unwrap();
         assert!(issuer.verify(&t).is_ok());
     }
 }

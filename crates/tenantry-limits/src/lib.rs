@@ -168,6 +168,19 @@ impl Limiter {
         }
     }
 
+    /// Forgets the rate and budget state of one tenant and of its users: the tenant was
+    /// deleted, and a tenant created again under the same id starts afresh. Concurrency counts
+    /// are left to the permits that hold them.
+    pub async fn forget_tenant(&self, tenant: &tenantry_core::TenantId) -> Result<(), LimitError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.forget_tenant(tenant);
+                Ok(())
+            }
+            Backend::Redis(r) => r.forget_tenant(tenant).await,
+        }
+    }
+
     /// Counts one request against `key`, admitted at a sustained `rate` with bursts of up to
     /// `burst` (at least 1; a rate or burst of zero admits nothing). A refusal is an `Ok`
     /// decision with `allowed == false`, so its headers can still be sent; use

@@ -51,6 +51,17 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         }
     }
 
+    /// Drops every entry `gone` names, in every shard.
+    fn remove_where(&self, gone: impl Fn(&K) -> bool) {
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .map
+                .retain(|k, _| !gone(k));
+        }
+    }
+
     fn lock(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
         let index = (self.hasher.hash_one(key) as usize) % self.shards.len();
         // A panic while holding a shard cannot leave it half-written (every update is a few
@@ -167,6 +178,13 @@ impl MemoryBackend {
             budgets: Sharded::new(),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// Forgets the rate and budget state of one tenant and its users (the tenant was deleted).
+    /// Concurrency counts are left to the permits that hold them.
+    pub fn forget_tenant(&self, tenant: &tenantry_core::TenantId) {
+        self.rates.remove_where(|k| k.subject.tenant_id() == tenant);
+        self.budgets.remove_where(|s| s.tenant_id() == tenant);
     }
 
     fn now_us(&self) -> i64 {

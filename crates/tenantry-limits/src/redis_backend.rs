@@ -257,6 +257,44 @@ impl RedisBackend {
         }
     }
 
+    /// Deletes the rate and budget keys of one tenant and its users (`SCAN` in batches; the
+    /// keys of one tenant share its hash tag).
+    pub async fn forget_tenant(&self, tenant: &tenantry_core::TenantId) -> Result<(), LimitError> {
+        for kind in ["rate", "budget"] {
+            let pattern = format!("tenantry:lim:{{{tenant}}}:{kind}:*");
+            let mut cursor: u64 = 0;
+            loop {
+                let mut conn = self.conn.clone();
+                let pattern = pattern.clone();
+                let (next, keys): (u64, Vec<String>) = self
+                    .run("SCAN", async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(500)
+                            .query_async(&mut conn)
+                            .await
+                    })
+                    .await?;
+                if !keys.is_empty() {
+                    let mut conn = self.conn.clone();
+                    let _: i64 = self
+                        .run("DEL", async move {
+                            redis::cmd("DEL").arg(&keys).query_async(&mut conn).await
+                        })
+                        .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn check_rate(
         &self,
         key: &str,

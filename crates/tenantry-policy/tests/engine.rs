@@ -638,6 +638,7 @@ async fn versions_and_rollback_through_the_store() {
     store
         .create_tenant(&tenantry_core::Tenant {
             id: TenantId::new("acme").unwrap(),
+            uid: tenantry_core::TenantUid::generate(),
             name: "Acme".into(),
             tier: TierName::new("basic").unwrap(),
             status: TenantStatus::Active,

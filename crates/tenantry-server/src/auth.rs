@@ -11,7 +11,8 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tenantry_core::{
-    CredentialKind, ErrorCode, OperatorGrant, TenantContext, TenantId, TenantStatus, Tier, UserId,
+    CredentialKind, ErrorCode, OperatorGrant, TenantContext, TenantId, TenantStatus, TenantUid,
+    Tier, UserId,
 };
 use tenantry_identity::{WORKLOAD_ISSUER, looks_like_jwt, parse_api_key, unverified_issuer};
 
@@ -57,6 +58,9 @@ pub struct TenantCaller(pub TenantContext);
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub tenant: TenantId,
+    /// The tenant's uid, when the credential names one (a workload token): the registry's
+    /// tenant of that id must still be that tenant.
+    pub tenant_uid: Option<TenantUid>,
     pub user: UserId,
     pub roles: Vec<String>,
     pub credential: CredentialKind,
@@ -85,15 +89,20 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
         }
         return Ok(Claimed {
             tenant,
+            tenant_uid: None,
             user: record.user_id,
             roles: record.roles,
             credential: CredentialKind::ApiKey { key_id },
         });
     }
     if looks_like_jwt(token) && unverified_issuer(token).as_deref() == Some(WORKLOAD_ISSUER) {
-        let id = state.workload.verify(token)?;
-        // A workload token is good only while its session runs: stopping a session revokes it.
-        if !state.sessions.is_live(&id.tenant, &id.session) {
+        let id = state.workload.verify(token)?.subject;
+        // A workload token is good only while the sandbox it was minted for runs: stopping a
+        // session revokes it, and a resumed session's new sandbox does not revive it.
+        if !state
+            .sessions
+            .is_live_instance(&id.tenant_uid, &id.session, &id.instance)
+        {
             return Err(ApiError::new(
                 ErrorCode::InvalidToken,
                 "the workload token's session is not running",
@@ -101,6 +110,7 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
         }
         return Ok(Claimed {
             tenant: id.tenant,
+            tenant_uid: Some(id.tenant_uid),
             user: id.user,
             roles: Vec::new(),
             credential: CredentialKind::Workload {
@@ -113,6 +123,7 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
         let verified = state.verifier.verify(token).await?;
         return Ok(Claimed {
             tenant: verified.tenant,
+            tenant_uid: None,
             user: verified.user,
             roles: verified.roles,
             credential: CredentialKind::Jwt {
@@ -166,6 +177,7 @@ pub async fn tenant_context(
         .registry
         .tenant(&state.store, &claimed.tenant)
         .await?
+        .filter(|t| claimed.tenant_uid.as_ref().is_none_or(|uid| uid == &t.uid))
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidToken,
@@ -188,6 +200,7 @@ pub async fn tenant_context(
     let tier_isolation = tier.as_ref().map(|t| t.isolation).unwrap_or_default();
     let context = TenantContext {
         tenant_id: tenant.id.clone(),
+        tenant_uid: tenant.uid.clone(),
         tenant_name: tenant.name.clone(),
         user_id: claimed.user,
         tier: tenant.tier.clone(),

@@ -167,9 +167,25 @@ pub struct RuntimeConfig {
     /// mounts as they are.
     #[serde(default = "default_true")]
     pub favor_dynamic_cgroups: bool,
+    /// This server process's name among the nodes sharing the store: its sessions are
+    /// recorded under it, and at start it marks those a previous process of it left `active`
+    /// as stopped (reason `crash`). Default: an id kept in `node.id` of the state directory.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// How often a running session's compute (CPU, memory) is written to the ledger, in
+    /// seconds; a crash loses at most this much metering.
+    #[serde(default = "default_compute_sample")]
+    pub compute_sample_seconds: u64,
     /// Divides lifecycle durations; only tests set it (it cannot come from the file).
     #[serde(skip)]
     pub time_divisor: u32,
+}
+
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 fn default_true() -> bool {
@@ -178,6 +194,10 @@ fn default_true() -> bool {
 
 fn default_ready_timeout() -> u64 {
     20
+}
+
+fn default_compute_sample() -> u64 {
+    60
 }
 
 fn default_storage_dir() -> PathBuf {
@@ -197,6 +217,8 @@ impl Default for RuntimeConfig {
             helper_args: None,
             ready_timeout_seconds: default_ready_timeout(),
             favor_dynamic_cgroups: true,
+            node_id: None,
+            compute_sample_seconds: default_compute_sample(),
             time_divisor: 1,
         }
     }
@@ -492,6 +514,20 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        if let Some(id) = &self.runtime.node_id
+            && !valid_node_id(id)
+        {
+            return Err(invalid(
+                "runtime.node_id",
+                "use 1 to 64 letters, digits, '.', '-' or '_'",
+            ));
+        }
+        if self.runtime.compute_sample_seconds == 0 {
+            return Err(invalid(
+                "runtime.compute_sample_seconds",
+                "must be at least 1",
+            ));
+        }
         if let Some(url) = &self.server.public_url {
             let parsed = url::Url::parse(url).map_err(|e| {
                 invalid(
@@ -649,6 +685,39 @@ impl Config {
                 .unwrap_or_else(|| vec![SANDBOX_HELPER_SUBCOMMAND.to_string()]);
             (exe, args)
         })
+    }
+
+    /// This process's node id: `runtime.node_id`, else the one kept in `node.id` of the state
+    /// directory (created on first use).
+    pub fn node_id(&self) -> Result<String, ConfigError> {
+        if let Some(id) = &self.runtime.node_id {
+            return Ok(id.clone());
+        }
+        let path = self.base_dir.join("node.id");
+        match std::fs::read_to_string(&path) {
+            Ok(text) if valid_node_id(text.trim()) => return Ok(text.trim().to_string()),
+            Ok(_) => {
+                return Err(invalid(
+                    "runtime.node_id",
+                    format!("{} does not hold a node id; delete it", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(invalid(
+                    "runtime.node_id",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+        let id = format!("node-{}", uuid::Uuid::now_v7().simple());
+        std::fs::write(&path, format!("{id}\n")).map_err(|e| {
+            invalid(
+                "runtime.node_id",
+                format!("cannot write {}: {e}", path.display()),
+            )
+        })?;
+        Ok(id)
     }
 
     /// The development issuer's `iss`.

@@ -20,6 +20,7 @@ pub mod runtimes;
 pub mod sessions;
 pub mod state;
 pub mod statedir;
+pub mod tenants;
 pub mod tools;
 
 use std::net::SocketAddr;
@@ -140,8 +141,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             ready_timeout: Duration::from_secs(config.runtime.ready_timeout_seconds.max(1)),
             time_divisor: config.runtime.time_divisor,
             favor_dynamic_cgroups: config.runtime.favor_dynamic_cgroups,
+            node: config.node_id()?,
+            compute_every: Duration::from_secs(config.runtime.compute_sample_seconds),
         },
         store.clone(),
+        gateway.ledger().clone(),
         workload.clone(),
     );
     let state = AppState {
@@ -218,7 +222,8 @@ impl Server {
         })?;
         let state = build_state(config).await?;
         let app = app(state.clone());
-        state.sessions.start(app.clone());
+        state.sessions.start(app.clone()).await;
+        tenants::start_watch(&state);
         let (stop, mut stopped) = watch::channel(false);
         // Small JSON responses must not wait for Nagle's algorithm.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

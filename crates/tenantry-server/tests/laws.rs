@@ -368,15 +368,18 @@ async fn workload_tokens_are_platform_minted_only() {
     let user = tenantry_core::UserId::new("alice").unwrap();
     // A genuine token for a session that is not running is refused: a workload token lives
     // only as long as its session (the runtime tests show the running case).
+    let uid = state.store.get_tenant(&tenant).await.unwrap().unwrap().uid;
+    let subject = tenantry_identity::WorkloadSubject {
+        tenant: tenant.clone(),
+        tenant_uid: uid,
+        user: user.clone(),
+        session: "session-0123456789-0123456789-0123".into(),
+        instance: "no-such-sandbox".into(),
+        runtime: "echo".into(),
+    };
     let token = state
         .workload
-        .mint(
-            &tenant,
-            &user,
-            "session-0123456789-0123456789-0123",
-            "echo",
-            std::time::Duration::from_secs(60),
-        )
+        .mint(&subject, std::time::Duration::from_secs(60))
         .unwrap();
     let r = s.get("/v1/me", &token).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"), "{}", r.text);
@@ -390,13 +393,7 @@ async fn workload_tokens_are_platform_minted_only() {
     // The same claims signed with another secret are refused for their signature.
     let forged = tenantry_identity::WorkloadIssuer::from_secret(&[9u8; 32])
         .unwrap()
-        .mint(
-            &tenant,
-            &user,
-            "s",
-            "echo",
-            std::time::Duration::from_secs(60),
-        )
+        .mint(&subject, std::time::Duration::from_secs(60))
         .unwrap();
     let r = s.get("/v1/me", &forged).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"));

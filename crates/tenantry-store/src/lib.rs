@@ -42,7 +42,8 @@ pub use error::StoreError;
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use record::{
     ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, SettingKind,
-    SettingRecord, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow, is_valid_session_id,
+    SettingRecord, TenantDeletion, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
+    is_valid_session_id,
 };
 pub use tool_target::ToolTargetRecord;
 pub use vault::{CredentialRecord, NewCredential, VaultKeyRecord, is_valid_credential_name};
@@ -152,13 +153,17 @@ impl Store {
         dispatch!(self.update_tenant(t))
     }
 
-    /// Deletes the tenant, all its data rows (API keys, sessions, usage ledger, vault), its
-    /// settings and policy sets, and the runtimes dedicated to it, in one transaction; `false`
-    /// if absent. It only deletes rows:
-    /// stopping the tenant's sandboxes and removing their session storage is the runtime
-    /// layer's job, before it calls this.
-    pub async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
-        dispatch!(self.delete_tenant(id))
+    /// Deletes the tenant, all its data rows (API keys, sessions, vault; the usage ledger only
+    /// if `purge_usage`, otherwise it is kept for billing), its settings, policy sets and tool
+    /// targets, and the runtimes dedicated to it, in one transaction; what it removed, or
+    /// `None` if there was no such tenant. It only deletes rows: stopping the tenant's
+    /// sandboxes and removing their session storage is the runtime layer's job.
+    pub async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        purge_usage: bool,
+    ) -> Result<Option<TenantDeletion>, StoreError> {
+        dispatch!(self.delete_tenant(id, purge_usage))
     }
 
     // ---- operator data: runtimes ----------------------------------------------------------
@@ -362,6 +367,19 @@ impl Store {
         dispatch!(self.set_session_status(scope.tenant(), id, status, reason, at))
     }
 
+    /// Makes the session `Active` on `node` (start or resume: clears `stopped_at` and
+    /// `stop_reason`, moves `last_active_at` forward to `at`) and returns it; `None` if the
+    /// scope's tenant has no such session.
+    pub async fn resume_session(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        node: &str,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.resume_session(scope.tenant(), id, node, at))
+    }
+
     /// Moves the session's `last_active_at` forward to `at` (never back); `false` if the
     /// scope's tenant has no such session.
     pub async fn touch_session(
@@ -402,6 +420,18 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
         dispatch!(self.sessions_idle_before(before, i64::from(limit)))
+    }
+
+    /// Operator, across tenants: the sessions recorded `Active` on `node`, at most `limit`, as
+    /// `(tenant, session id)`. A node starting up asks for its own: any it finds were left by
+    /// a process of that node that died without stopping them.
+    pub async fn sessions_active_on(
+        &self,
+        _grant: OperatorGrant,
+        node: &str,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        dispatch!(self.sessions_active_on(node, i64::from(limit)))
     }
 
     // ---- tenant data: the usage ledger ----------------------------------------------------

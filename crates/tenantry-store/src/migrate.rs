@@ -37,6 +37,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0005_tool_targets",
         include_str!("../migrations/sqlite/0005_tool_targets.sql"),
     ),
+    (
+        "0006_tenant_uid_and_session_node",
+        include_str!("../migrations/sqlite/0006_tenant_uid_and_session_node.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -64,6 +68,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0006_tool_targets",
         include_str!("../migrations/postgres/0006_tool_targets.sql"),
+    ),
+    (
+        "0007_tenant_uid_and_session_node",
+        include_str!("../migrations/postgres/0007_tenant_uid_and_session_node.sql"),
     ),
 ];
 

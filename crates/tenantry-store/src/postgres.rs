@@ -32,9 +32,10 @@ use crate::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     ApiKeyRecord, RuntimeRecord, SessionRecord, SessionStatus, SettingKind, SettingRecord,
-    UsageGroup, UsageQuery, UsageRecord, UsageRow, api_key_from_row, idle_session_from_row,
-    runtime_from_row, session_from_row, tenant_from_row, tenant_setting_from_row, tier_from_row,
-    tier_setting_from_row, to_json, usage_from_row, usage_row_from_row,
+    TenantDeletion, UsageGroup, UsageQuery, UsageRecord, UsageRow, active_session_from_row,
+    api_key_from_row, idle_session_from_row, runtime_from_row, session_from_row, tenant_from_row,
+    tenant_setting_from_row, tier_from_row, tier_setting_from_row, to_json, usage_from_row,
+    usage_row_from_row,
 };
 
 /// The role of tenant-scoped transactions (created by migration 0001).
@@ -46,6 +47,7 @@ const OPERATOR_ROLE: &str = "tenantry_operator";
 /// Every tenant-data table with the delete that `delete_tenant` runs on it (in a scoped
 /// transaction). A new tenant table must be added here; the foreign key to `tenants` makes a
 /// forgotten one fail the deletion, and the connect-time check verifies RLS on each.
+/// The usage ledger has no foreign key: it is kept for billing unless purged.
 const TENANT_TABLES: &[(&str, &str)] = &[
     ("api_keys", "DELETE FROM api_keys WHERE tenant_id = $1"),
     ("sessions", "DELETE FROM sessions WHERE tenant_id = $1"),
@@ -63,10 +65,31 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The operator data of a tenant, deleted with it (as the connecting user, after its tenant
+/// data).
+const TENANT_OWNED: &[(&str, &str)] = &[
+    (
+        "runtimes",
+        "DELETE FROM runtimes WHERE dedicated_tenant = $1",
+    ),
+    (
+        "tenant_settings",
+        "DELETE FROM tenant_settings WHERE tenant_id = $1",
+    ),
+    (
+        "policy_sets",
+        "DELETE FROM policy_sets WHERE tenant_id = $1",
+    ),
+    (
+        "tool_targets",
+        "DELETE FROM tool_targets WHERE tenant_id = $1",
+    ),
+];
+
 macro_rules! tenant_cols {
     () => {
-        "id, name, tier, status, region, isolation::text AS isolation, features::text AS features,
-         entitlements::text AS entitlements, created_at, updated_at"
+        "id, uid, name, tier, status, region, isolation::text AS isolation,
+         features::text AS features, entitlements::text AS entitlements, created_at, updated_at"
     };
 }
 
@@ -86,7 +109,7 @@ macro_rules! runtime_cols {
 macro_rules! session_cols {
     () => {
         "tenant_id, id, user_id, runtime, status, created_at, last_active_at, stopped_at,
-         stop_reason"
+         stop_reason, node"
     };
 }
 
@@ -358,8 +381,8 @@ impl PgStore {
     pub(crate) async fn create_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tenants (id, name, tier, status, region, isolation, features, entitlements,
-                                  created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10)",
+                                  created_at, updated_at, uid)
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11)",
         )
         .bind(t.id.as_str())
         .bind(&t.name)
@@ -371,6 +394,7 @@ impl PgStore {
         .bind(to_json(&t.entitlements)?)
         .bind(t.created_at)
         .bind(t.updated_at)
+        .bind(t.uid.as_str())
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -423,45 +447,46 @@ impl PgStore {
     }
 
     /// Deletes the tenant's data through row-level security (scoped to the tenant, as
-    /// `tenantry_app`), then, as the connecting user, the runtimes dedicated to it and the
-    /// registry row, in one transaction.
-    pub(crate) async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+    /// `tenantry_app`), then, as the connecting user, its operator data (runtimes dedicated to
+    /// it, settings, policy sets, tool targets) and the registry row, in one transaction. The
+    /// usage ledger is kept unless `purge_usage`.
+    pub(crate) async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        purge_usage: bool,
+    ) -> Result<Option<TenantDeletion>, StoreError> {
         let mut tx = self.scoped(id).await?;
-        for (_, delete) in TENANT_TABLES {
-            sqlx::query(*delete)
+        let mut removed = TenantDeletion::default();
+        for (table, delete) in TENANT_TABLES {
+            if *table == "usage_records" && !purge_usage {
+                continue;
+            }
+            let done = sqlx::query(*delete)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
+            removed.rows.insert(table, done.rows_affected());
         }
         sqlx::raw_sql("SET LOCAL ROLE NONE")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM runtimes WHERE dedicated_tenant = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM tenant_settings WHERE tenant_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM policy_sets WHERE tenant_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM tool_targets WHERE tenant_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        for (table, delete) in TENANT_OWNED {
+            let done = sqlx::query(*delete)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            removed.rows.insert(table, done.rows_affected());
+        }
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(removed))
     }
 
     // ---- api keys (tenant data: scoped transaction and tenant_id filter) ------------------
@@ -728,7 +753,7 @@ impl PgStore {
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(tenant.as_str())
         .bind(&s.id)
@@ -739,6 +764,7 @@ impl PgStore {
         .bind(s.last_active_at)
         .bind(s.stopped_at)
         .bind(s.stop_reason.as_deref())
+        .bind(&s.node)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -880,6 +906,50 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn resume_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        node: &str,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut tx = self.scoped(tenant).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE sessions SET status = 'active', stopped_at = NULL, stop_reason = NULL,
+                 last_active_at = GREATEST(last_active_at, $4), node = $3
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING ",
+            session_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(node)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Cross-tenant, as the read-only operator role.
+    pub(crate) async fn sessions_active_on(
+        &self,
+        node: &str,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let mut tx = self.operator().await?;
+        let rows = sqlx::query(
+            r#"SELECT tenant_id, id FROM sessions WHERE node = $1 AND status = 'active'
+               ORDER BY tenant_id COLLATE "C", id COLLATE "C" LIMIT $2"#,
+        )
+        .bind(node)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(active_session_from_row).collect()
     }
 
     /// Cross-tenant, as the read-only operator role.

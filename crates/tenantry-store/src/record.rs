@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tenantry_core::{
-    Money, RuntimeName, Tenant, TenantId, TenantIsolation, TenantStatus, Tier, TierName, UserId,
+    Money, RuntimeName, Tenant, TenantId, TenantIsolation, TenantStatus, TenantUid, Tier, TierName,
+    UserId,
 };
 
 use crate::StoreError;
@@ -154,6 +155,8 @@ pub struct SessionRecord {
     pub stopped_at: Option<i64>,
     /// Why it stopped (e.g. `"user"`, `"idle_timeout"`); `None` while active.
     pub stop_reason: Option<String>,
+    /// The server process (node) that runs the session, or ran it last (`""` if unknown).
+    pub node: String,
 }
 
 /// What a ledger entry meters.
@@ -338,10 +341,11 @@ pub(crate) fn tier_from_row(row: &impl Columns) -> Result<Tier, StoreError> {
     Ok(tier)
 }
 
-/// Columns: `id`, `name`, `tier`, `status`, `isolation`, `region`, `features`,
+/// Columns: `id`, `uid`, `name`, `tier`, `status`, `isolation`, `region`, `features`,
 /// `entitlements`, `created_at`, `updated_at`.
 pub(crate) fn tenant_from_row(row: &impl Columns) -> Result<Tenant, StoreError> {
     let id = TenantId::new(row.text("id")?).map_err(StoreError::corrupt)?;
+    let uid = TenantUid::new(row.text("uid")?).map_err(StoreError::corrupt)?;
     let status_text = row.text("status")?;
     let status = TenantStatus::parse(&status_text).ok_or_else(|| {
         StoreError::corrupt(format!("tenant {id}: unknown status {status_text:?}"))
@@ -361,7 +365,15 @@ pub(crate) fn tenant_from_row(row: &impl Columns) -> Result<Tenant, StoreError> 
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
         id,
+        uid,
     })
+}
+
+/// What deleting a tenant removed from the store: rows, by table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TenantDeletion {
+    pub rows: BTreeMap<&'static str, u64>,
 }
 
 /// Columns: `id`, `tenant_id`, `name`, `user_id`, `roles` (JSON array), `prefix`,
@@ -427,7 +439,7 @@ pub(crate) fn tenant_setting_from_row(
 }
 
 /// Columns: `tenant_id`, `id`, `user_id`, `runtime`, `status`, `created_at`,
-/// `last_active_at`, `stopped_at`, `stop_reason`.
+/// `last_active_at`, `stopped_at`, `stop_reason`, `node`.
 pub(crate) fn session_from_row(row: &impl Columns) -> Result<SessionRecord, StoreError> {
     let id = row.text("id")?;
     let status_text = row.text("status")?;
@@ -443,8 +455,19 @@ pub(crate) fn session_from_row(row: &impl Columns) -> Result<SessionRecord, Stor
         last_active_at: row.int("last_active_at")?,
         stopped_at: row.opt_int("stopped_at")?,
         stop_reason: row.opt_text("stop_reason")?,
+        node: row.text("node")?,
         id,
     })
+}
+
+/// Columns: `tenant_id`, `id` (the start-up reconciliation's answer).
+pub(crate) fn active_session_from_row(
+    row: &impl Columns,
+) -> Result<(TenantId, String), StoreError> {
+    Ok((
+        TenantId::new(row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        row.text("id")?,
+    ))
 }
 
 /// Columns: `tenant_id`, `id`, `runtime` (the storage-expiry sweep's answer).

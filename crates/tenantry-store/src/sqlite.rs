@@ -21,24 +21,56 @@ use crate::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     ApiKeyRecord, RuntimeRecord, SessionRecord, SessionStatus, SettingKind, SettingRecord,
-    UsageGroup, UsageQuery, UsageRecord, UsageRow, api_key_from_row, idle_session_from_row,
-    runtime_from_row, session_from_row, tenant_from_row, tenant_setting_from_row, tier_from_row,
-    tier_setting_from_row, to_json, usage_from_row, usage_row_from_row,
+    TenantDeletion, UsageGroup, UsageQuery, UsageRecord, UsageRow, active_session_from_row,
+    api_key_from_row, idle_session_from_row, runtime_from_row, session_from_row, tenant_from_row,
+    tenant_setting_from_row, tier_from_row, tier_setting_from_row, to_json, usage_from_row,
+    usage_row_from_row,
 };
 
-/// Deletes of every tenant-data table, run by `delete_tenant`. A new tenant table must be
-/// added here; the foreign key to `tenants` makes a forgotten one fail the deletion.
-const TENANT_TABLE_DELETES: &[&str] = &[
-    "DELETE FROM api_keys WHERE tenant_id = ?1",
-    "DELETE FROM sessions WHERE tenant_id = ?1",
-    "DELETE FROM usage_records WHERE tenant_id = ?1",
-    "DELETE FROM vault_credentials WHERE tenant_id = ?1",
-    "DELETE FROM vault_data_keys WHERE tenant_id = ?1",
+/// Every tenant-data table with the delete that `delete_tenant` runs on it. A new tenant table
+/// must be added here; the foreign key to `tenants` makes a forgotten one fail the deletion.
+/// The usage ledger has no foreign key (it is kept for billing unless purged).
+const TENANT_TABLES: &[(&str, &str)] = &[
+    ("api_keys", "DELETE FROM api_keys WHERE tenant_id = ?1"),
+    ("sessions", "DELETE FROM sessions WHERE tenant_id = ?1"),
+    (
+        "usage_records",
+        "DELETE FROM usage_records WHERE tenant_id = ?1",
+    ),
+    (
+        "vault_credentials",
+        "DELETE FROM vault_credentials WHERE tenant_id = ?1",
+    ),
+    (
+        "vault_data_keys",
+        "DELETE FROM vault_data_keys WHERE tenant_id = ?1",
+    ),
+];
+
+/// The operator data of a tenant, deleted with it after its tenant data.
+const TENANT_OWNED: &[(&str, &str)] = &[
+    (
+        "runtimes",
+        "DELETE FROM runtimes WHERE dedicated_tenant = ?1",
+    ),
+    (
+        "tenant_settings",
+        "DELETE FROM tenant_settings WHERE tenant_id = ?1",
+    ),
+    (
+        "policy_sets",
+        "DELETE FROM policy_sets WHERE tenant_id = ?1",
+    ),
+    (
+        "tool_targets",
+        "DELETE FROM tool_targets WHERE tenant_id = ?1",
+    ),
 ];
 
 macro_rules! tenant_cols {
     () => {
-        "id, name, tier, status, region, isolation, features, entitlements, created_at, updated_at"
+        "id, uid, name, tier, status, region, isolation, features, entitlements, created_at,
+         updated_at"
     };
 }
 
@@ -57,7 +89,7 @@ macro_rules! runtime_cols {
 macro_rules! session_cols {
     () => {
         "tenant_id, id, user_id, runtime, status, created_at, last_active_at, stopped_at,
-         stop_reason"
+         stop_reason, node"
     };
 }
 
@@ -251,9 +283,10 @@ impl SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO tenants (",
             tenant_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ))
         .bind(t.id.as_str())
+        .bind(t.uid.as_str())
         .bind(&t.name)
         .bind(t.tier.as_str())
         .bind(t.status.as_str())
@@ -314,40 +347,33 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+    pub(crate) async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        purge_usage: bool,
+    ) -> Result<Option<TenantDeletion>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for delete in TENANT_TABLE_DELETES {
-            sqlx::query(*delete)
+        let mut removed = TenantDeletion::default();
+        for (table, delete) in TENANT_TABLES.iter().chain(TENANT_OWNED) {
+            if *table == "usage_records" && !purge_usage {
+                continue;
+            }
+            let done = sqlx::query(*delete)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
+            removed.rows.insert(table, done.rows_affected());
         }
-        sqlx::query("DELETE FROM runtimes WHERE dedicated_tenant = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM tenant_settings WHERE tenant_id = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM policy_sets WHERE tenant_id = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM tool_targets WHERE tenant_id = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
         let done = sqlx::query("DELETE FROM tenants WHERE id = ?1")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(removed))
     }
 
     // ---- api keys (tenant data: every query filters by tenant_id) -------------------------
@@ -603,7 +629,7 @@ impl SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))
         .bind(tenant.as_str())
         .bind(&s.id)
@@ -614,6 +640,7 @@ impl SqliteStore {
         .bind(s.last_active_at)
         .bind(s.stopped_at)
         .bind(s.stop_reason.as_deref())
+        .bind(&s.node)
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -744,6 +771,45 @@ impl SqliteStore {
     }
 
     /// Cross-tenant: the operator's storage-expiry sweep (the one unfiltered session query).
+    pub(crate) async fn resume_session(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        node: &str,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE sessions SET status = 'active', stopped_at = NULL, stop_reason = NULL,
+                 last_active_at = MAX(last_active_at, ?4), node = ?3
+             WHERE tenant_id = ?1 AND id = ?2
+             RETURNING ",
+            session_cols!()
+        ))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(node)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub(crate) async fn sessions_active_on(
+        &self,
+        node: &str,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, id FROM sessions WHERE node = ?1 AND status = 'active'
+             ORDER BY tenant_id, id LIMIT ?2",
+        )
+        .bind(node)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(active_session_from_row).collect()
+    }
+
     pub(crate) async fn sessions_idle_before(
         &self,
         before: i64,

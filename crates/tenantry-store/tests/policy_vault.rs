@@ -54,6 +54,7 @@ fn tier(name: &str) -> Tier {
 fn tenant(id: &str) -> Tenant {
     Tenant {
         id: tid(id),
+        uid: tenantry_core::TenantUid::generate(),
         name: id.to_owned(),
         tier: tier_name("basic"),
         status: TenantStatus::Active,
@@ -243,7 +244,13 @@ async fn policy_sets_go_with_their_tenant(store: &Store) {
             .await
             .unwrap();
     }
-    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    assert!(
+        store
+            .delete_tenant(&tid("alpha"), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let left: Vec<String> = store
         .list_active_policy_sets()
         .await
@@ -471,7 +478,13 @@ async fn vault_rows_go_with_their_tenant(store: &Store) {
             .await
             .unwrap();
     }
-    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    assert!(
+        store
+            .delete_tenant(&tid("alpha"), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(store.get_vault_key(&scope("alpha")).await.unwrap(), None);
     assert!(
         store

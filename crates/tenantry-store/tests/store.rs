@@ -39,6 +39,7 @@ on_both_backends!(
     tenant_settings_go_with_their_tenant,
     same_session_id_in_two_tenants_is_two_sessions,
     session_status_transitions_and_touch,
+    sessions_are_resumed_on_a_node_and_found_by_it,
     session_ids_are_validated,
     list_sessions_filters_orders_and_limits,
     count_active_sessions_per_runtime,
@@ -101,6 +102,7 @@ fn tenant(id: &str) -> Tenant {
     );
     Tenant {
         id: tid(id),
+        uid: tenantry_core::TenantUid::generate(),
         name: format!("{id} Inc."),
         tier: TierName::new("standard").unwrap(),
         status: TenantStatus::Active,
@@ -166,6 +168,7 @@ fn session(tenant: &str, id: &str, user: &str, runtime: &str, created_at: i64) -
         last_active_at: created_at,
         stopped_at: None,
         stop_reason: None,
+        node: "node-a".into(),
     }
 }
 
@@ -339,10 +342,81 @@ async fn tenant_crud_and_conflict(store: &Store) {
     assert!(!store.update_tenant(&tenant("ghost")).await.unwrap());
     assert_eq!(store.get_tenant(&tid("ghost")).await.unwrap(), None);
 
-    assert!(store.delete_tenant(&acme.id).await.unwrap());
+    assert!(
+        store
+            .delete_tenant(&acme.id, false)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(store.get_tenant(&acme.id).await.unwrap(), None);
-    assert!(!store.delete_tenant(&acme.id).await.unwrap());
+    assert!(
+        store
+            .delete_tenant(&acme.id, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+}
+
+async fn sessions_are_resumed_on_a_node_and_found_by_it(store: &Store) {
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    store.create_tenant(&tenant("bravo")).await.unwrap();
+    let (a, b) = (sid("a"), sid("b"));
+    store
+        .insert_session(&scope("alpha"), &session("alpha", &a, "alice", "bot", 1))
+        .await
+        .unwrap();
+    store
+        .insert_session(&scope("bravo"), &session("bravo", &b, "bob", "bot", 1))
+        .await
+        .unwrap();
+    let on_a = |_: ()| async {
+        store
+            .sessions_active_on(grant(), "node-a", 100)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        on_a(()).await,
+        [(tid("alpha"), a.clone()), (tid("bravo"), b.clone())]
+    );
+    store
+        .set_session_status(&scope("alpha"), &a, SessionStatus::Stopped, Some("x"), 5)
+        .await
+        .unwrap();
+    assert_eq!(on_a(()).await, [(tid("bravo"), b.clone())]);
+    // Resumed on another node: active there, and no longer on the first.
+    let resumed = store
+        .resume_session(&scope("alpha"), &a, "node-b", 9)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            resumed.status,
+            resumed.node.as_str(),
+            resumed.last_active_at,
+            resumed.stop_reason
+        ),
+        (SessionStatus::Active, "node-b", 9, None)
+    );
+    assert_eq!(
+        store
+            .sessions_active_on(grant(), "node-b", 100)
+            .await
+            .unwrap(),
+        [(tid("alpha"), a.clone())]
+    );
+    // Another tenant's scope does not reach it.
+    assert_eq!(
+        store
+            .resume_session(&scope("bravo"), &a, "node-b", 10)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn delete_tenant_removes_its_data_and_only_its_data(store: &Store) {
@@ -374,7 +448,29 @@ async fn delete_tenant_removes_its_data_and_only_its_data(store: &Store) {
         .await
         .unwrap();
 
-    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    let removed = store
+        .delete_tenant(&tid("alpha"), false)
+        .await
+        .unwrap()
+        .unwrap();
+    // The answer counts what went, table by table; the ledger is kept for billing.
+    assert_eq!(removed.rows.get("api_keys"), Some(&3));
+    assert_eq!(removed.rows.get("sessions"), Some(&2));
+    assert_eq!(removed.rows.get("runtimes"), Some(&1));
+    assert_eq!(removed.rows.get("usage_records"), None);
+    let report = store
+        .usage_report(grant(), &query(None, UsageGroup::Tenant))
+        .await
+        .unwrap();
+    assert_eq!(tenants_of(&report), ["alpha", "bravo"]);
+    // Purging the ledger of a deleted tenant (created again just for that) removes it.
+    store.create_tenant(&tenant("alpha")).await.unwrap();
+    let purged = store
+        .delete_tenant(&tid("alpha"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(purged.rows.get("usage_records"), Some(&2));
 
     // Nothing of alpha is left for the operator's cross-tenant reads either.
     let report = store
@@ -763,7 +859,13 @@ async fn dedicated_runtimes_go_with_their_tenant(store: &Store) {
         .await
         .unwrap();
 
-    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    assert!(
+        store
+            .delete_tenant(&tid("alpha"), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let names: Vec<String> = store
         .list_runtimes()
         .await
@@ -958,7 +1060,13 @@ async fn tenant_settings_go_with_their_tenant(store: &Store) {
                 .unwrap();
         }
     }
-    assert!(store.delete_tenant(&tid("alpha")).await.unwrap());
+    assert!(
+        store
+            .delete_tenant(&tid("alpha"), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
     store.create_tenant(&tenant("alpha")).await.unwrap();
     for kind in [SettingKind::ModelRoutes, SettingKind::Limits] {
         assert_eq!(
@@ -2007,7 +2115,85 @@ async fn migrations_are_idempotent_sqlite() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+}
+
+/// A database made by an earlier build (before tenants had a uid): upgrading gives each
+/// existing tenant a uid of its own and keeps the ledger, which then outlives its tenant.
+#[tokio::test]
+async fn upgrading_gives_existing_tenants_a_uid_and_keeps_their_ledger() {
+    let db = common::sqlite_db();
+    let earlier = [
+        include_str!("../migrations/sqlite/0001_registry_and_api_keys.sql"),
+        include_str!("../migrations/sqlite/0002_runtimes_sessions_usage.sql"),
+        include_str!("../migrations/sqlite/0003_tier_and_tenant_settings.sql"),
+        include_str!("../migrations/sqlite/0004_policy_sets_and_vault.sql"),
+        include_str!("../migrations/sqlite/0005_tool_targets.sql"),
+    ];
+    let names = [
+        "0001_registry_and_api_keys",
+        "0002_runtimes_sessions_usage",
+        "0003_tier_and_tenant_settings",
+        "0004_policy_sets_and_vault",
+        "0005_tool_targets",
+    ];
+    {
+        let file = std::path::PathBuf::from(db.url.trim_start_matches("sqlite://"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        pool.execute(
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
+        )
+        .await
+        .unwrap();
+        for (i, (sql, name)) in earlier.iter().zip(names).enumerate() {
+            pool.execute(*sql).await.unwrap();
+            sqlx::query("INSERT INTO schema_migrations VALUES (?1, ?2, 0)")
+                .bind(i as i64 + 1)
+                .bind(name)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.execute(
+            "INSERT INTO tiers VALUES ('basic', '{\"name\":\"basic\"}', 0);
+             INSERT INTO tenants VALUES ('alpha', 'Alpha', 'basic', 'active', 'eu', '{}', '{}', '{}', 1, 1);
+             INSERT INTO tenants VALUES ('bravo', 'Bravo', 'basic', 'active', 'eu', '{}', '{}', '{}', 1, 1);
+             INSERT INTO usage_records VALUES ('alpha', 'u1', NULL, NULL, NULL, 'model', 'm', 'p',
+                 1, 2, 0, 0, 1, 5, NULL, NULL, 'ok', 10);",
+        )
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = Store::connect(&db.url).await.unwrap();
+    let alpha = store.get_tenant(&tid("alpha")).await.unwrap().unwrap();
+    let bravo = store.get_tenant(&tid("bravo")).await.unwrap().unwrap();
+    assert_ne!(alpha.uid, bravo.uid);
+    assert!(
+        store
+            .delete_tenant(&tid("alpha"), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let kept = store
+        .usage_report(grant(), &query(None, UsageGroup::Tenant))
+        .await
+        .unwrap();
+    assert_eq!(tenants_of(&kept), ["alpha"]);
+    // The ledger's rules survived the rebuild of its table.
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let err = sqlx::query("UPDATE usage_records SET cost_micros = 0")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
 }
 
 /// Below the store, the SQLite ledger refuses to change an entry.
@@ -2051,7 +2237,7 @@ async fn migrations_are_idempotent_postgres() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[tokio::test]

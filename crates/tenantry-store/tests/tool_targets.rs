@@ -19,6 +19,7 @@ on_both_backends!(targets_round_trip_and_replace, targets_go_with_their_tenant);
 fn tenant(id: &str) -> Tenant {
     Tenant {
         id: TenantId::new(id).unwrap(),
+        uid: tenantry_core::TenantUid::generate(),
         name: id.to_owned(),
         tier: TierName::new("basic").unwrap(),
         status: TenantStatus::Active,
@@ -120,9 +121,10 @@ async fn targets_go_with_their_tenant(store: &Store) {
         .unwrap();
     assert!(
         store
-            .delete_tenant(&TenantId::new("alpha").unwrap())
+            .delete_tenant(&TenantId::new("alpha").unwrap(), false)
             .await
             .unwrap()
+            .is_some()
     );
     let names: Vec<String> = store
         .list_tool_targets()

@@ -258,6 +258,18 @@ impl TestServer {
         )
     }
 
+    /// The immutable uid of an existing tenant (from the store).
+    pub async fn tenant_uid(&self, tenant: &str) -> tenantry_core::TenantUid {
+        self.server()
+            .state
+            .store
+            .get_tenant(&TenantId::new(tenant).expect("tenant id"))
+            .await
+            .expect("store")
+            .expect("the tenant exists")
+            .uid
+    }
+
     /// A development-issuer JWT for a user of a tenant.
     pub fn token(&self, tenant: &str, user: &str, roles: &[&str]) -> String {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();

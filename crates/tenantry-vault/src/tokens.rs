@@ -195,6 +195,12 @@ impl TokenCache {
         Ok(token)
     }
 
+    /// Forgets every token of one tenant.
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|k, _| k.tenant != tenant);
+    }
+
     /// Forgets every token of one credential (after a rotation or deletion).
     pub(crate) fn forget(&self, tenant: &str, name: &str) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);

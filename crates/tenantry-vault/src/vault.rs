@@ -312,6 +312,23 @@ impl Vault {
         Ok(n)
     }
 
+    /// Forgets everything this replica keeps in memory of one tenant (its data key, decrypted
+    /// credentials and cached tokens): called when the tenant is deleted, so that a tenant
+    /// created again under the same id never meets anything of the old one.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        self.inner
+            .data_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant);
+        self.inner
+            .credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(t, _, _), _| t != tenant);
+        self.inner.tokens.forget_tenant(tenant.as_str());
+    }
+
     fn forget(&self, tenant: &TenantId, name: &str) {
         self.inner
             .credentials

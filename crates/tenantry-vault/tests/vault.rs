@@ -46,6 +46,7 @@ async fn registry(store: &Store) {
         store
             .create_tenant(&Tenant {
                 id: tid(t),
+                uid: tenantry_core::TenantUid::generate(),
                 name: t.into(),
                 tier: TierName::new("basic").unwrap(),
                 status: TenantStatus::Active,

@@ -158,8 +158,16 @@ async fn sessions_carry_context_persist_storage_and_belong_to_their_owner() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["invocations_in_session"], 3);
 
-    // Compute is metered per session when it stops.
+    // Compute is metered per session when it stops (through the ledger's writer).
     s.delete(&format!("/v1/sessions/{session}"), &alice).await;
+    assert!(
+        s.server()
+            .state
+            .gateway
+            .ledger()
+            .flush(Duration::from_secs(5))
+            .await
+    );
     let scope = tenantry_core::TenantScope::for_operator(
         tenantry_core::OperatorGrant::verified(),
         tenantry_core::TenantId::new("acme").unwrap(),
@@ -204,7 +212,7 @@ async fn storage_expires_and_workload_tokens_die_with_their_session() {
     s.create_tenant("acme", "standard").await;
     create_runtime(
         &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
+        json!({"name": "py", "command": ["python3", "leaky.py"], "workdir": test_agents_dir(),
                "storage": {"idle_expiry_seconds": 1}}),
     )
     .await;
@@ -212,18 +220,7 @@ async fn storage_expires_and_workload_tokens_die_with_their_session() {
     let session = session_id("exp");
     let r = invoke(&s, "py", &alice, &session, json!({}), &[]).await;
     assert_eq!(r.body["invocations_in_session"], 1, "{}", r.text);
-    let workload = s
-        .server()
-        .state
-        .workload
-        .mint(
-            &tenantry_core::TenantId::new("acme").unwrap(),
-            &tenantry_core::UserId::new("alice").unwrap(),
-            &session,
-            "py",
-            Duration::from_secs(600),
-        )
-        .unwrap();
+    let workload = r.body["workload_token"].as_str().unwrap().to_string();
     assert_eq!(s.get("/v1/me", &workload).await.status, 200);
     s.delete(&format!("/v1/sessions/{session}"), &alice).await;
     let r = s.get("/v1/me", &workload).await;
@@ -393,13 +390,13 @@ async fn idle_timeout_stops_sessions_unless_busy() {
     assert_eq!(r.status, 200, "{}", r.text);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let state = &s.server().state;
-    let acme = tenantry_core::TenantId::new("acme").unwrap();
+    let acme = s.tenant_uid("acme").await;
     assert!(
-        !state.sessions.is_live(&acme, &idle),
+        !state.sessions.is_running(&acme, &idle),
         "idle session must be stopped"
     );
     assert!(
-        state.sessions.is_live(&acme, &busy),
+        state.sessions.is_running(&acme, &busy),
         "HealthyBusy must keep the session"
     );
     let r = s.get(&format!("/v1/sessions/{idle}"), &alice).await;
@@ -482,11 +479,12 @@ async fn a_dedicated_runtime_fills_its_warm_pool_before_its_first_session() {
     }
     let s = server(1).await;
     s.create_tenant("acme", "standard").await;
+    let acme = s.tenant_uid("acme").await;
     let pool = |s: &TestServer| {
-        s.server().state.sessions.warm_sandboxes(
-            &tenantry_core::RuntimeName::new("py-acme").unwrap(),
-            &tenantry_core::TenantId::new("acme").unwrap(),
-        )
+        s.server()
+            .state
+            .sessions
+            .warm_sandboxes(&tenantry_core::RuntimeName::new("py-acme").unwrap(), &acme)
     };
     let wait_for = |want: usize| {
         let s = &s;
@@ -547,8 +545,7 @@ async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
         200
     );
     let sessions = &s.server().state.sessions;
-    let victim_dir =
-        sessions.storage_dir(&tenantry_core::TenantId::new("globex").unwrap(), &victim);
+    let victim_dir = sessions.storage_dir(&s.tenant_uid("globex").await, &victim);
     let victim_file = victim_dir.join("counter");
     assert!(victim_file.exists());
     let admin_key = s.config_path.parent().unwrap().join("admin.key");

@@ -12,14 +12,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::{
     ErrorCode, IsolationSettings, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus,
-    Tier, TierName, unix_now,
+    TenantUid, Tier, TierName, unix_now,
 };
 use tenantry_store::ApiKeyRecord;
 
 use super::keys::{self, CreateApiKey, CreatedApiKey};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::json::{ApiJson, parse_json};
 use crate::state::AppState;
 
@@ -239,6 +239,7 @@ async fn create_tenant(
     let tenant = Tenant {
         name: req.name.unwrap_or_else(|| req.id.to_string()),
         id: req.id,
+        uid: TenantUid::generate(),
         tier: req.tier,
         status: req.status.unwrap_or_default(),
         isolation: req.isolation,
@@ -313,22 +314,43 @@ async fn update_tenant(
         return Err(ApiError::not_found("tenant"));
     }
     state.registry.forget_tenant(&tenant.id);
+    if tenant.status == TenantStatus::Suspended {
+        crate::tenants::suspended(&state, &tenant.id, &tenant.uid).await;
+    }
     tracing::info!(tenant.id = %tenant.id, status = tenant.status.as_str(), tier = %tenant.tier, "tenant updated");
     Ok(Json(view(&state, &tenant).await?))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteTenant {
+    /// `usage`: also delete the tenant's usage ledger (kept for billing otherwise).
+    #[serde(default)]
+    purge: Option<String>,
+}
+
+/// Deletes a tenant and everything of it (see `tenants::delete`); answers what was removed.
 async fn delete_tenant(
     _: Operator,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(q): ApiQuery<DeleteTenant>,
+) -> ApiResult<Json<crate::tenants::Removed>> {
     let id = parse_tenant_id(&id)?;
-    if !state.store.delete_tenant(&id).await? {
-        return Err(ApiError::not_found("tenant"));
-    }
-    state.registry.forget_tenant(&id);
-    tracing::info!(tenant.id = %id, "tenant deleted");
-    Ok(StatusCode::NO_CONTENT)
+    let purge_usage = match q.purge.as_deref() {
+        None => false,
+        Some("usage") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "purge={other:?} is not known; the only value is purge=usage (also delete the \
+                 tenant's usage ledger, which is otherwise kept for billing)"
+            )));
+        }
+    };
+    crate::tenants::delete(&state, &id, purge_usage)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("tenant"))
 }
 
 // ---- tenant API keys

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_core::{ErrorCode, RuntimeName};
+use tenantry_core::{ErrorCode, RuntimeName, TenantContext};
 use tenantry_limits::{ConcurrencyKey, Dimension, Subject};
 use tenantry_store::SessionRecord;
 
@@ -107,12 +107,14 @@ struct ListQuery {
     runtime: Option<String>,
 }
 
-fn view(state: &AppState, s: &SessionRecord) -> Value {
+fn view(state: &AppState, ctx: &TenantContext, s: &SessionRecord) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
+        // Which server process runs it is the operator's business.
+        o.remove("node");
         o.insert(
             "running".into(),
-            json!(state.sessions.is_live(&s.tenant_id, &s.id)),
+            json!(state.sessions.is_running(&ctx.tenant_uid, &s.id)),
         );
     }
     v
@@ -132,7 +134,7 @@ async fn list(
         .store
         .list_sessions(&ctx.scope(), Some(&ctx.user_id), runtime.as_ref())
         .await?;
-    let views: Vec<Value> = sessions.iter().map(|s| view(&state, s)).collect();
+    let views: Vec<Value> = sessions.iter().map(|s| view(&state, &ctx, s)).collect();
     Ok(Json(json!({ "sessions": views })))
 }
 
@@ -155,7 +157,7 @@ async fn show(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let s = own_session(&state, &ctx, &id).await?;
-    Ok(Json(view(&state, &s)))
+    Ok(Json(view(&state, &ctx, &s)))
 }
 
 /// Stops the session's sandbox; its storage stays and the next invocation resumes it.
@@ -167,10 +169,10 @@ async fn stop(
     own_session(&state, &ctx, &id).await?;
     let was_running = state
         .sessions
-        .stop(&ctx.tenant_id, &id, "stopped_by_user")
+        .stop(&ctx.tenant_uid, &id, "stopped_by_user")
         .await;
     let s = own_session(&state, &ctx, &id).await?;
-    let mut v = view(&state, &s);
+    let mut v = view(&state, &ctx, &s);
     v["was_running"] = json!(was_running);
     Ok(Json(v))
 }

@@ -114,6 +114,7 @@ async fn fill_dedicated_pool(state: &AppState, runtime: &Runtime) {
     state.sessions.fill_warm_pool(
         runtime.clone(),
         tenant.id.clone(),
+        tenant.uid.clone(),
         tenantry_core::Tier::clone(&tier),
     );
 }

@@ -77,7 +77,7 @@ pub fn caller_identity(state: &AppState, ctx: &TenantContext, token: &str) -> Ca
         } => {
             caller.subject_token = state
                 .sessions
-                .subject_token(&ctx.tenant_id, session_id)
+                .subject_token(&ctx.tenant_uid, session_id)
                 .map(Secret::new);
             caller.actor_token = state
                 .tools

@@ -1,11 +1,16 @@
 //! The session manager: one sandbox per session, started on first invocation (or taken from a
 //! warm pool), resumed with its storage after a stop, stopped on idle timeout or maximum
-//! lifetime, metered into the ledger when it stops, and its storage deleted after expiry.
+//! lifetime, metered into the ledger while it runs and when it stops, and its storage deleted
+//! after expiry.
 //!
 //! Sessions belong to the (tenant, user) that created them; this module is handed a verified
-//! `TenantContext` and never looks a session up outside that tenant's scope. A sandbox is bound
-//! to exactly one session and destroyed after it; warm sandboxes are kept per (runtime,
-//! tenant), so even an unbound one never crosses tenants.
+//! `TenantContext` and never looks a session up outside that tenant's scope. Everything it
+//! keeps of a tenant (live sessions, warm pools, session storage, the workload tokens it mints)
+//! is keyed by the tenant's immutable uid, so a tenant deleted and created again under the same
+//! id meets nothing of the old one. A sandbox is bound to exactly one session and destroyed
+//! after it; warm sandboxes are kept per (runtime, tenant), so even an unbound one never
+//! crosses tenants. Each sandbox is an instance with an id of its own, and the workload tokens
+//! minted for it are honoured only while that very instance runs.
 //!
 //! The agent reaches the platform through a Unix socket of its own sandbox (the platform
 //! bridge). Requests arriving there that carry the sandbox's bridge secret (the agent's
@@ -27,14 +32,17 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tenantry_core::{
-    ErrorCode, OperatorGrant, RuntimeName, TenantContext, TenantId, TenantScope, Tier, unix_now,
+    ErrorCode, OperatorGrant, RuntimeName, TenantContext, TenantId, TenantScope, TenantUid, Tier,
+    UserId, unix_now,
 };
+use tenantry_identity::WorkloadSubject;
 use tenantry_runtime::{
     PlatformBridge, ProcessSandbox, SandboxExit, SandboxHandle, SandboxSpec, SandboxStatus,
 };
 use tenantry_store::{SessionRecord, SessionStatus, Store, UsageKind, UsageRecord};
 
 use crate::error::ApiError;
+use crate::gateway::Ledger;
 use crate::runtimes::{Protocol, Runtime};
 
 mod agent;
@@ -42,7 +50,9 @@ mod bridge;
 mod headers;
 mod launch;
 mod lifecycle;
+mod start;
 mod storage;
+mod tenants;
 mod warm;
 
 use agent::{
@@ -55,6 +65,8 @@ pub use headers::{
 };
 use headers::{MCP_SESSION_HEADER, agent_headers};
 use storage::{measure_storage, storage_exceeded};
+use tenantry_runtime::ComputeUsage;
+pub use tenants::SessionsRemoved;
 
 /// Longest wait for the agent's response headers.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(900);
@@ -81,9 +93,31 @@ pub struct Invocation<'a> {
     pub permit: Option<tenantry_limits::Permit>,
 }
 
-type LiveKey = (TenantId, String);
-/// A session's place in the live map; its lock serialises starting and stopping the session.
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Live>>>>;
+/// A session, by its tenant's uid and its id.
+type LiveKey = (TenantUid, String);
+
+/// A session's place while it starts or runs. The lock serialises starting, stopping and the
+/// storage sweep of the session; `live` is read without it. An entry is in the map only while
+/// its session starts (the lock is held) or runs (`live` is set): every path that leaves it
+/// empty removes it, so the map counts exactly the sessions that hold or are getting a sandbox.
+#[derive(Debug, Default)]
+struct Entry {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    live: Mutex<Option<Arc<Live>>>,
+}
+
+impl Entry {
+    fn live(&self) -> Option<Arc<Live>> {
+        self.live.lock().ok().and_then(|l| l.clone())
+    }
+
+    fn set(&self, live: Option<Arc<Live>>) -> Option<Arc<Live>> {
+        match self.live.lock() {
+            Ok(mut l) => std::mem::replace(&mut *l, live),
+            Err(_) => None,
+        }
+    }
+}
 
 /// A running sandbox, bound to a session or waiting in a warm pool.
 #[derive(Debug)]
@@ -127,11 +161,23 @@ impl Drop for Sandboxed {
     }
 }
 
+/// What of a running sandbox's compute is in the ledger already.
+#[derive(Debug, Clone, Copy, Default)]
+struct Metered {
+    cpu_seconds: f64,
+    memory_gb_seconds: f64,
+    wall_seconds: f64,
+}
+
 #[derive(Debug)]
 struct Live {
     sandbox: Sandboxed,
+    /// This sandbox instance's id: the workload tokens minted for it name it.
+    instance: String,
+    tenant: TenantId,
+    tenant_uid: TenantUid,
     runtime: Runtime,
-    user: tenantry_core::UserId,
+    user: UserId,
     started: Instant,
     last_active_ms: AtomicU64,
     in_flight: AtomicU32,
@@ -143,12 +189,21 @@ struct Live {
     connections: Mutex<Vec<AgentSender>>,
     /// When `last_active_at` was last written to the store (unix seconds).
     persisted_touch: std::sync::atomic::AtomicI64,
+    /// The user JWT the session was last invoked with: the `subject_token` of a token exchange
+    /// the agent's tool calls need (never logged, gone with the sandbox).
+    subject: Mutex<Option<String>>,
+    /// Compute already written to the ledger, and when it was last sampled.
+    metered: Mutex<(Metered, Instant)>,
 }
 
 impl Live {
     fn touch(&self, epoch: Instant) {
         self.last_active_ms
             .store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.sandbox.handle.status(), SandboxStatus::Running)
     }
 }
 
@@ -163,17 +218,18 @@ enum Backend {
 struct Inner {
     backend: Backend,
     store: Store,
+    ledger: Ledger,
     workload: tenantry_identity::WorkloadIssuer,
     storage_root: PathBuf,
     run_root: PathBuf,
     ready_timeout: Duration,
     time_divisor: u32,
+    /// This process's node id, recorded on the sessions it runs.
+    node: String,
+    compute_every: Duration,
     epoch: Instant,
-    live: Mutex<HashMap<LiveKey, Slot>>,
-    /// The user JWT each live session was last invoked with: the `subject_token` of a token
-    /// exchange the agent's tool calls need (never logged, forgotten when the session stops).
-    subjects: Mutex<HashMap<LiveKey, String>>,
-    warm: Mutex<HashMap<(RuntimeName, TenantId), Vec<Sandboxed>>>,
+    sessions: Mutex<HashMap<LiveKey, Arc<Entry>>>,
+    warm: Mutex<HashMap<(RuntimeName, TenantUid), Vec<Sandboxed>>>,
     /// The application served to agents on their bridge sockets; set once the router exists.
     app: OnceLock<axum::Router>,
 }
@@ -198,6 +254,10 @@ pub struct SessionSettings {
     pub time_divisor: u32,
     /// Remount a cgroup hierarchy with `favordynmods` (see `RuntimeConfig`).
     pub favor_dynamic_cgroups: bool,
+    /// This process's node id (see `RuntimeConfig::node_id`).
+    pub node: String,
+    /// How often a running session's compute goes to the ledger.
+    pub compute_every: Duration,
 }
 
 /// Applies `favordynmods` (see `RuntimeConfig::favor_dynamic_cgroups`) and says what happened.
@@ -221,6 +281,7 @@ impl SessionManager {
     pub fn new(
         settings: SessionSettings,
         store: Store,
+        ledger: Ledger,
         workload: tenantry_identity::WorkloadIssuer,
     ) -> Self {
         let backend = match &settings.helper {
@@ -247,24 +308,28 @@ impl SessionManager {
             inner: Arc::new(Inner {
                 backend,
                 store,
+                ledger,
                 workload,
                 storage_root: settings.storage_root,
                 run_root: settings.run_root,
                 ready_timeout: settings.ready_timeout,
                 time_divisor: settings.time_divisor.max(1),
+                node: settings.node,
+                compute_every: settings.compute_every,
                 epoch: Instant::now(),
-                live: Mutex::new(HashMap::new()),
-                subjects: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
                 warm: Mutex::new(HashMap::new()),
                 app: OnceLock::new(),
             }),
         }
     }
 
-    /// Gives the manager the application agents reach through their bridge, and starts the
-    /// lifecycle and storage-expiry loops.
-    pub fn start(&self, app: axum::Router) {
+    /// Gives the manager the application agents reach through their bridge, reconciles the
+    /// store with what a previous process of this node left behind, and starts the lifecycle
+    /// loop (idle and lifetime stops, compute samples, storage expiry).
+    pub async fn start(&self, app: axum::Router) {
         let _ = self.inner.app.set(app);
+        self.reconcile().await;
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut last_sweep = Instant::now();
@@ -281,45 +346,84 @@ impl SessionManager {
         });
     }
 
-    /// Whether the session is running (workload tokens are honoured only then).
-    pub fn is_live(&self, tenant: &TenantId, session: &str) -> bool {
-        self.inner
-            .live
-            .lock()
-            .map(|m| m.contains_key(&(tenant.clone(), session.to_string())))
-            .unwrap_or(false)
+    fn entry(&self, key: &LiveKey) -> Option<Arc<Entry>> {
+        self.inner.sessions.lock().ok()?.get(key).cloned()
+    }
+
+    /// The session's live sandbox, if it has one (running or ended but not yet reaped).
+    fn live(&self, key: &LiveKey) -> Option<Arc<Live>> {
+        self.entry(key)?.live()
+    }
+
+    /// Whether this sandbox instance of the session is running: workload tokens are honoured
+    /// only then (a token minted for an earlier instance of the same session is not).
+    pub fn is_live_instance(&self, tenant: &TenantUid, session: &str, instance: &str) -> bool {
+        self.live(&(tenant.clone(), session.to_string()))
+            .is_some_and(|l| l.instance == instance && l.running())
+    }
+
+    /// Whether the session has a running sandbox.
+    pub fn is_running(&self, tenant: &TenantUid, session: &str) -> bool {
+        self.live(&(tenant.clone(), session.to_string()))
+            .is_some_and(|l| l.running())
+    }
+
+    /// Sessions running or starting on this replica (sandboxes held or being launched).
+    pub fn live_count(&self) -> usize {
+        self.inner.sessions.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     /// The user JWT the running session was last invoked with, for a token exchange on behalf
     /// of that user by the session's agent; `None` when the session is not running or was
     /// invoked with another credential (an API key).
-    pub fn subject_token(&self, tenant: &TenantId, session: &str) -> Option<String> {
-        if !self.is_live(tenant, session) {
-            return None;
-        }
-        self.inner
-            .subjects
-            .lock()
-            .ok()?
-            .get(&(tenant.clone(), session.to_string()))
-            .cloned()
+    pub fn subject_token(&self, tenant: &TenantUid, session: &str) -> Option<String> {
+        let live = self.live(&(tenant.clone(), session.to_string()))?;
+        live.subject.lock().ok().and_then(|s| s.clone())
     }
 
     /// Sessions of the tenant running or starting, other than `key` itself.
     fn others_running(&self, key: &LiveKey) -> usize {
         self.inner
-            .live
+            .sessions
             .lock()
             .map(|m| m.keys().filter(|k| k.0 == key.0 && *k != key).count())
             .unwrap_or(0)
     }
 
-    /// Where a session's storage lives on the host: below the tenant's directory, named by a
-    /// hash of the session id so no caller-chosen string ever becomes a path.
-    pub fn storage_dir(&self, tenant: &TenantId, session: &str) -> PathBuf {
+    /// The directory of a tenant's session storage on this host, named by its uid.
+    fn tenant_storage(&self, tenant: &TenantUid) -> PathBuf {
+        self.inner.storage_root.join(tenant.as_str())
+    }
+
+    /// Where a session's storage lives on the host: below the tenant's directory (named by the
+    /// tenant's uid), named by a hash of the session id so no caller-chosen string ever becomes
+    /// a path.
+    pub fn storage_dir(&self, tenant: &TenantUid, session: &str) -> PathBuf {
         let digest = Sha256::digest(session.as_bytes());
         let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        self.inner.storage_root.join(tenant.as_str()).join(name)
+        self.tenant_storage(tenant).join(name)
+    }
+
+    /// A workload token for the session's current sandbox instance.
+    fn mint_token(
+        &self,
+        ctx: &TenantContext,
+        live: &Live,
+        session: &str,
+        ttl: Duration,
+    ) -> Result<String, ApiError> {
+        let subject = WorkloadSubject {
+            tenant: ctx.tenant_id.clone(),
+            tenant_uid: ctx.tenant_uid.clone(),
+            user: ctx.user_id.clone(),
+            session: session.to_string(),
+            instance: live.instance.clone(),
+            runtime: live.runtime.name.to_string(),
+        };
+        self.inner
+            .workload
+            .mint(&subject, ttl)
+            .map_err(|e| ApiError::internal("minting a workload token", e))
     }
 
     // ---- invocation ---------------------------------------------------------------------
@@ -342,16 +446,57 @@ impl SessionManager {
             body,
             permit,
         } = invocation;
+        let (live, started) = self.session(ctx, tier, &runtime, &session_id).await?;
+        // A session started for this invocation is stopped again if its caller goes away
+        // before the exchange with the agent is over (see `FirstCall`): a cancelled start
+        // leaves no sandbox behind.
+        let first_call = started.then(|| self.first_call(&session_id, &live));
+        let forwarded = self
+            .forward(
+                ctx,
+                live,
+                Invocation {
+                    runtime,
+                    session_id,
+                    caller_headers,
+                    platform_headers,
+                    subject,
+                    body,
+                    permit,
+                },
+            )
+            .await;
+        if let Some(first) = first_call {
+            first.answered();
+        }
+        forwarded
+    }
+
+    /// Sends one invocation to the session's running sandbox.
+    async fn forward(
+        &self,
+        ctx: &TenantContext,
+        live: Arc<Live>,
+        invocation: Invocation<'_>,
+    ) -> Result<Response<Body>, ApiError> {
+        let Invocation {
+            runtime,
+            session_id,
+            caller_headers,
+            platform_headers,
+            subject,
+            body,
+            permit,
+        } = invocation;
         let scope = ctx.scope();
-        let live = self
-            .session(ctx, tier, &scope, &runtime, &session_id)
-            .await?;
         if live.over_quota.load(Ordering::Relaxed) {
             return Err(storage_exceeded(live.storage_limit));
         }
         live.in_flight.fetch_add(1, Ordering::SeqCst);
         live.touch(self.inner.epoch);
-        self.remember_subject(ctx, &session_id, subject);
+        if let Ok(mut kept) = live.subject.lock() {
+            *kept = subject;
+        }
         let guard = InFlight {
             live: live.clone(),
             epoch: self.inner.epoch,
@@ -369,17 +514,7 @@ impl SessionManager {
                 .await;
         }
 
-        let token = self
-            .inner
-            .workload
-            .mint(
-                &ctx.tenant_id,
-                &ctx.user_id,
-                &session_id,
-                runtime.name.as_str(),
-                INVOCATION_TOKEN_TTL,
-            )
-            .map_err(|e| ApiError::internal("minting a workload token", e))?;
+        let token = self.mint_token(ctx, &live, &session_id, INVOCATION_TOKEN_TTL)?;
         let mut headers = agent_headers(ctx, &runtime, &session_id, &token, caller_headers);
         // The platform's own headers (tenant context, token, trace) are never replaced.
         for (name, value) in &platform_headers {
@@ -440,193 +575,6 @@ impl SessionManager {
         });
         out.body(body)
             .map_err(|e| ApiError::internal("building the response", e))
-    }
-
-    /// The live session for this caller: running already, resumed, or created.
-    async fn session(
-        &self,
-        ctx: &TenantContext,
-        tier: &Tier,
-        scope: &TenantScope,
-        runtime: &Runtime,
-        session_id: &str,
-    ) -> Result<Arc<Live>, ApiError> {
-        let store = &self.inner.store;
-        let key = (ctx.tenant_id.clone(), session_id.to_string());
-        let slot = {
-            let mut live = self
-                .inner
-                .live
-                .lock()
-                .map_err(|_| ApiError::internal("locking sessions", "poisoned"))?;
-            live.entry(key.clone()).or_default().clone()
-        };
-        let mut guard = slot.lock().await;
-        // A running session is answered from memory: its owner and runtime are known.
-        if let Some(live) = guard.as_ref()
-            && matches!(live.sandbox.handle.status(), SandboxStatus::Running)
-        {
-            if live.user != ctx.user_id || live.runtime.name != runtime.name {
-                return Err(ApiError::not_found("session"));
-            }
-            return Ok(live.clone());
-        }
-        let entered = Instant::now();
-        let record = store.get_session(scope, session_id).await?;
-        if let Some(r) = &record
-            && (r.user_id != ctx.user_id || r.runtime != runtime.name)
-        {
-            // Another user's (or another runtime's) session does not exist for this caller.
-            self.forget_empty_slot(&key, &guard);
-            return Err(ApiError::not_found("session"));
-        }
-        if let Some(live) = guard.as_ref() {
-            if matches!(live.sandbox.handle.status(), SandboxStatus::Running) {
-                return Ok(live.clone());
-            }
-            // The sandbox ended on its own (crash, OOM; the invocation that saw it was told).
-            // Meter it and start a fresh sandbox on the same storage.
-            if let Some(ended) = guard.take() {
-                let exit = match ended.sandbox.handle.status() {
-                    SandboxStatus::Ended(exit) => exit,
-                    SandboxStatus::Running => SandboxExit::Stopped,
-                };
-                self.finish_keep_slot(&key, ended, exit.as_str()).await;
-            }
-        }
-        let now = unix_now();
-        if let Some(max) = tier.limits.concurrent_sessions
-            && self.others_running(&key) >= max as usize
-        {
-            self.forget_empty_slot(&key, &guard);
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "tenant {} already has {max} running sessions (tier {})",
-                    ctx.tenant_id, tier.name
-                ),
-            ));
-        }
-        let storage = self.storage_dir(&ctx.tenant_id, session_id);
-        let storage_limit = u64::from(tier.sandbox.storage_mb) * 1024 * 1024;
-        if record.is_some() && measure_storage(storage.clone()).await > storage_limit {
-            self.forget_empty_slot(&key, &guard);
-            return Err(storage_exceeded(storage_limit));
-        }
-        let resumed = match record {
-            None => {
-                let record = SessionRecord {
-                    id: session_id.to_string(),
-                    tenant_id: ctx.tenant_id.clone(),
-                    user_id: ctx.user_id.clone(),
-                    runtime: runtime.name.clone(),
-                    status: SessionStatus::Active,
-                    created_at: now,
-                    last_active_at: now,
-                    stopped_at: None,
-                    stop_reason: None,
-                };
-                store.insert_session(scope, &record).await?;
-                false
-            }
-            Some(_) => {
-                store
-                    .set_session_status(scope, session_id, SessionStatus::Active, None, now)
-                    .await?;
-                true
-            }
-        };
-        let prepared = entered.elapsed();
-        let warm = self.take_warm(runtime, &ctx.tenant_id, &storage, resumed);
-        let from_pool = warm.is_some();
-        let mut started = match warm {
-            Some(s) => s,
-            None => self
-                .launch(runtime, &ctx.tenant_id, tier, session_id, &storage)
-                .await
-                .inspect_err(|_| {
-                    self.forget_empty_slot(&key, &guard);
-                })?,
-        };
-        // Bind: from now on the bridge secret stands for this session's workload token.
-        let token = self
-            .inner
-            .workload
-            .mint(
-                &ctx.tenant_id,
-                &ctx.user_id,
-                session_id,
-                runtime.name.as_str(),
-                Duration::from_secs(runtime.spec.lifecycle.max_lifetime_seconds),
-            )
-            .map_err(|e| ApiError::internal("minting a workload token", e))?;
-        if let Ok(mut b) = started.binding.lock() {
-            b.token = Some(token);
-        }
-        let primed: Vec<AgentSender> = started.primed.take().into_iter().collect();
-        let live = Arc::new(Live {
-            sandbox: started,
-            runtime: runtime.clone(),
-            user: ctx.user_id.clone(),
-            started: Instant::now(),
-            last_active_ms: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
-            storage_limit,
-            over_quota: Arc::new(AtomicBool::new(false)),
-            connections: Mutex::new(primed),
-            persisted_touch: std::sync::atomic::AtomicI64::new(now),
-        });
-        live.touch(self.inner.epoch);
-        *guard = Some(live.clone());
-        drop(guard);
-        // Where the start-up time went: before the sandbox (session row, storage), and for a
-        // sandbox launched for this session, its start and the wait for the agent to listen.
-        let times = if from_pool {
-            LaunchTimes::default()
-        } else {
-            live.sandbox.times
-        };
-        tracing::info!(
-            tenant.id = %ctx.tenant_id,
-            session.id = %session_id,
-            runtime = %runtime.name,
-            resumed,
-            from_pool,
-            prepare_us = micros(prepared),
-            launch_us = micros(times.start),
-            listen_us = micros(times.listen),
-            total_us = micros(entered.elapsed()),
-            "session started"
-        );
-        self.fill_warm_pool(runtime.clone(), ctx.tenant_id.clone(), tier.clone());
-        Ok(live)
-    }
-
-    /// Keeps the invoking user's JWT for the session's token exchanges (see `subject_token`).
-    fn remember_subject(&self, ctx: &TenantContext, session: &str, jwt: Option<String>) {
-        let key = (ctx.tenant_id.clone(), session.to_string());
-        if let Ok(mut subjects) = self.inner.subjects.lock() {
-            match jwt {
-                Some(token) => {
-                    subjects.insert(key, token);
-                }
-                None => {
-                    subjects.remove(&key);
-                }
-            }
-        }
-    }
-
-    fn forget_empty_slot(
-        &self,
-        key: &LiveKey,
-        guard: &tokio::sync::MutexGuard<'_, Option<Arc<Live>>>,
-    ) {
-        if guard.is_none()
-            && let Ok(mut live) = self.inner.live.lock()
-        {
-            live.remove(key);
-        }
     }
 }
 

@@ -9,7 +9,7 @@ impl SessionManager {
     pub(super) fn take_warm(
         &self,
         runtime: &Runtime,
-        tenant: &TenantId,
+        tenant: &TenantUid,
         storage: &Path,
         resumed: bool,
     ) -> Option<Sandboxed> {
@@ -40,7 +40,7 @@ impl SessionManager {
     }
 
     /// Warm sandboxes waiting now in the pool of `runtime` for `tenant`.
-    pub fn warm_sandboxes(&self, runtime: &RuntimeName, tenant: &TenantId) -> usize {
+    pub fn warm_sandboxes(&self, runtime: &RuntimeName, tenant: &TenantUid) -> usize {
         self.inner
             .warm
             .lock()
@@ -54,14 +54,14 @@ impl SessionManager {
     /// Fills the pool of `runtime` for `tenant` up to the runtime's `warm_pool`, in the
     /// background: after a session took a sandbox from it, or for a runtime dedicated to that
     /// tenant when it is created or changed, so that even its first session finds one.
-    pub fn fill_warm_pool(&self, runtime: Runtime, tenant: TenantId, tier: Tier) {
+    pub fn fill_warm_pool(&self, runtime: Runtime, tenant: TenantId, uid: TenantUid, tier: Tier) {
         let want = runtime.spec.warm_pool as usize;
         if want == 0 {
             return;
         }
         let manager = self.clone();
         tokio::spawn(async move {
-            let key = (runtime.name.clone(), tenant.clone());
+            let key = (runtime.name.clone(), uid.clone());
             loop {
                 let have = manager
                     .inner
@@ -78,11 +78,15 @@ impl SessionManager {
                     Ok(mut s) => {
                         s.primed = ping(&s.handle).await.map(|(sender, _)| sender);
                         // The runtime may have been changed or deleted while this sandbox
-                        // started: a sandbox of an old spec must never be handed out.
+                        // started: a sandbox of an old spec must never be handed out. Nor one
+                        // of a tenant deleted (or suspended) meanwhile.
                         let current = manager.inner.store.get_runtime(&runtime.name).await;
                         let unchanged =
                             matches!(&current, Ok(Some(r)) if r.updated_at == runtime.updated_at);
-                        if !unchanged {
+                        let owner = manager.inner.store.get_tenant(&tenant).await;
+                        let tenant_active = matches!(&owner, Ok(Some(t))
+                            if t.uid == uid && t.status == tenantry_core::TenantStatus::Active);
+                        if !unchanged || !tenant_active {
                             s.discard().await;
                             return;
                         }

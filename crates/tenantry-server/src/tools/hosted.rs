@@ -77,6 +77,7 @@ impl HostedRuntimes for HostedSessions {
             let state = self.state()?;
             let claimed = Claimed {
                 tenant: caller.tenant.clone(),
+                tenant_uid: None,
                 user: caller.user.clone(),
                 roles: caller.roles.clone(),
                 credential: caller.credential.clone(),
@@ -128,12 +129,12 @@ impl HostedRuntimes for HostedSessions {
         Box::pin(async move {
             let Ok(state) = self.state() else { return };
             let Some(scope) = caller.scope() else { return };
+            let Ok(Some(tenant)) = state.registry.tenant(&state.store, &caller.tenant).await else {
+                return;
+            };
             match state.store.get_session(scope, session).await {
                 Ok(Some(record)) if record.user_id == caller.user => {
-                    state
-                        .sessions
-                        .stop(&caller.tenant, session, END_REASON)
-                        .await;
+                    state.sessions.stop(&tenant.uid, session, END_REASON).await;
                 }
                 Ok(_) => {}
                 Err(e) => {

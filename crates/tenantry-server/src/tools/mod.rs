@@ -204,6 +204,17 @@ impl Tools {
         }
     }
 
+    /// Loads the targets and policy sets from the store now (after a tenant was deleted through
+    /// this replica, its own are gone), rather than at the next poll.
+    pub async fn reload_now(&self) {
+        if let Err(e) = self.reload_targets(true).await {
+            tracing::warn!(error = %e, "cannot reload tool targets");
+        }
+        if let Err(e) = self.reload_policies(true).await {
+            tracing::warn!(error = %e, "cannot reload policy sets");
+        }
+    }
+
     /// Re-reads the targets from the store and loads them when they changed (or `force`).
     async fn reload_targets(&self, force: bool) -> Result<(), StoreError> {
         let s = &self.shared;

@@ -1,0 +1,68 @@
+# An agent that hands back what a careless agent could leak (its workload token, its tenant
+# context, the files in its session storage) and reads, writes or keeps writing its storage on
+# request: the lifecycle tests use it to see what an old sandbox, token or storage could reach.
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DIR = os.environ.get("SESSION_DIR", "/mnt/session")
+
+
+def count_invocations():
+    path = os.path.join(DIR, "invocations")
+    n = int(open(path).read()) + 1 if os.path.exists(path) else 1
+    with open(path, "w") as f:
+        f.write(str(n))
+    return n
+
+
+def keep_writing():
+    path = os.path.join(DIR, "background.log")
+    while True:
+        try:
+            with open(path, "a") as f:
+                f.write("%f\n" % time.time())
+        except OSError:
+            pass
+        time.sleep(0.05)
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def reply(self, obj):
+        b = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+
+    def do_GET(self):
+        self.reply({"status": "Healthy"})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        for name, data in body.get("write", {}).items():
+            with open(os.path.join(DIR, name), "w") as f:
+                f.write(data)
+        out = {
+            "invocations_in_session": count_invocations(),
+            "workload_token": self.headers.get("X-Tenantry-Workload-Token"),
+            "tenant": self.headers.get("X-Tenantry-Tenant-Id"),
+            "files": sorted(os.listdir(DIR)),
+        }
+        if "read" in body:
+            path = os.path.join(DIR, body["read"])
+            out["read"] = open(path).read() if os.path.exists(path) else None
+        if body.get("background"):
+            threading.Thread(target=keep_writing, daemon=True).start()
+        self.reply(out)
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
