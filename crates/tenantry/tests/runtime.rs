@@ -9,64 +9,18 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tenantry_testkit::{RequestBody, Response, TestServer};
+use serde_json::json;
+use tenantry_testkit::{RequestBody, TestServer};
 
 mod support;
 
-use support::{BIN, python_agent_dir, sandboxes_available, test_agents_dir};
+use support::{
+    BIN, create_runtime, invoke, python_agent_dir, sandboxes_available, server, session_id,
+    test_agents_dir,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-async fn server(divisor: u32) -> TestServer {
-    TestServer::builder()
-        .sandbox_helper(BIN, &["sandbox-helper"])
-        .configure(move |c| {
-            c.runtime.ready_timeout_seconds = 5;
-            c.runtime.time_divisor = divisor;
-        })
-        .start()
-        .await
-}
-
-fn session_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:032x}-{}", N.fetch_add(1, Ordering::Relaxed))
-}
-
-async fn invoke(
-    s: &TestServer,
-    runtime: &str,
-    token: &str,
-    session: &str,
-    body: Value,
-    extra: &[(&str, &str)],
-) -> Response {
-    let mut headers = vec![("X-Tenantry-Session-Id", session)];
-    headers.extend_from_slice(extra);
-    s.request(
-        "POST",
-        &format!("/v1/runtimes/{runtime}/invocations"),
-        Some(token),
-        &headers,
-        Some(RequestBody::Json(body)),
-    )
-    .await
-}
-
-async fn create_runtime(s: &TestServer, body: Value) {
-    s.admin("POST", "/v1/admin/runtimes", Some(body)).await;
 }
 
 #[tokio::test]

@@ -383,6 +383,29 @@ async fn hosted_targets_are_checked_refused_and_fail_clearly() {
     );
     let denied = globex.call("notes___remember", json!({"text": "x"})).await;
     assert_eq!(denied.error_code(), Some(-32010), "{:?}", denied.body);
+    // ...on every path: the runtime cannot be invoked directly to get around the policy, the
+    // tool-call rate and metering (a user's token here; an agent's goes through the same
+    // route).
+    let bob = s.token("globex", "bob", &[]);
+    let bypass = s
+        .request(
+            "POST",
+            "/v1/runtimes/notes-mcp/invocations",
+            Some(&bob),
+            &[("accept", "application/json, text/event-stream")],
+            Some(RequestBody::Json(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "remember", "arguments": {"text": "x"}}}),
+            )),
+        )
+        .await;
+    assert_eq!(
+        (bypass.status, bypass.code()),
+        (400, "invalid_request"),
+        "{}",
+        bypass.text
+    );
+    assert!(bypass.text.contains("/mcp"), "{}", bypass.text);
     assert!(acme.tools().await.contains(&"notes___remember".to_string()));
 
     // A hosted server that dies before it listens: hidden from the list, and a call gets a

@@ -18,6 +18,7 @@ use tenantry_store::SessionRecord;
 use crate::auth::{CallerTier, TenantCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
+use crate::runtimes::Protocol;
 use crate::sessions::{
     AGENTCORE_SESSION_HEADER, Invocation, SESSION_HEADER, new_session_id, subject_of,
     valid_session_id,
@@ -73,6 +74,15 @@ async fn invoke(
         .map_err(|e| ApiError::internal("reading a runtime", e))?
         .filter(|r| r.visible_to(&ctx.tenant_id))
         .ok_or_else(|| ApiError::not_found("runtime"))?;
+    // An MCP server's tools are called through the tool gateway only, where the tenant's
+    // policy, the tool-call rate and metering apply to every call: a direct invocation would
+    // pass its JSON-RPC around all three.
+    if runtime.spec.protocol == Protocol::Mcp {
+        return Err(ApiError::invalid(format!(
+            "runtime {name} is an MCP server: call its tools through /mcp (as the tool target \
+             that names it), where policy, rate limits and metering apply"
+        )));
+    }
     let runtime = crate::runtimes::Runtime::clone(&runtime);
     let tier = tier
         .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the tenant's tier does not exist"))?;

@@ -1,8 +1,11 @@
 # An agent that hands back what a careless agent could leak (its workload token, its tenant
 # context, the files in its session storage) and reads, writes or keeps writing its storage on
 # request: the lifecycle tests use it to see what an old sandbox, token or storage could reach.
+# Arguments: a marker (ignored; tests find the process by it) and, optionally, seconds to wait
+# before listening (a slow start).
 import json
 import os
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,4 +68,6 @@ class H(BaseHTTPRequestHandler):
         self.reply(out)
 
 
+if len(sys.argv) > 2:
+    time.sleep(float(sys.argv[2]))
 ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
