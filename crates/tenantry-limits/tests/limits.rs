@@ -80,6 +80,7 @@ on_both_backends!(
     gcra_refills_over_time,
     concurrency_caps_hold_under_a_race_and_free_on_drop,
     zero_limits_admit_nothing,
+    forgetting_a_tenant_clears_its_rates_and_budgets_only,
 );
 
 /// A tenant no other test (or test process) uses.
@@ -618,4 +619,61 @@ async fn urls_choose_the_backend_or_say_what_is_wrong() {
         Limiter::connect_with("memory://", zero_ttl).await,
         Err(LimitError::InvalidConfig(_))
     ));
+}
+
+// ---- deleted tenants ----------------------------------------------------------------------------
+
+/// A deleted tenant's spent budgets and rate debt are forgotten (a tenant created again under
+/// its id starts afresh); another tenant's are untouched.
+async fn forgetting_a_tenant_clears_its_rates_and_budgets_only(backend: &Backend) {
+    let limiter = backend.limiter().await;
+    let (gone, kept) = (tenant(), tenant());
+    let limit = money(1_000_000);
+    let rate = Rate::per_minute(6);
+    for t in [&gone, &kept] {
+        for subject in [
+            Subject::tenant(t.clone()),
+            Subject::user(t.clone(), UserId::new("alice").unwrap()),
+        ] {
+            let key = BudgetKey::money(subject.clone());
+            let r = limiter.reserve(&key, limit, limit).await.unwrap();
+            limiter.settle(r, limit).await.unwrap();
+            let rate_key = RateKey::new(subject, Dimension::Requests);
+            assert!(
+                limiter
+                    .check_rate(&rate_key, rate, 1)
+                    .await
+                    .unwrap()
+                    .allowed
+            );
+            assert!(
+                !limiter
+                    .check_rate(&rate_key, rate, 1)
+                    .await
+                    .unwrap()
+                    .allowed
+            );
+        }
+    }
+    limiter.forget_tenant(&gone).await.unwrap();
+    for (t, forgotten) in [(&gone, true), (&kept, false)] {
+        for subject in [
+            Subject::tenant(t.clone()),
+            Subject::user(t.clone(), UserId::new("alice").unwrap()),
+        ] {
+            let usage = limiter
+                .usage(&BudgetKey::money(subject.clone()))
+                .await
+                .unwrap();
+            let expected = if forgotten { Money::ZERO } else { limit };
+            assert_eq!(usage.used, expected, "{subject:?}");
+            let rate_key = RateKey::new(subject, Dimension::Requests);
+            let allowed = limiter
+                .check_rate(&rate_key, rate, 1)
+                .await
+                .unwrap()
+                .allowed;
+            assert_eq!(allowed, forgotten, "{rate_key:?}");
+        }
+    }
 }

@@ -43,23 +43,27 @@ async fn registry(store: &Store) {
     let tier: Tier = serde_json::from_value(json!({"name": "basic"})).unwrap();
     store.put_tier(&tier).await.unwrap();
     for t in ["alpha", "bravo"] {
-        store
-            .create_tenant(&Tenant {
-                id: tid(t),
-                uid: tenantry_core::TenantUid::generate(),
-                name: t.into(),
-                tier: TierName::new("basic").unwrap(),
-                status: TenantStatus::Active,
-                isolation: TenantIsolation::default(),
-                region: "eu".into(),
-                features: BTreeMap::new(),
-                entitlements: serde_json::Map::new(),
-                created_at: 0,
-                updated_at: 0,
-            })
-            .await
-            .unwrap();
+        registry_tenant(store, t).await;
     }
+}
+
+async fn registry_tenant(store: &Store, t: &str) {
+    store
+        .create_tenant(&Tenant {
+            id: tid(t),
+            uid: tenantry_core::TenantUid::generate(),
+            name: t.into(),
+            tier: TierName::new("basic").unwrap(),
+            status: TenantStatus::Active,
+            isolation: TenantIsolation::default(),
+            region: "eu".into(),
+            features: BTreeMap::new(),
+            entitlements: serde_json::Map::new(),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
 }
 
 async fn sqlite() -> Db {
@@ -406,6 +410,41 @@ on_both_backends!(
     ciphertext_holds_no_plaintext,
     the_wrong_master_key_is_named,
 );
+
+/// A tenant deleted and created again under the same id: once the vault forgets the old one,
+/// the new tenant's credentials are sealed with a data key of its own, which the store holds
+/// (a new process can read them), and nothing of the old tenant's resolves.
+#[tokio::test]
+async fn a_tenant_created_again_gets_a_data_key_of_its_own() {
+    let db = sqlite().await;
+    let master = MasterKey::generate();
+    let vault = Vault::new(db.store.clone(), master.clone()).unwrap();
+    let a = scope("alpha");
+    vault
+        .put(&a, "crm", None, &api_key("sk-old-customer"))
+        .await
+        .unwrap();
+    assert!(resolved(&vault, "alpha", "crm").await.is_some());
+    assert!(
+        db.store
+            .delete_tenant(&tid("alpha"), false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    vault.forget_tenant(&tid("alpha"));
+    registry_tenant(&db.store, "alpha").await;
+    assert_eq!(resolved(&vault, "alpha", "crm").await, None);
+    vault
+        .put(&a, "crm", None, &api_key("sk-new-customer"))
+        .await
+        .unwrap();
+    let restarted = Vault::new(db.store.clone(), master).unwrap();
+    assert_eq!(
+        resolved(&restarted, "alpha", "crm").await.as_deref(),
+        Some("sk-new-customer")
+    );
+}
 
 #[tokio::test]
 async fn the_vault_is_shared_across_tasks() {

@@ -267,12 +267,24 @@ async fn tenant(cmd: TenantCmd) -> Result<()> {
         }
         TenantCmd::Suspend { id, target } => set_status(&id, "suspended", &target).await,
         TenantCmd::Resume { id, target } => set_status(&id, "active", &target).await,
-        TenantCmd::Delete { id, target } => {
-            AdminClient::new(&target)?
-                .call(Method::DELETE, &tenant_path(&id)?, None)
+        TenantCmd::Delete {
+            id,
+            purge_usage,
+            target,
+        } => {
+            let mut path = tenant_path(&id)?;
+            if purge_usage {
+                path.push_str("?purge=usage");
+            }
+            let removed = AdminClient::new(&target)?
+                .call(Method::DELETE, &path, None)
                 .await?;
-            eprintln!("Deleted tenant {id} and its data.");
-            Ok(())
+            eprintln!(
+                "Deleted tenant {id}: {} session(s) stopped, its storage and data removed; usage ledger {}.",
+                removed["sessions"]["sessions_stopped"],
+                if purge_usage { "purged" } else { "kept" }
+            );
+            print(&removed)
         }
     }
 }

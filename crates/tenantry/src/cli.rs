@@ -193,9 +193,14 @@ pub enum TenantCmd {
         #[command(flatten)]
         target: Target,
     },
-    /// Delete a tenant and all its data.
+    /// Delete a tenant and everything of it: its sessions are stopped and their storage
+    /// removed, its keys, credentials, policies, tool targets, runtimes and settings deleted.
+    /// The usage ledger is kept for billing unless --purge-usage.
     Delete {
         id: String,
+        /// Also delete the tenant's usage ledger.
+        #[arg(long)]
+        purge_usage: bool,
         #[command(flatten)]
         target: Target,
     },

@@ -3,69 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("TENANTRY_CONFIG")
-        .env_remove("TENANTRY_URL")
-        .env_remove("TENANTRY_ADMIN_KEY")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "tenantry {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(config: &Path, port: u16) -> Serving {
-    let child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("TENANTRY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let serving = Serving(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    serving
-}
+use support::{BIN, free_port, ok, run, serve};
 
 #[test]
 fn init_refuses_to_overwrite_without_force() {
@@ -250,7 +192,21 @@ fn admin_commands_drive_a_running_server() {
     ]))
     .unwrap();
     assert!(revoked["revoked_at"].is_i64());
-    ok(&["tenant", "delete", "acme", "--config", c]);
+    let removed: serde_json::Value = serde_json::from_str(&ok(&[
+        "tenant",
+        "delete",
+        "acme",
+        "--purge-usage",
+        "--config",
+        c,
+    ]))
+    .unwrap();
+    assert_eq!(removed["tenant"], "acme", "{removed}");
+    assert_eq!(removed["usage_purged"], true, "{removed}");
+    assert!(
+        removed["rows"]["api_keys"].as_u64().unwrap() >= 1,
+        "{removed}"
+    );
     let gone = run(&["tenant", "show", "acme", "--config", c]);
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("not_found"));

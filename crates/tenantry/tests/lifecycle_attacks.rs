@@ -20,7 +20,10 @@ use tenantry_testkit::TestServer;
 
 mod support;
 
-use support::{create_runtime, invoke, sandboxes_available, server, session_id, test_agents_dir};
+use support::{
+    create_runtime, free_port, init_state, invoke, ok, sandboxes_available, serve, server,
+    session_id, test_agents_dir,
+};
 
 /// Processes on this host whose command line contains `marker` (an agent's unique argument).
 fn agents(marker: &str) -> usize {
@@ -394,4 +397,121 @@ async fn a_store_failure_mid_start_leaves_nothing_behind() {
     assert_eq!(agents(&marker), 0);
     another_user_gets_the_whole_allowance(&s).await;
     s.stop().await;
+}
+
+/// A server killed with SIGKILL while a session runs: after its restart the session is not
+/// left `active` (reason `crash`), its compute up to the last sample is in the ledger, and it
+/// resumes on its storage.
+#[tokio::test]
+async fn after_a_crash_the_node_marks_its_sessions_stopped_and_kept_their_compute() {
+    if !sandboxes_available(
+        "after_a_crash_the_node_marks_its_sessions_stopped_and_kept_their_compute",
+    ) {
+        return;
+    }
+    tenantry_testkit::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = init_state(dir.path(), port);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("compute_sample_seconds = 60", "compute_sample_seconds = 1"),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let admin = std::fs::read_to_string(dir.path().join("admin.key")).unwrap();
+    let admin = admin.trim();
+    let http = reqwest::Client::new();
+    let mut server = serve(&config, port);
+    let marker = session_id("crash-marker");
+    for (path, body) in [
+        (
+            "/v1/admin/tenants",
+            json!({"id": "acme", "tier": "standard"}),
+        ),
+        (
+            "/v1/admin/runtimes",
+            json!({"name": "leaky", "command": ["python3", "leaky.py", marker],
+                   "workdir": test_agents_dir()}),
+        ),
+    ] {
+        let r = http
+            .post(format!("{url}{path}"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let alice = ok(&[
+        "token", "issue", "--tenant", "acme", "--user", "alice", "--config", c,
+    ]);
+    let alice = alice.trim();
+    let session = session_id("crashed");
+    let invoke = |body: Value| {
+        http.post(format!("{url}/v1/runtimes/leaky/invocations"))
+            .bearer_auth(alice)
+            .header("X-Tenantry-Session-Id", &session)
+            .json(&body)
+            .send()
+    };
+    let r = invoke(json!({"write": {"note": "before the crash"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A few compute samples go to the ledger meanwhile.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    eventually("the sandbox dies with its server", || agents(&marker) == 0).await;
+
+    let _server = serve(&config, port);
+    // The old server's kept-alive connections died with it.
+    let http = reqwest::Client::new();
+    let invoke = |body: Value| {
+        http.post(format!("{url}/v1/runtimes/leaky/invocations"))
+            .bearer_auth(alice)
+            .header("X-Tenantry-Session-Id", &session)
+            .json(&body)
+            .send()
+    };
+    let r = http
+        .get(format!("{url}/v1/sessions/{session}"))
+        .bearer_auth(alice)
+        .send()
+        .await
+        .unwrap();
+    let shown: Value = r.json().await.unwrap();
+    assert_eq!(shown["status"], "stopped", "{shown}");
+    assert_eq!(shown["stop_reason"], "crash", "{shown}");
+    assert_eq!(shown["running"], false, "{shown}");
+    let usage: Value = http
+        .get(format!("{url}/v1/admin/usage?tenant=acme&group_by=kind"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let compute = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "compute")
+        .unwrap_or_else(|| panic!("no compute in {usage}"));
+    assert!(compute["cpu_ms"].as_i64().unwrap() > 0, "{usage}");
+    assert!(compute["memory_mb_ms"].as_i64().unwrap() > 0, "{usage}");
+    // The session resumes on its storage.
+    let r: Value = invoke(json!({"read": "note"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["read"], "before the crash", "{r}");
+    assert_eq!(r["invocations_in_session"], 2, "{r}");
 }

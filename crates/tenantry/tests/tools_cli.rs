@@ -8,14 +8,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use tenantry_tools::testing::{MockMcpServer, MockOpenApi, openapi_document};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
+
+use support::{BIN, serve_logging};
 const SECRET: &str = "cli-kit-secret-2c4e81";
 
 struct Cli {
@@ -54,38 +54,6 @@ impl Cli {
         let text = String::from_utf8(out.stdout).unwrap();
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     }
-}
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(config: &Path, port: u16, log: &Path) -> Serving {
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("TENANTRY_LOG", "debug")
-        .env_remove("TENANTRY_VAULT_MASTER_KEY")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let serving = Serving(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    serving
 }
 
 /// initialize, then one request on the session; the JSON-RPC answer.
@@ -178,7 +146,7 @@ async fn operator_registers_tools_sets_credentials_and_policies_from_the_cli() {
     );
     let log = dir.path().join("serve.log");
     let config = dir.path().join("tenantry.toml");
-    let server = serve(&config, port, &log);
+    let server = serve_logging(&config, port, Some(&log));
 
     cli.ok(&["tenant", "create", "acme", "--tier", "standard"]);
     let key = cli.ok(&["apikey", "create", "--tenant", "acme"])["key"]
@@ -375,7 +343,7 @@ async fn operator_registers_tools_sets_credentials_and_policies_from_the_cli() {
 
     // Targets and policies survive a restart; removal takes a target's tools away.
     drop(server);
-    let _server = serve(&config, port, &log);
+    let _server = serve_logging(&config, port, Some(&log));
     let names: Vec<String> = cli.ok(&["tool", "list"])["targets"]
         .as_array()
         .unwrap()

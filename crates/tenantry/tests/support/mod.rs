@@ -3,7 +3,10 @@
 //! cannot run sandboxes.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tenantry_testkit::{RequestBody, Response, TestServer};
@@ -93,4 +96,94 @@ pub async fn invoke(
 
 pub async fn create_runtime(s: &TestServer, body: Value) {
     s.admin("POST", "/v1/admin/runtimes", Some(body)).await;
+}
+
+/// Runs the `tenantry` command, with no configuration taken from the environment.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TENANTRY_CONFIG")
+        .env_remove("TENANTRY_URL")
+        .env_remove("TENANTRY_ADMIN_KEY")
+        .output()
+        .unwrap()
+}
+
+/// `run`, which must succeed; its standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "tenantry {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh state directory (`tenantry init`) in `dir` whose server listens on `port`; the
+/// config file's path.
+pub fn init_state(dir: &Path, port: u16) -> PathBuf {
+    ok(&[
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    dir.join("tenantry.toml")
+}
+
+/// `tenantry serve` in the background; killed when dropped.
+pub struct Serving(pub Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tenantry serve` on `config` and waits until it listens on `port`.
+pub fn serve(config: &Path, port: u16) -> Serving {
+    serve_logging(config, port, None)
+}
+
+/// `serve`, with its log (at DEBUG) appended to `log` when given.
+pub fn serve_logging(config: &Path, port: u16, log: Option<&Path>) -> Serving {
+    let (level, stderr) = match log {
+        Some(path) => (
+            "debug",
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+        ),
+        None => ("warn", Stdio::null()),
+    };
+    let child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("TENANTRY_LOG", level)
+        .env_remove("TENANTRY_VAULT_MASTER_KEY")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let serving = Serving(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serving
 }
