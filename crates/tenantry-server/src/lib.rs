@@ -62,6 +62,7 @@ pub enum StartError {
 /// Builds the shared state: opens (and migrates) the store, seeds the tiers of the config,
 /// loads keys and issuers, starts the model and tool gateways.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    statedir::secure(&config);
     let store = Store::connect(&config.database.url)
         .await
         .map_err(|source| StartError::Store {
