@@ -265,6 +265,10 @@ pub struct IdentitySection {
     /// replica of one deployment must share it.
     #[serde(default = "default_workload_key")]
     pub workload_key_file: PathBuf,
+    /// The P-256 key (PKCS#8 PEM) that signs actor tokens, the agents' identity in token
+    /// exchanges, published in the JWKS (created if missing). Every replica must share it.
+    #[serde(default = "default_actor_key")]
+    pub actor_key_file: PathBuf,
     #[serde(default)]
     pub dev_issuer: DevIssuerConfig,
     #[serde(default)]
@@ -279,11 +283,16 @@ fn default_workload_key() -> PathBuf {
     PathBuf::from("keys/workload.key")
 }
 
+fn default_actor_key() -> PathBuf {
+    PathBuf::from("keys/actor.pem")
+}
+
 impl Default for IdentitySection {
     fn default() -> Self {
         Self {
             jwks_min_refresh_seconds: default_jwks_refresh(),
             workload_key_file: default_workload_key(),
+            actor_key_file: default_actor_key(),
             dev_issuer: DevIssuerConfig::default(),
             issuers: Vec::new(),
         }
@@ -476,6 +485,7 @@ impl Config {
             abs(p);
         }
         abs(&mut self.identity.workload_key_file);
+        abs(&mut self.identity.actor_key_file);
         abs(&mut self.vault.master_key_file);
         abs(&mut self.runtime.storage_dir);
         abs(&mut self.runtime.run_dir);

@@ -1,5 +1,6 @@
 //! The state directory that `tenantry init` creates: the config, the operator key, the
-//! development issuer's signing key, the workload-token secret and the vault's master key.
+//! development issuer's signing key, the workload-token secret, the actor-token key and the
+//! vault's master key.
 //! Used by the CLI, the demo and the testkit alike.
 //!
 //! Everything here is the owner's alone: the directory and `keys/` are 0700, every file 0600
@@ -10,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tenantry_identity::{DevIssuer, WorkloadIssuer, generate_admin_key};
+use tenantry_identity::{ActorIssuer, DevIssuer, WorkloadIssuer, generate_admin_key};
 
 use crate::config::{Config, starter_config};
 
@@ -18,6 +19,7 @@ pub const CONFIG_FILE: &str = "tenantry.toml";
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub const DEV_KEY_FILE: &str = "keys/dev-issuer.pem";
 pub const WORKLOAD_KEY_FILE: &str = "keys/workload.key";
+pub const ACTOR_KEY_FILE: &str = "keys/actor.pem";
 pub const VAULT_MASTER_KEY_FILE: &str = tenantry_vault::MASTER_KEY_FILE;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,11 @@ pub fn init(dir: &Path, listen: &str, force: bool) -> Result<InitReport, InitErr
         std::fs::remove_file(&workload_key).map_err(io_err(&workload_key))?;
     }
     WorkloadIssuer::generate_key(&workload_key).map_err(|e| InitError::Key(e.to_string()))?;
+    let actor_key = dir.join(ACTOR_KEY_FILE);
+    if actor_key.exists() {
+        std::fs::remove_file(&actor_key).map_err(io_err(&actor_key))?;
+    }
+    ActorIssuer::generate_key(&actor_key).map_err(|e| InitError::Key(e.to_string()))?;
     // Kept even with `force`: the database is kept too, and its vault rows need this key.
     let vault_key = dir.join(VAULT_MASTER_KEY_FILE);
     if !vault_key.exists() {
@@ -130,6 +137,7 @@ pub fn secure(config: &Config) {
         .chain(&config.identity.dev_issuer.key_files)
         .chain([
             &config.identity.workload_key_file,
+            &config.identity.actor_key_file,
             &config.vault.master_key_file,
         ]);
     for file in files {

@@ -125,6 +125,7 @@ fn state_files_are_private_after_init_serve_and_a_session() {
         "tenantry.toml",
         "keys/dev-issuer.pem",
         "keys/workload.key",
+        "keys/actor.pem",
         "keys/vault-master.key",
     ] {
         assert_eq!(mode(&state.join(key)), 0o600, "{key}");
