@@ -140,6 +140,11 @@ impl<'de> Deserialize<'de> for TenantUid {
     }
 }
 
+/// The prefix of a service principal's user id, `svc:NAME`: what a tenant API key acts as when
+/// no user bound it to themself. No identity provider's token may name a user with it, so a
+/// service principal never shares a user's sessions.
+pub const SERVICE_PRINCIPAL_PREFIX: &str = "svc:";
+
 /// A user within a tenant, as the tenant's identity provider names it (the `sub` claim by
 /// default). Opaque, but bounded and free of control characters so it is safe in headers and logs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -157,6 +162,16 @@ impl UserId {
             });
         }
         Ok(Self(value))
+    }
+
+    /// The service principal `svc:{name}`.
+    pub fn service(name: &str) -> Result<Self, IdError> {
+        Self::new(format!("{SERVICE_PRINCIPAL_PREFIX}{name}"))
+    }
+
+    /// Whether this is a service principal (`svc:NAME`) rather than a person.
+    pub fn is_service(&self) -> bool {
+        self.0.starts_with(SERVICE_PRINCIPAL_PREFIX)
     }
 
     pub fn as_str(&self) -> &str {
@@ -216,6 +231,15 @@ mod tests {
         assert!(UserId::new("alice@example.com").is_ok());
         assert!(UserId::new("a\nb").is_err());
         assert!(UserId::new("").is_err());
+    }
+
+    #[test]
+    fn service_principals_are_recognisable() {
+        let svc = UserId::service("ci").expect("a valid service name");
+        assert_eq!(svc.as_str(), "svc:ci");
+        assert!(svc.is_service());
+        assert!(!UserId::new("alice").expect("a valid user id").is_service());
+        assert!(UserId::service("a\nb").is_err());
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod tenant;
 pub mod tier;
 
 pub use error::{Blame, ErrorCode};
-pub use id::{IdError, RuntimeName, TenantId, TenantUid, TierName, UserId};
+pub use id::{
+    IdError, RuntimeName, SERVICE_PRINCIPAL_PREFIX, TenantId, TenantUid, TierName, UserId,
+};
 pub use money::Money;
 pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
 pub use tenant::{

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod actor;
 mod apikey;
 mod config;
 mod dev;
@@ -21,6 +22,7 @@ mod remote;
 mod verifier;
 mod workload;
 
+pub use actor::{ACTOR_AUDIENCE, ACTOR_ISSUER, ACTOR_SUBJECT_PREFIX, ActorIssuer};
 pub use apikey::{
     AdminKeyCheck, ApiKeySecret, generate_admin_key, generate_api_key, looks_like_jwt,
     parse_api_key,
@@ -30,6 +32,5 @@ pub use dev::{DEV_ISSUER_NAME, DevIssuer};
 pub use error::{AuthError, IdentityError};
 pub use verifier::{VerifiedToken, Verifier};
 pub use workload::{
-    ACTOR_AUDIENCE, ACTOR_SUBJECT_PREFIX, WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer,
-    WorkloadSubject, unverified_issuer,
+    WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer, WorkloadSubject, unverified_issuer,
 };

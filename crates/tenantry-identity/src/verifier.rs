@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
-use tenantry_core::{CredentialKind, Principal, TenantId, UserId};
+use tenantry_core::{CredentialKind, Principal, SERVICE_PRINCIPAL_PREFIX, TenantId, UserId};
 
 use crate::config::{ClaimMapping, IssuerConfig};
 use crate::dev::{DEV_ISSUER_NAME, DevIssuer};
@@ -483,6 +483,14 @@ fn check_claims(issuer: &Issuer, claims: &Map<String, Value>) -> Result<Verified
         .map_err(|e| invalid(&mapping.tenant, format!("not a tenant id ({})", e.rule)))?;
     let user = UserId::new(string_claim(claims, &mapping.user)?)
         .map_err(|e| invalid(&mapping.user, format!("not a user id ({})", e.rule)))?;
+    if user.is_service() {
+        // `svc:NAME` names a tenant's service principal (an API key no user bound); a person
+        // named so by an identity provider would share its sessions.
+        return Err(invalid(
+            &mapping.user,
+            format!("the prefix {SERVICE_PRINCIPAL_PREFIX:?} is reserved for service principals"),
+        ));
+    }
     let roles = roles_claim(claims, &mapping.roles)?;
 
     Ok(VerifiedToken {

@@ -29,10 +29,6 @@ use crate::{AuthError, IdentityError};
 /// The `iss` of every workload token.
 pub const WORKLOAD_ISSUER: &str = "tenantry:workload";
 const WORKLOAD_AUDIENCE: &str = "tenantry";
-/// The `aud` of actor tokens: never `tenantry`, so `verify` refuses one as a credential.
-pub const ACTOR_AUDIENCE: &str = "tenantry:actor";
-/// The prefix of an actor token's `sub`: `agent:RUNTIME`.
-pub const ACTOR_SUBJECT_PREFIX: &str = "agent:";
 
 /// Whom a workload token is minted for: one sandbox instance of one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,48 +145,6 @@ impl WorkloadIssuer {
             .map_err(|e| IdentityError::Key(format!("cannot sign a workload token: {e}")))
     }
 
-    /// Mints an actor token: the agent's identity for an RFC 8693 token exchange
-    /// (`actor_token`), so the token the exchange returns names the agent in its `act` claim.
-    /// Its `sub` is `agent:RUNTIME`; it also names the tenant, the session (`sid`) and the
-    /// user it acts for (`on_behalf_of`). Its audience is `tenantry:actor`, so it is never
-    /// accepted as a workload token or any other credential of Tenantry: handing it to a token
-    /// endpoint gives nobody access to the platform.
-    pub fn mint_actor(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        session: &str,
-        runtime: &str,
-        ttl: Duration,
-    ) -> Result<String, IdentityError> {
-        #[derive(Serialize)]
-        struct ActorClaims<'a> {
-            iss: &'a str,
-            aud: &'a str,
-            sub: String,
-            tenant_id: &'a str,
-            sid: &'a str,
-            rt: &'a str,
-            on_behalf_of: &'a str,
-            iat: i64,
-            exp: i64,
-        }
-        let now = tenantry_core::unix_now();
-        let claims = ActorClaims {
-            iss: WORKLOAD_ISSUER,
-            aud: ACTOR_AUDIENCE,
-            sub: format!("{ACTOR_SUBJECT_PREFIX}{runtime}"),
-            tenant_id: tenant.as_str(),
-            sid: session,
-            rt: runtime,
-            on_behalf_of: user.as_str(),
-            iat: now,
-            exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| IdentityError::Key(format!("cannot sign an actor token: {e}")))
-    }
-
     // jsonwebtoken's ErrorKind is another crate's non-exhaustive enum: a wildcard arm is
     // unavoidable, and everything it catches is a refusal.
     #[allow(clippy::wildcard_enum_match_arm)]
@@ -281,32 +235,6 @@ mod tests {
         parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
         assert!(issuer.verify(&parts.join(".")).is_err());
         assert!(WorkloadIssuer::from_secret(&[1u8; 8]).is_err());
-    }
-
-    #[test]
-    fn actor_tokens_name_the_agent_and_are_no_credential() {
-        let issuer = WorkloadIssuer::from_secret(&[7u8; 32]).unwrap();
-        let tenant = TenantId::new("acme").unwrap();
-        let user = UserId::new("alice").unwrap();
-        let token = issuer
-            .mint_actor(
-                &tenant,
-                &user,
-                "s-1",
-                "support-bot",
-                Duration::from_secs(60),
-            )
-            .unwrap();
-        let payload = token.split('.').nth(1).unwrap();
-        let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-        assert_eq!(claims["sub"], "agent:support-bot");
-        assert_eq!(claims["aud"], ACTOR_AUDIENCE);
-        assert_eq!(claims["on_behalf_of"], "alice");
-        assert!(
-            issuer.verify(&token).is_err(),
-            "an actor token is no credential"
-        );
     }
 
     #[test]

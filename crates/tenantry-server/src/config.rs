@@ -287,6 +287,10 @@ pub struct IdentitySection {
     /// replica of one deployment must share it.
     #[serde(default = "default_workload_key")]
     pub workload_key_file: PathBuf,
+    /// The P-256 key (PKCS#8 PEM) that signs actor tokens, the agents' identity in token
+    /// exchanges, published in the JWKS (created if missing). Every replica must share it.
+    #[serde(default = "default_actor_key")]
+    pub actor_key_file: PathBuf,
     #[serde(default)]
     pub dev_issuer: DevIssuerConfig,
     #[serde(default)]
@@ -301,11 +305,16 @@ fn default_workload_key() -> PathBuf {
     PathBuf::from("keys/workload.key")
 }
 
+fn default_actor_key() -> PathBuf {
+    PathBuf::from("keys/actor.pem")
+}
+
 impl Default for IdentitySection {
     fn default() -> Self {
         Self {
             jwks_min_refresh_seconds: default_jwks_refresh(),
             workload_key_file: default_workload_key(),
+            actor_key_file: default_actor_key(),
             dev_issuer: DevIssuerConfig::default(),
             issuers: Vec::new(),
         }
@@ -498,6 +507,7 @@ impl Config {
             abs(p);
         }
         abs(&mut self.identity.workload_key_file);
+        abs(&mut self.identity.actor_key_file);
         abs(&mut self.vault.master_key_file);
         abs(&mut self.runtime.storage_dir);
         abs(&mut self.runtime.run_dir);
@@ -711,7 +721,17 @@ impl Config {
             }
         }
         let id = format!("node-{}", uuid::Uuid::now_v7().simple());
-        std::fs::write(&path, format!("{id}\n")).map_err(|e| {
+        let written = {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| writeln!(f, "{id}"))
+        };
+        written.map_err(|e| {
             invalid(
                 "runtime.node_id",
                 format!("cannot write {}: {e}", path.display()),

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tenantry_identity::{AdminKeyCheck, Verifier, WorkloadIssuer};
+use tenantry_identity::{ActorIssuer, AdminKeyCheck, Verifier, WorkloadIssuer};
 use tenantry_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -63,6 +63,7 @@ pub enum StartError {
 /// Builds the shared state: opens (and migrates) the store, seeds the tiers of the config,
 /// loads keys and issuers, starts the model and tool gateways.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    statedir::secure(&config);
     let store = Store::connect(&config.database.url)
         .await
         .map_err(|source| StartError::Store {
@@ -103,6 +104,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     }
     let workload =
         WorkloadIssuer::load(workload_key).map_err(|e| StartError::Identity(e.to_string()))?;
+    let actor = actor_issuer(&config.identity.actor_key_file)?;
     let public_url = config.public_url();
     let dev = &config.identity.dev_issuer;
     let dev_issuer = if dev.enabled {
@@ -130,7 +132,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         registry.clone(),
         limiter.clone(),
         gateway.ledger().clone(),
-        workload.clone(),
+        actor.clone(),
     )
     .await?;
     let sessions = sessions::SessionManager::new(
@@ -157,6 +159,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             admin,
             limiter,
             workload,
+            actor,
             dev_issuer,
             registry,
             sessions,
@@ -173,6 +176,22 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             &state.inner,
         ))));
     Ok(state)
+}
+
+/// The key that signs actor tokens, created (0600) if it does not exist yet. It is not the
+/// workload secret: a token endpoint that verifies actor tokens must not be able to mint
+/// workload tokens.
+fn actor_issuer(path: &std::path::Path) -> Result<ActorIssuer, StartError> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StartError::Identity(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        ActorIssuer::generate_key(path).map_err(|e| StartError::Identity(e.to_string()))?;
+        tracing::info!(path = %path.display(), "created the actor-token key");
+    }
+    ActorIssuer::load(path).map_err(|e| StartError::Identity(e.to_string()))
 }
 
 /// The whole application with its middleware, ready to serve.

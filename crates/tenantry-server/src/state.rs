@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tenantry_core::{Tenant, TenantId, Tier, TierName};
-use tenantry_identity::{AdminKeyCheck, DevIssuer, Verifier, WorkloadIssuer};
+use tenantry_identity::{ActorIssuer, AdminKeyCheck, DevIssuer, Verifier, WorkloadIssuer};
 use tenantry_store::{Store, StoreError};
 
 use crate::config::Config;
@@ -30,6 +30,8 @@ pub struct Inner {
     pub admin: AdminKeyCheck,
     pub limiter: tenantry_limits::Limiter,
     pub workload: WorkloadIssuer,
+    /// Signs actor tokens; its public key is in the JWKS.
+    pub actor: ActorIssuer,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub registry: Arc<RegistryCache>,
     pub sessions: crate::sessions::SessionManager,

@@ -186,7 +186,7 @@ async fn a_basic_tier_tenant_neither_sees_nor_calls_a_premium_tool() {
     assert_eq!(denied["tool"], "kit___add");
     assert_eq!(denied["policies"], "tier:basic@v1#no-premium");
     assert!(
-        denied["user"].as_str().unwrap().starts_with("apikey:"),
+        denied["user"].as_str().unwrap().starts_with("svc:"),
         "{denied}"
     );
     let allowed = audit

@@ -15,6 +15,19 @@ pub enum StoreError {
     /// The row already exists (unique or primary key violation).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A foreign key refused the write: a row it names (its tenant, tier, runtime...) does
+    /// not exist, or a row it deletes is still named by others. Both happen when a concurrent
+    /// change wins a race; the database cannot say which, so this is a conflict. Store methods
+    /// that know the write names a row turn it into `Missing` (`missing_as`).
+    #[error(
+        "a record this change names was deleted, or one it deletes is still in use, by a \
+         concurrent change; retry"
+    )]
+    Reference(String),
+    /// The row a write names does not exist (any more): e.g. a tenant deleted while a write
+    /// of its data ran. The message names the row.
+    #[error("{0}")]
+    Missing(String),
     /// The database cannot be reached or cannot answer now (connection, pool, lock timeouts).
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -35,7 +48,8 @@ pub enum StoreError {
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::Conflict(_) | StoreError::Reference(_) => ErrorCode::Conflict,
+            StoreError::Missing(_) => ErrorCode::NotFound,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
             StoreError::Corrupt(_)
             | StoreError::Migration(_)
@@ -48,6 +62,16 @@ impl StoreError {
     pub(crate) fn conflict_as(self, message: impl FnOnce() -> String) -> Self {
         if let StoreError::Conflict(_) = self {
             StoreError::Conflict(message())
+        } else {
+            self
+        }
+    }
+
+    /// Turns a foreign-key refusal of a write that names a row into `Missing`, with a message
+    /// naming that row (e.g. "tenant acme not found").
+    pub(crate) fn missing_as(self, message: impl FnOnce() -> String) -> Self {
+        if let StoreError::Reference(_) = self {
+            StoreError::Missing(message())
         } else {
             self
         }
@@ -88,6 +112,9 @@ impl From<sqlx::Error> for StoreError {
 fn classify_database(db: &dyn DatabaseError, msg: String) -> StoreError {
     if db.kind() == ErrorKind::UniqueViolation {
         return StoreError::Conflict(db.message().to_owned());
+    }
+    if db.kind() == ErrorKind::ForeignKeyViolation {
+        return StoreError::Reference(db.message().to_owned());
     }
     let transient = if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
         pg_transient(pg.code())
@@ -153,6 +180,17 @@ mod tests {
             StoreError::InvalidUrl(String::new()).code(),
             ErrorCode::Internal
         );
+        // A foreign key's refusal is a lost race, never an internal error.
+        assert_eq!(
+            StoreError::Reference(String::new()).code(),
+            ErrorCode::Conflict
+        );
+        let missing = StoreError::Reference("FOREIGN KEY constraint failed".into())
+            .missing_as(|| "tenant acme not found".into());
+        assert_eq!(missing.code(), ErrorCode::NotFound);
+        assert_eq!(missing.to_string(), "tenant acme not found");
+        let other = StoreError::Conflict("dup".into()).missing_as(|| unreachable!());
+        assert_eq!(other.code(), ErrorCode::Conflict);
         assert_eq!(
             StoreError::from(sqlx::Error::PoolTimedOut).code(),
             ErrorCode::Unavailable

@@ -48,6 +48,19 @@ pub use record::{
 pub use tool_target::ToolTargetRecord;
 pub use vault::{CredentialRecord, NewCredential, VaultKeyRecord, is_valid_credential_name};
 
+/// A foreign-key refusal of a write of `tenant`'s rows: the tenant does not exist (any more).
+fn missing_tenant(e: StoreError, tenant: &TenantId) -> StoreError {
+    e.missing_as(|| format!("tenant {tenant} not found"))
+}
+
+/// A foreign-key refusal of a runtime dedicated to a tenant: that tenant does not exist.
+fn missing_dedicated(e: StoreError, r: &RuntimeRecord) -> StoreError {
+    match &r.dedicated_tenant {
+        Some(tenant) => missing_tenant(e, tenant),
+        None => e,
+    }
+}
+
 /// The most sessions `Store::list_sessions` returns.
 pub const LIST_SESSIONS_LIMIT: u32 = 1000;
 
@@ -169,10 +182,9 @@ impl Store {
     // ---- operator data: runtimes ----------------------------------------------------------
 
     /// Registers a runtime; `StoreError::Conflict` if the name is taken. A runtime dedicated to
-    /// a tenant that does not exist is refused (foreign key; `StoreError::Database`), so check
-    /// the tenant first to answer the caller precisely.
+    /// a tenant that does not exist (or was deleted meanwhile) is `StoreError::Missing`.
     pub async fn create_runtime(&self, r: &RuntimeRecord) -> Result<(), StoreError> {
-        dispatch!(self.create_runtime(r))
+        dispatch!(self.create_runtime(r)).map_err(|e| missing_dedicated(e, r))
     }
 
     pub async fn get_runtime(
@@ -190,7 +202,7 @@ impl Store {
     /// Replaces `dedicated_tenant`, `body` and `updated_at` (not `name` nor `created_at`);
     /// `false` if absent.
     pub async fn update_runtime(&self, r: &RuntimeRecord) -> Result<bool, StoreError> {
-        dispatch!(self.update_runtime(r))
+        dispatch!(self.update_runtime(r)).map_err(|e| missing_dedicated(e, r))
     }
 
     /// Deletes the runtime; `false` if absent. Its sessions' rows stay (they are the tenants'
@@ -210,9 +222,10 @@ impl Store {
     }
 
     /// Creates or replaces the tier's setting of `s.kind`. A setting of a tier that does not
-    /// exist is refused (foreign key; `StoreError::Database`): check the tier first.
+    /// exist (or was deleted meanwhile) is `StoreError::Missing`.
     pub async fn put_tier_setting(&self, s: &SettingRecord<TierName>) -> Result<(), StoreError> {
         dispatch!(self.put_tier_setting(s))
+            .map_err(|e| e.missing_as(|| format!("tier {} not found", s.owner)))
     }
 
     /// Deletes the tier's setting of `kind`; `false` if it had none.
@@ -233,10 +246,10 @@ impl Store {
     }
 
     /// Creates or replaces the tenant's setting of `s.kind`. A setting of a tenant that does
-    /// not exist is refused (foreign key; `StoreError::Database`): check the tenant first.
-    /// The tenant's settings are deleted with it.
+    /// not exist (or was deleted meanwhile) is `StoreError::Missing`. The tenant's settings
+    /// are deleted with it.
     pub async fn put_tenant_setting(&self, s: &SettingRecord<TenantId>) -> Result<(), StoreError> {
-        dispatch!(self.put_tenant_setting(s))
+        dispatch!(self.put_tenant_setting(s)).map_err(|e| missing_tenant(e, &s.owner))
     }
 
     /// Deletes the tenant's setting of `kind`; `false` if it had none.
@@ -265,6 +278,7 @@ impl Store {
             )));
         }
         dispatch!(self.insert_api_key(scope.tenant(), key))
+            .map_err(|e| missing_tenant(e, scope.tenant()))
     }
 
     /// The scope's keys (revoked ones included), ordered by `created_at`, then id.
@@ -323,6 +337,7 @@ impl Store {
             )));
         }
         dispatch!(self.insert_session(scope.tenant(), session))
+            .map_err(|e| missing_tenant(e, scope.tenant()))
     }
 
     /// The scope's session `id`; `None` if the scope's tenant has no such session. Whether the
@@ -452,6 +467,7 @@ impl Store {
             )));
         }
         dispatch!(self.record_usage(scope.tenant(), usage))
+            .map_err(|e| missing_tenant(e, scope.tenant()))
     }
 
     /// Appends several entries to the scope's ledger in one transaction: all of them, or none
@@ -473,6 +489,7 @@ impl Store {
             return Ok(());
         }
         dispatch!(self.record_usages(scope.tenant(), usages))
+            .map_err(|e| missing_tenant(e, scope.tenant()))
     }
 
     /// The scope's ledger entries with `from <= at < to` (unix seconds), newest first (by `at`,

@@ -318,6 +318,32 @@ pub(crate) mod postgres {
         at: i64,
     ) -> Result<PolicySetRecord, StoreError> {
         let mut tx = pool.begin().await?;
+        // The scope's tier or tenant is locked first, as the foreign key would lock it but
+        // before this transaction holds any policy row: a deletion of that tenant locks its
+        // row and then deletes its policy rows, so taking the two in the other order (update
+        // the active row, then the insert's foreign-key check) could deadlock with it.
+        let owner = match scope {
+            PolicyScope::Platform => None,
+            PolicyScope::Tier(t) => Some((
+                "SELECT 1 FROM tiers WHERE name = $1 FOR KEY SHARE",
+                t.as_str(),
+                "tier",
+            )),
+            PolicyScope::Tenant(t) => Some((
+                "SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE",
+                t.as_str(),
+                "tenant",
+            )),
+        };
+        if let Some((sql, key, kind)) = owner {
+            let found: Option<i32> = sqlx::query_scalar(sql)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::Missing(format!("{kind} {key} not found")));
+            }
+        }
         // Serialises writers of one scope (replicas included) so versions are dense and the
         // single active row is never contended: a lock per scope, ended by the transaction.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -475,7 +501,7 @@ pub(crate) fn check_text(text: &str) -> Result<(), StoreError> {
 impl crate::Store {
     /// Stores `text` as the next version of `scope`'s policy set and makes it the active one
     /// (the previous active version stays, inactive, for rollback). A set of a tier or tenant
-    /// that does not exist is refused (foreign key; `StoreError::Database`): check it first.
+    /// that does not exist (or was deleted meanwhile) is `StoreError::Missing`.
     pub async fn put_policy_set(
         &self,
         scope: &PolicyScope,
@@ -484,10 +510,15 @@ impl crate::Store {
         at: i64,
     ) -> Result<PolicySetRecord, StoreError> {
         check_text(text)?;
-        match &self.backend {
+        let put = match &self.backend {
             crate::Backend::Sqlite(s) => sqlite::put(s.pool(), scope, text, mode, at).await,
             crate::Backend::Postgres(p) => postgres::put(p.pool(), scope, text, mode, at).await,
-        }
+        };
+        put.map_err(|e| match scope {
+            PolicyScope::Platform => e,
+            PolicyScope::Tier(t) => e.missing_as(|| format!("tier {t} not found")),
+            PolicyScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
+        })
     }
 
     /// Every version of `scope`'s policy set, newest first.

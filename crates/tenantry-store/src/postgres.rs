@@ -455,7 +455,22 @@ impl PgStore {
         id: &TenantId,
         purge_usage: bool,
     ) -> Result<Option<TenantDeletion>, StoreError> {
-        let mut tx = self.scoped(id).await?;
+        let mut tx = self.pool.begin().await?;
+        // The tenant's row is locked first. A write of the tenant's data takes a key-share
+        // lock on it (its foreign-key check), so a write under way finishes before the
+        // deletion starts (and its rows are deleted below) and a later one waits and then
+        // finds the tenant gone. Without it, a write committed between the deletes below and
+        // the registry row's makes the deletion fail on its foreign key, or deadlock.
+        let locked: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if locked.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        enter_scope(&mut tx, id).await?;
         let mut removed = TenantDeletion::default();
         for (table, delete) in TENANT_TABLES {
             if *table == "usage_records" && !purge_usage {

@@ -134,6 +134,52 @@ fn usage_report_sql(group: UsageGroup) -> &'static str {
     }
 }
 
+/// Makes the database file the owner's alone before SQLite opens it: creates it (and missing
+/// directories, 0700) with mode 0600, and takes group and other access away from an existing
+/// one and its `-wal` and `-shm` files. SQLite creates the WAL and shared-memory files with the
+/// database file's mode, so they are private from then on.
+fn make_private(file: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: &str, path: &std::path::Path, e: std::io::Error| -> StoreError {
+        StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| failed("creating", dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| failed("creating", file, e))?;
+    let mut companions = file.as_os_str().to_owned();
+    companions.push("-wal");
+    let wal = std::path::PathBuf::from(&companions);
+    companions = file.as_os_str().to_owned();
+    companions.push("-shm");
+    let shm = std::path::PathBuf::from(&companions);
+    for path in [file, wal.as_path(), shm.as_path()] {
+        let mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(failed("inspecting", path, e)),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|e| failed("making private", path, e))?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
@@ -156,15 +202,10 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            if let Some(dir) = options
-                .get_filename()
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                    StoreError::Unavailable(format!("creating {}: {e}", dir.display()))
-                })?;
-            }
+            let file = options.get_filename().to_path_buf();
+            tokio::task::spawn_blocking(move || make_private(&file))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("preparing the database: {e}")))??;
             options = options
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal);

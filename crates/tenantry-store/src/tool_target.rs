@@ -204,14 +204,18 @@ pub(crate) mod postgres {
 
 impl crate::Store {
     /// Stores the target, replacing the one of the same name (its `created_at` is kept);
-    /// `true` if it was new. A target of a tenant that does not exist is refused (foreign
-    /// key; `StoreError::Database`): check the tenant first.
+    /// `true` if it was new. A target of a tenant that does not exist (or was deleted
+    /// meanwhile) is `StoreError::Missing`.
     pub async fn put_tool_target(&self, r: &ToolTargetRecord) -> Result<bool, StoreError> {
         check_name(&r.name)?;
-        match &self.backend {
+        let put = match &self.backend {
             crate::Backend::Sqlite(s) => sqlite::put(s.pool(), r).await,
             crate::Backend::Postgres(p) => postgres::put(p.pool(), r).await,
-        }
+        };
+        put.map_err(|e| match &r.tenant {
+            Some(t) => e.missing_as(|| format!("tenant {t} not found")),
+            None => e,
+        })
     }
 
     pub async fn get_tool_target(

@@ -478,12 +478,13 @@ impl crate::Store {
                 key.tenant_id
             )));
         }
-        match &self.backend {
+        let inserted = match &self.backend {
             crate::Backend::Sqlite(s) => sqlite::insert_key(s.pool(), tenant, key).await,
             crate::Backend::Postgres(p) => {
                 postgres::insert_key(p.scoped(tenant).await?, tenant, key).await
             }
-        }
+        };
+        inserted.map_err(|e| e.missing_as(|| format!("tenant {tenant} not found")))
     }
 
     /// Stores the next version of the scope's credential `(name, user)` and returns it.
@@ -494,14 +495,15 @@ impl crate::Store {
     ) -> Result<CredentialRecord, StoreError> {
         check_new(credential)?;
         let tenant = scope.tenant();
-        match &self.backend {
+        let inserted = match &self.backend {
             crate::Backend::Sqlite(s) => {
                 sqlite::insert_credential(s.pool(), tenant, credential).await
             }
             crate::Backend::Postgres(p) => {
                 postgres::insert_credential(p.scoped(tenant).await?, tenant, credential).await
             }
-        }
+        };
+        inserted.map_err(|e| e.missing_as(|| format!("tenant {tenant} not found")))
     }
 
     /// The scope's credential `(name, user)` at `version`, or its current (highest) version

@@ -204,7 +204,7 @@ async fn policy_scopes_are_separate_and_checked(store: &Store) {
     );
     assert_eq!(active[1].text, "// tenant:alpha");
 
-    // A tier or tenant that does not exist is refused.
+    // A tier or tenant that does not exist is refused: not found, naming it.
     let err = store
         .put_policy_set(
             &PolicyScope::Tier(tier_name("gold")),
@@ -214,7 +214,11 @@ async fn policy_scopes_are_separate_and_checked(store: &Store) {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::Missing(m) if m == "tier gold not found"),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), tenantry_core::ErrorCode::NotFound);
     let err = store
         .put_policy_set(
             &PolicyScope::Tenant(tid("nobody")),
@@ -224,7 +228,10 @@ async fn policy_scopes_are_separate_and_checked(store: &Store) {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::Missing(m) if m == "tenant nobody not found"),
+        "{err:?}"
+    );
 
     // Oversized texts are refused before they reach the database.
     let huge = "x".repeat(tenantry_store::MAX_POLICY_TEXT_BYTES + 1);

@@ -746,12 +746,14 @@ async fn errors_are_classified(store: &Store) {
         .unwrap_err();
     assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
 
-    // Keys of a tenant that is not registered are refused (foreign key).
+    // Keys of a tenant that is not registered (or was deleted meanwhile) are refused by the
+    // foreign key: not found, naming the tenant, never an internal error.
     let orphan = store
         .insert_api_key(&scope("ghost"), &key("ghost", "k1", 1))
         .await
         .unwrap_err();
-    assert_eq!(orphan.code(), ErrorCode::Internal, "{orphan:?}");
+    assert_eq!(orphan.code(), ErrorCode::NotFound, "{orphan:?}");
+    assert_eq!(orphan.to_string(), "tenant ghost not found");
 }
 
 // ---- runtimes ---------------------------------------------------------------------------------

@@ -96,7 +96,10 @@ async fn targets_round_trip_and_replace(store: &Store) {
         .put_tool_target(&target("ghost", Some("nobody"), "http://g/mcp", 1))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::Missing(m) if m == "tenant nobody not found"),
+        "{err:?}"
+    );
     assert!(
         store
             .put_tool_target(&target("", None, "http://g/mcp", 1))

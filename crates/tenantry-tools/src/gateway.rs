@@ -231,15 +231,14 @@ impl ToolGateway {
                             }
                             None => None,
                         };
-                        m.list_tools(&Route::with_credential(credential.as_ref()), &|fetched| {
-                            self.offer(spec, fetched)
-                        })
-                        .await
-                        .map(drop)
-                        .map_err(|error| ToolError::Upstream {
-                            tool: spec.name.to_string(),
-                            error,
-                        })
+                        let route = Route::new(caller.map(|c| &c.tenant), credential.as_ref());
+                        m.list_tools(&route, &|fetched| self.offer(spec, fetched))
+                            .await
+                            .map(drop)
+                            .map_err(|error| ToolError::Upstream {
+                                tool: spec.name.to_string(),
+                                error,
+                            })
                     }
                 }
             };
@@ -288,6 +287,7 @@ impl ToolGateway {
             host.end(caller, &session).await;
         }
         m.forget(&Route {
+            tenant: Some(&caller.tenant),
             credential: None,
             hosted: Some((caller, session)),
         });
@@ -312,14 +312,12 @@ impl ToolGateway {
         basis: Option<SessionBasis<'_>>,
     ) -> Result<Route<'a>, ToolError> {
         if m.hosted_runtime().is_none() {
-            return Ok(Route {
-                credential,
-                hosted: None,
-            });
+            return Ok(Route::new(Some(&caller.tenant), credential));
         }
         let session = hosted_session_id(&target.spec.name, caller, basis)
             .ok_or_else(|| hosted_needs_session(&target.spec))?;
         Ok(Route {
+            tenant: Some(&caller.tenant),
             credential,
             hosted: Some((caller, session)),
         })
@@ -346,6 +344,7 @@ impl ToolGateway {
             };
             host.end(caller, &id).await;
             m.forget(&Route {
+                tenant: Some(&caller.tenant),
                 credential: None,
                 hosted: Some((caller, id)),
             });

@@ -274,6 +274,52 @@ async fn a_tenants_credential_goes_only_on_its_own_calls() {
 }
 
 #[tokio::test]
+async fn a_shared_target_without_a_credential_gets_one_upstream_session_per_tenant() {
+    let mcp = MockMcpServer::start().await;
+    let h = Harness::start(
+        vec![mcp_target("kit", &mcp.url(), json!({}))],
+        allow_all(),
+        MapVault::with(&[]),
+    )
+    .await;
+    let mut acme = h.client("acme:ann:basic");
+    acme.initialize("2025-06-18").await;
+    let mut bolt = h.client("bolt:bob:basic");
+    bolt.initialize("2025-06-18").await;
+    for i in 0..6 {
+        let (client, tenant) = if i % 2 == 0 {
+            (&mut acme, "acme")
+        } else {
+            (&mut bolt, "bolt")
+        };
+        let answer = client.call("kit___echo", json!({"message": tenant})).await;
+        assert!(text(&answer).contains(tenant), "{answer:?}");
+    }
+    // Upstream side: the calls of each tenant went in one upstream session, and no upstream
+    // session carried both tenants' calls (the upstream keeps state per session, e.g. its
+    // own memory of earlier calls, which must not cross tenants).
+    let mut session_of: std::collections::HashMap<String, String> = Default::default();
+    for r in mcp.calls() {
+        let tenant = r
+            .json()
+            .pointer("/params/arguments/message")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned();
+        let session = r
+            .header("mcp-session-id")
+            .expect("calls are made in an upstream session")
+            .to_owned();
+        let first = session_of.entry(session.clone()).or_insert(tenant.clone());
+        assert_eq!(
+            *first, tenant,
+            "upstream session {session} carried calls of two tenants"
+        );
+    }
+    assert_eq!(session_of.len(), 2, "{session_of:?}");
+}
+
+#[tokio::test]
 async fn a_tenant_without_a_credential_sees_none_of_the_targets_tools_and_cannot_call_them() {
     let mcp = MockMcpServer::start().await;
     let api = MockOpenApi::start().await;

@@ -26,6 +26,10 @@ pub enum VaultError {
     /// tenants, or damaged).
     #[error("vault data is corrupt: {0}")]
     Corrupt(String),
+    /// What the call works on was deleted while it ran (the tenant, with its credentials
+    /// and data key, by a concurrent deletion).
+    #[error("{0}")]
+    Gone(String),
     /// The credential to store is not acceptable (name, URL, empty secret...).
     #[error("invalid credential: {0}")]
     InvalidCredential(String),
@@ -63,6 +67,7 @@ impl VaultError {
             | VaultError::WrongMasterKey { .. }
             | VaultError::Corrupt(_) => ErrorCode::Internal,
             VaultError::InvalidCredential(_) => ErrorCode::InvalidRequest,
+            VaultError::Gone(_) => ErrorCode::NotFound,
             VaultError::SubjectTokenRequired { .. } | VaultError::TokenRefused { .. } => {
                 ErrorCode::Forbidden
             }
@@ -78,6 +83,7 @@ impl VaultError {
             VaultError::WrongMasterKey { .. } => "wrong_master_key",
             VaultError::Corrupt(_) => "corrupt",
             VaultError::InvalidCredential(_) => "invalid_credential",
+            VaultError::Gone(_) => "gone",
             VaultError::SubjectTokenRequired { .. } => "subject_token_required",
             VaultError::TokenRefused { .. } => "token_refused",
             VaultError::TokenEndpointUnavailable { .. } => "token_endpoint_unavailable",

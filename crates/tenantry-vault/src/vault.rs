@@ -164,37 +164,37 @@ impl Vault {
         {
             return Ok(Some(k.clone()));
         }
-        let stored =
-            match self.inner.store.get_vault_key(scope).await? {
-                Some(r) => Some(self.unwrap_key(&r)?),
-                None if create => {
-                    let key = Key32::random();
-                    let record = VaultKeyRecord {
-                        tenant_id: tenant.clone(),
-                        master_key_id: self.inner.master.id().to_owned(),
-                        wrapped_key: self
-                            .inner
-                            .master
-                            .key()
-                            .seal(key.bytes(), &aad_data_key(tenant))?,
-                        created_at: unix_now(),
-                    };
-                    match self.inner.store.insert_vault_key(scope, &record).await {
-                        Ok(()) => Some(key),
-                        // Another replica made one first: use that one.
-                        Err(StoreError::Conflict(_)) => {
-                            let r = self.inner.store.get_vault_key(scope).await?.ok_or_else(|| {
-                            VaultError::Corrupt(format!(
-                                "the data key of tenant {tenant} conflicted but is not there"
+        let stored = match self.inner.store.get_vault_key(scope).await? {
+            Some(r) => Some(self.unwrap_key(&r)?),
+            None if create => {
+                let key = Key32::random();
+                let record = VaultKeyRecord {
+                    tenant_id: tenant.clone(),
+                    master_key_id: self.inner.master.id().to_owned(),
+                    wrapped_key: self
+                        .inner
+                        .master
+                        .key()
+                        .seal(key.bytes(), &aad_data_key(tenant))?,
+                    created_at: unix_now(),
+                };
+                match self.inner.store.insert_vault_key(scope, &record).await {
+                    Ok(()) => Some(key),
+                    // Another replica made one first: use that one.
+                    Err(StoreError::Conflict(_)) => {
+                        // Gone again: the tenant was deleted meanwhile.
+                        let r = self.inner.store.get_vault_key(scope).await?.ok_or_else(|| {
+                            VaultError::Gone(format!(
+                                "tenant {tenant} not found (deleted while its data key was made)"
                             ))
                         })?;
-                            Some(self.unwrap_key(&r)?)
-                        }
-                        Err(e) => return Err(e.into()),
+                        Some(self.unwrap_key(&r)?)
                     }
+                    Err(e) => return Err(e.into()),
                 }
-                None => None,
-            };
+            }
+            None => None,
+        };
         if let Some(k) = &stored {
             self.inner
                 .data_keys
@@ -250,9 +250,15 @@ impl Vault {
             )
             .await?;
         self.forget(tenant, name);
+        // Stored, then deleted before it could be read back: only a deletion of the tenant
+        // (or of the credential) racing this call does that.
         self.info(scope, &record.name, record.user_id.as_ref())
             .await?
-            .ok_or_else(|| VaultError::Corrupt(format!("credential {name} vanished after put")))
+            .ok_or_else(|| {
+                VaultError::Gone(format!(
+                    "credential {name} of tenant {tenant} was deleted while it was being stored"
+                ))
+            })
     }
 
     /// What may be shown of the scope's credential `(name, user)`; `None` if it has none.

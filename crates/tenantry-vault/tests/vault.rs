@@ -750,7 +750,7 @@ async fn token_exchange_sends_subject_and_actor_and_returns_an_act_token() {
         .await
         .unwrap();
     let user_token = jwt(json!({"sub": "alice", "iss": "https://login.alpha.example"}));
-    let agent_token = jwt(json!({"sub": "agent:support-bot", "iss": "tenantry:workload"}));
+    let agent_token = jwt(json!({"sub": "agent:support-bot", "iss": "tenantry:actor"}));
     let tokens = CallerTokens::new(Some(user_token.clone()), Some(agent_token.clone()));
 
     let got = vault

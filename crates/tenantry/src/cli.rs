@@ -238,10 +238,10 @@ pub enum ApiKeyCmd {
         tenant: String,
         #[arg(long)]
         name: Option<String>,
-        /// The user the key acts as [default: apikey:<key id>].
+        /// The user the key acts as [default: the service principal svc:<name>].
         #[arg(long)]
         user: Option<String>,
-        /// Role granted to the key; repeatable (e.g. tenant-admin).
+        /// Role granted to the key; repeatable. The platform's tenant roles: tenant-admin.
         #[arg(long = "role")]
         roles: Vec<String>,
         /// Lifetime in seconds [default: no expiry].

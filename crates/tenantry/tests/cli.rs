@@ -137,6 +137,37 @@ fn admin_commands_drive_a_running_server() {
     ]))
     .unwrap();
     assert!(key["key"].as_str().unwrap().starts_with("tk_acme_"));
+    assert_eq!(
+        key["user_id"], "svc:default",
+        "a key no user bound is a service principal"
+    );
+    // A key carries only the tenant roles the platform defines.
+    let bad = run(&[
+        "apikey",
+        "create",
+        "--tenant",
+        "acme",
+        "--role",
+        "platform-admin",
+        "--user",
+        "operator",
+        "--config",
+        c,
+    ]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("invalid_request") && stderr.contains("platform-admin"),
+        "{stderr}"
+    );
+    let bound: serde_json::Value = serde_json::from_str(&ok(&[
+        "apikey", "create", "--tenant", "acme", "--user", "bob", "--config", c,
+    ]))
+    .unwrap();
+    assert_eq!(
+        bound["user_id"], "bob",
+        "the operator may bind a key to a user"
+    );
     let listed = ok(&["apikey", "list", "--tenant", "acme", "--config", c]);
     assert!(!listed.contains(key["key"].as_str().unwrap()));
 

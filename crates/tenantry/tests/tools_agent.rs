@@ -193,6 +193,31 @@ async fn an_agents_tool_call_exchanges_the_users_token_and_names_the_agent() {
     assert_eq!(actor["tenant_id"], "acme");
     assert_eq!(actor["sid"], session.as_str());
     assert_eq!(field("audience"), "crm");
+    // The token endpoint can verify the actor token with the platform's published JWKS alone
+    // (it is signed with the actor key, ES256, never with the workload secret).
+    let jwks = s
+        .request("GET", "/.well-known/jwks.json", None, &[], None)
+        .await;
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(field("actor_token").split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "ES256", "{header}");
+    let jwk = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .unwrap_or_else(|| panic!("the actor key is not in the JWKS: {}", jwks.text));
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_issuer(&["tenantry:actor"]);
+    validation.set_audience(&["tenantry:actor"]);
+    jsonwebtoken::decode::<Value>(&field("actor_token"), &key, &validation)
+        .expect("the actor token verifies against the JWKS");
     let refused = s
         .request(
             "POST",

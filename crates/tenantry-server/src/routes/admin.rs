@@ -16,7 +16,7 @@ use tenantry_core::{
 };
 use tenantry_store::ApiKeyRecord;
 
-use super::keys::{self, CreateApiKey, CreatedApiKey};
+use super::keys::{self, CreateApiKey, CreatedApiKey, Creator};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
@@ -377,7 +377,7 @@ async fn create_key(
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     let scope = scope_of(&state, op, &id).await?;
-    let created = keys::create(&state.store, &scope, req).await?;
+    let created = keys::create(&state.store, &scope, Creator::Operator, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -1,5 +1,6 @@
-//! Unauthenticated endpoints: health for orchestration, and the development issuer's OIDC
-//! documents so that it can be used like any other issuer.
+//! Unauthenticated endpoints: health for orchestration, the platform's JWKS (the actor-token
+//! key, and the development issuer's keys), and the development issuer's discovery document
+//! so that it can be used like any other issuer.
 
 use axum::Json;
 use axum::extract::State;
@@ -31,9 +32,16 @@ fn dev_issuer_disabled() -> ApiError {
     )
 }
 
-pub async fn jwks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let dev = state.dev_issuer.as_ref().ok_or_else(dev_issuer_disabled)?;
-    Ok(Json(dev.jwks()))
+/// The platform's public keys: the actor-token key always (token endpoints verify agents'
+/// actor tokens with it), and the development issuer's keys while it is enabled.
+pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
+    let mut keys: Vec<Value> = state
+        .dev_issuer
+        .as_ref()
+        .and_then(|dev| dev.jwks().get("keys").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    keys.push(state.actor.jwk().clone());
+    Json(json!({ "keys": keys }))
 }
 
 pub async fn discovery(State(state): State<AppState>) -> ApiResult<Json<Value>> {

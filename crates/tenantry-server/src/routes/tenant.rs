@@ -10,15 +10,12 @@ use serde_json::{Value, json};
 use tenantry_core::{ErrorCode, TenantContext};
 use tenantry_store::ApiKeyRecord;
 
-use super::keys::{self, CreateApiKey, CreatedApiKey};
+use super::keys::{self, CreateApiKey, CreatedApiKey, Creator, TENANT_ADMIN_ROLE};
 use crate::auth::TenantCaller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
 use crate::json::ApiJson;
 use crate::state::AppState;
-
-/// The role a tenant principal needs to manage its tenant's API keys.
-pub const TENANT_ADMIN_ROLE: &str = "tenant-admin";
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
@@ -79,7 +76,7 @@ async fn create_key(
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     require_tenant_admin(&ctx)?;
-    let created = keys::create(&state.store, &ctx.scope(), req).await?;
+    let created = keys::create(&state.store, &ctx.scope(), Creator::Tenant(&ctx), req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tenantry_core::{TenantId, UserId};
-use tenantry_identity::WorkloadIssuer;
+use tenantry_identity::ActorIssuer;
 use tenantry_policy::{PolicyEngine, PolicySetRecord};
 use tenantry_store::{Store, StoreError, ToolTargetRecord};
 use tenantry_tools::{Catalog, GatewayConfig, TargetName, TargetSpec, ToolGateway};
@@ -58,7 +58,7 @@ struct Shared {
     policy: Arc<CedarPolicy>,
     vault: Vault,
     gateway: Arc<ToolGateway>,
-    workload: WorkloadIssuer,
+    actor: ActorIssuer,
     /// Actor tokens per (tenant, session), reused while fresh so token exchanges stay cached.
     actors: Mutex<HashMap<ActorKey, (String, Instant)>>,
     /// The stored targets as last applied (name, updated_at).
@@ -126,7 +126,7 @@ impl Tools {
         registry: Arc<RegistryCache>,
         limiter: tenantry_limits::Limiter,
         ledger: Ledger,
-        workload: WorkloadIssuer,
+        actor: ActorIssuer,
     ) -> Result<Self, ToolsStartError> {
         let vault = Vault::new(store.clone(), master_key(config)?)?;
         let engine = PolicyEngine::new().map_err(|e| ToolsStartError::Setup(e.to_string()))?;
@@ -158,7 +158,7 @@ impl Tools {
             policy,
             vault,
             gateway,
-            workload,
+            actor,
             actors: Mutex::new(HashMap::new()),
             applied_targets: Mutex::new(Vec::new()),
             applied_policies: Mutex::new(Vec::new()),
@@ -287,8 +287,8 @@ impl Tools {
         }
         match self
             .shared
-            .workload
-            .mint_actor(tenant, user, session, runtime, ACTOR_TOKEN_TTL)
+            .actor
+            .mint(tenant, user, session, runtime, ACTOR_TOKEN_TTL)
         {
             Ok(token) => {
                 actors.insert(key, (token.clone(), Instant::now()));

@@ -4,10 +4,12 @@
 //! The server is reached over HTTP at its URL, or, for a runtime-hosted server, through the
 //! platform's runtimes ([`HostedRuntimes`]) in the caller's runtime session.
 //!
-//! Upstream sessions are kept per credential (keyed by a hash of it, never by the value) or,
-//! for a hosted server, per tenant and runtime session, so a session opened with tenant A's
-//! credential (or in A's sandbox) is never used for tenant B's call, and a tool list is only
-//! ever what that credential or session was shown. A session the upstream forgot (404) is
+//! Upstream sessions are kept per tenant and credential (keyed by a hash of both, never by the
+//! credential's value) or, for a hosted server, per tenant and runtime session, so a session
+//! opened for tenant A (with A's credential, with no credential at all, or in A's sandbox) is
+//! never used for tenant B's call, and a tool list is only ever what that tenant and credential
+//! or session was shown. An upstream keeps state per session (what earlier calls did), so one
+//! shared between tenants would let one tenant's calls see another's. A session the upstream forgot (404) is
 //! re-opened once. Deadlines are the caller's: every method here is cancel-safe and runs under
 //! the target's timeout.
 
@@ -21,7 +23,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tenantry_core::{ErrorCode, RuntimeName};
+use tenantry_core::{ErrorCode, RuntimeName, TenantId};
 use url::Url;
 
 use crate::credentials::OutboundCredential;
@@ -41,24 +43,31 @@ pub(crate) const CLIENT_PROTOCOL_VERSION: &str = "2025-06-18";
 const MAX_PAGES: usize = 100;
 /// Most tools taken from one upstream.
 const MAX_TOOLS: usize = 10_000;
-/// Most upstream connections (distinct credentials) kept per target.
+/// Most upstream connections (distinct tenants and credentials) kept per target.
 const MAX_CONNS: usize = 1024;
 /// Largest error body read for its message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 type CredKey = [u8; 32];
 
-/// For whom a message is sent: the credential put on it and, for a runtime-hosted server, the
-/// caller and the runtime session that serves the caller.
+/// For whom a message is sent: the tenant it is sent for, the credential put on it and, for a
+/// runtime-hosted server, the caller and the runtime session that serves the caller.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Route<'a> {
+    /// The caller's tenant; `None` only for the platform's own discovery of a target's tools
+    /// (no caller), whose session no tenant's call ever uses.
+    pub(crate) tenant: Option<&'a TenantId>,
     pub(crate) credential: Option<&'a OutboundCredential>,
     pub(crate) hosted: Option<(&'a CallerIdentity, String)>,
 }
 
 impl<'a> Route<'a> {
-    pub(crate) fn with_credential(credential: Option<&'a OutboundCredential>) -> Self {
+    pub(crate) fn new(
+        tenant: Option<&'a TenantId>,
+        credential: Option<&'a OutboundCredential>,
+    ) -> Self {
         Self {
+            tenant,
             credential,
             hosted: None,
         }
@@ -66,7 +75,8 @@ impl<'a> Route<'a> {
 }
 
 /// The key of a route's upstream state: a hosted server's (tenant, runtime session), whose
-/// sandbox is that tenant's alone whatever credential it is sent; otherwise the credential.
+/// sandbox is that tenant's alone whatever credential it is sent; otherwise the tenant and the
+/// credential together, so tenants never share an upstream session, even without credentials.
 fn route_key(route: &Route<'_>) -> CredKey {
     let mut h = Sha256::new();
     if let Some((caller, session)) = &route.hosted {
@@ -75,6 +85,15 @@ fn route_key(route: &Route<'_>) -> CredKey {
         h.update(b"\0");
         h.update(session.as_bytes());
         return h.finalize().into();
+    }
+    match route.tenant {
+        // Tenant ids are slugs: no NUL, so the fields cannot run into each other.
+        Some(tenant) => {
+            h.update(b"tenant\0");
+            h.update(tenant.as_str().as_bytes());
+            h.update(b"\0");
+        }
+        None => h.update(b"platform\0"),
     }
     match route.credential {
         None => h.update(b"none"),
@@ -699,11 +718,20 @@ mod tests {
             name: "Authorization".into(),
             value: Secret::new("a"),
         };
-        let key = |c: Option<&OutboundCredential>| route_key(&Route::with_credential(c));
+        let acme = TenantId::new("acme").unwrap();
+        let globex = TenantId::new("globex").unwrap();
+        let key = |c: Option<&OutboundCredential>| route_key(&Route::new(Some(&acme), c));
         assert_ne!(key(Some(&a)), key(Some(&b)));
         assert_ne!(key(Some(&a)), key(Some(&h)));
         assert_ne!(key(Some(&a)), key(None));
         assert_eq!(key(Some(&a)), key(Some(&a.clone())));
+        // Tenants never share one, with or without a credential; nor with the platform.
+        assert_ne!(key(None), route_key(&Route::new(Some(&globex), None)));
+        assert_ne!(
+            key(Some(&a)),
+            route_key(&Route::new(Some(&globex), Some(&a)))
+        );
+        assert_ne!(key(None), route_key(&Route::new(None, None)));
         // A hosted server's sessions are kept per tenant and runtime session.
         let caller = |t: &str| {
             CallerIdentity::new(
@@ -716,6 +744,7 @@ mod tests {
         let (ca, cb) = (caller("acme"), caller("globex"));
         let hosted = |c, s: &str| {
             route_key(&Route {
+                tenant: None,
                 credential: None,
                 hosted: Some((c, s.to_owned())),
             })
@@ -726,6 +755,7 @@ mod tests {
         assert_eq!(hosted(&ca, "s1"), hosted(&ca, "s1"));
         // ...whatever credential goes with it, so forgetting a session finds its state.
         let with_credential = route_key(&Route {
+            tenant: Some(&acme),
             credential: Some(&a),
             hosted: Some((&ca, "s1".to_owned())),
         });
