@@ -34,6 +34,24 @@ pub const STARTER_POLICY: &str = r#"// The starter platform policy: every tier m
 permit (principal, action in Tenantry::Action::"CallTool", resource);
 "#;
 
+/// Deepest nesting of parentheses, brackets and braces a policy text may have. Cedar's parser
+/// recurses once per level, with tens of kilobytes of stack per level in a build without
+/// optimisations: an upload of a few dozen nested parentheses overflowed a server thread's
+/// stack, which aborts the whole process. Real policies nest a few levels.
+pub const MAX_POLICY_NESTING: usize = 32;
+
+/// Deepest expression a policy may have, counted in levels of its JSON form (an operator with
+/// its operands is a level or two). Cedar clones, drops and evaluates expression trees by
+/// recursion on whatever thread holds them, so a set with a chain of 20,000 `+` overflowed a
+/// server thread when it was dropped. Real policies are a few dozen levels deep.
+pub const MAX_POLICY_DEPTH: usize = 256;
+
+/// The stack of the thread on which Cedar parses and validates a policy text. Long operator
+/// chains and nested `if`s are parsed by recursion as well; within the store's 256 KiB text
+/// limit they need tens of megabytes in a debug build. Address space only: a thread's stack
+/// is committed as far as it is used.
+const CEDAR_STACK_BYTES: usize = 512 << 20;
+
 const NAMESPACE: &str = "Tenantry";
 const CALL_TOOL: &str = "CallTool";
 
@@ -290,23 +308,26 @@ impl PolicyEngine {
     /// attributes or types are errors). Every problem is reported with its line and column.
     pub fn validate(&self, text: &str) -> Result<Validated, PolicyError> {
         let snap = self.snapshot();
-        let pset = parse(text)?;
-        let result = Validator::new(snap.schema.clone()).validate(&pset, ValidationMode::Strict);
-        let errors: Vec<PolicyDiagnostic> = result
-            .validation_errors()
-            .map(|e| PolicyDiagnostic::from_miette(e, text))
-            .collect();
-        if !errors.is_empty() {
-            return Err(PolicyError::Invalid {
-                diagnostics: errors,
-            });
-        }
-        Ok(Validated {
-            policies: pset.policies().count(),
-            warnings: result
-                .validation_warnings()
-                .map(|w| PolicyDiagnostic::from_miette(w, text))
-                .collect(),
+        on_cedar_stack(|| {
+            let pset = parse(text)?;
+            let result =
+                Validator::new(snap.schema.clone()).validate(&pset, ValidationMode::Strict);
+            let errors: Vec<PolicyDiagnostic> = result
+                .validation_errors()
+                .map(|e| PolicyDiagnostic::from_miette(e, text))
+                .collect();
+            if !errors.is_empty() {
+                return Err(PolicyError::Invalid {
+                    diagnostics: errors,
+                });
+            }
+            Ok(Validated {
+                policies: pset.policies().count(),
+                warnings: result
+                    .validation_warnings()
+                    .map(|w| PolicyDiagnostic::from_miette(w, text))
+                    .collect(),
+            })
         })
     }
 
@@ -456,10 +477,10 @@ impl PolicyEngine {
         let merged = snap.merged(&p.tier, &p.tenant);
         let authorizer = Authorizer::new();
         let full = authorizer.is_authorized(&request, &merged.all, &entities);
-        let policy_allowed = full.decision() == CedarDecision::Allow;
+        let policy_allowed = allows(&full, &merged.all);
         let (allowed, mode) = if merged.log_only {
             let enforced = authorizer.is_authorized(&request, &merged.enforced, &entities);
-            (enforced.decision() == CedarDecision::Allow, Mode::LogOnly)
+            (allows(&enforced, &merged.enforced), Mode::LogOnly)
         } else {
             (policy_allowed, Mode::Enforce)
         };
@@ -540,8 +561,105 @@ fn unreachable_policy() -> Policy {
     panic!("cedar refused `forbid (principal, action, resource);`")
 }
 
-/// Parses a policy set text: static policies only, `@id` annotations distinct.
+/// Whether Cedar's answer allows the call. Cedar skips a policy whose evaluation fails (an
+/// integer overflow the caller's input provokes, say); a skipped `permit` grants nothing, but
+/// a skipped `forbid` would let through a call it may have forbidden, so an error in any
+/// `forbid` (or in a policy that cannot be found) denies: the engine could not decide.
+fn allows(response: &cedar_policy::Response, set: &PolicySet) -> bool {
+    response.decision() == CedarDecision::Allow
+        && response.diagnostics().errors().all(|e| match e {
+            cedar_policy::AuthorizationError::PolicyEvaluationError(e) => set
+                .policy(e.policy_id())
+                .is_some_and(|p| p.effect() == cedar_policy::Effect::Permit),
+        })
+}
+
+/// Runs `work` (Cedar parsing and validation) on a thread of its own with a stack of
+/// `CEDAR_STACK_BYTES`, waiting for it: whatever a text makes Cedar recurse, the server's own
+/// threads (2 MiB stacks) never overflow.
+fn on_cedar_stack<T: Send>(
+    work: impl FnOnce() -> Result<T, PolicyError> + Send,
+) -> Result<T, PolicyError> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("cedar-parse".into())
+            .stack_size(CEDAR_STACK_BYTES)
+            .spawn_scoped(scope, work)
+            .map_err(|e| {
+                PolicyError::Unavailable(format!("cannot start a thread to parse policies: {e}"))
+            })?;
+        worker
+            .join()
+            .unwrap_or_else(|_| Err(PolicyError::Unavailable("the policy parser failed".into())))
+    })
+}
+
+/// The depth of a JSON value, counted without recursion.
+fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut todo = vec![(v, 1usize)];
+    while let Some((v, depth)) = todo.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            Value::Array(items) => todo.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(fields) => todo.extend(fields.values().map(|f| (f, depth + 1))),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses a text nested deeper than `MAX_POLICY_NESTING` (outside string literals and
+/// comments), naming where it went too deep.
+fn check_nesting(text: &str) -> Result<(), PolicyError> {
+    let mut depth = 0usize;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_POLICY_NESTING {
+                    return Err(PolicyError::Invalid {
+                        diagnostics: vec![PolicyDiagnostic::at(
+                            format!(
+                                "expressions nest too deep: at most {MAX_POLICY_NESTING} levels of \
+                                 parentheses, brackets and braces"
+                            ),
+                            text,
+                            Some(at),
+                        )],
+                    });
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses a policy set text: static policies only, `@id` annotations distinct. Runs Cedar's
+/// parser, so it belongs on the Cedar stack (`on_cedar_stack`).
 fn parse(text: &str) -> Result<PolicySet, PolicyError> {
+    check_nesting(text)?;
     let pset = PolicySet::from_str(text).map_err(|errors| PolicyError::Invalid {
         diagnostics: errors
             .iter()
@@ -549,6 +667,32 @@ fn parse(text: &str) -> Result<PolicySet, PolicyError> {
             .collect(),
     })?;
     let mut diagnostics = Vec::new();
+    for p in pset.policies() {
+        let name = p
+            .annotation("id")
+            .map_or_else(|| p.id().to_string(), str::to_owned);
+        let depth = match p.to_json() {
+            Ok(json) => json_depth(&json),
+            Err(e) => {
+                diagnostics.push(PolicyDiagnostic::at(
+                    format!("policy {name} cannot be inspected: {e}"),
+                    text,
+                    None,
+                ));
+                continue;
+            }
+        };
+        if depth > MAX_POLICY_DEPTH {
+            diagnostics.push(PolicyDiagnostic::at(
+                format!(
+                    "policy {name} nests too deep: its expression is {depth} levels deep, at \
+                     most {MAX_POLICY_DEPTH}; split long chains of operators or conditions"
+                ),
+                text,
+                None,
+            ));
+        }
+    }
     if pset.templates().next().is_some() {
         let at = text.find("?principal").or_else(|| text.find("?resource"));
         diagnostics.push(PolicyDiagnostic::at(
@@ -580,6 +724,15 @@ fn parse(text: &str) -> Result<PolicySet, PolicyError> {
 /// Parses a set and gives its policies their audit ids: `{scope}@v{version}#{name}`, the name
 /// being the policy's `@id` annotation, or its position in the text (0, 1, ...).
 fn compile(
+    scope: &PolicyScope,
+    version: i64,
+    mode: Mode,
+    text: &str,
+) -> Result<CompiledSet, PolicyError> {
+    on_cedar_stack(|| compile_here(scope, version, mode, text))
+}
+
+fn compile_here(
     scope: &PolicyScope,
     version: i64,
     mode: Mode,

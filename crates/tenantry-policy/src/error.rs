@@ -23,6 +23,9 @@ pub enum PolicyError {
         "stored policy set {id} cannot be loaded (its callers are denied until it is fixed): {detail}"
     )]
     Unloadable { id: String, detail: String },
+    /// The engine cannot work on a set now (e.g. no thread to parse it on); a retry may work.
+    #[error("the policy engine cannot take the set now: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +43,7 @@ impl PolicyError {
         match self {
             PolicyError::Invalid { .. } => ErrorCode::InvalidRequest,
             PolicyError::Schema(_) | PolicyError::Unloadable { .. } => ErrorCode::Internal,
+            PolicyError::Unavailable(_) => ErrorCode::Unavailable,
             PolicyError::Store(e) => e.code(),
         }
     }
@@ -48,7 +52,10 @@ impl PolicyError {
     pub fn diagnostics(&self) -> &[PolicyDiagnostic] {
         match self {
             PolicyError::Invalid { diagnostics } => diagnostics,
-            PolicyError::Schema(_) | PolicyError::Unloadable { .. } | PolicyError::Store(_) => &[],
+            PolicyError::Schema(_)
+            | PolicyError::Unloadable { .. }
+            | PolicyError::Unavailable(_)
+            | PolicyError::Store(_) => &[],
         }
     }
 }

@@ -35,8 +35,8 @@ pub mod input;
 pub use decision::{AuditFields, Decision};
 pub use diagnostic::PolicyDiagnostic;
 pub use engine::{
-    AuthzRequest, BASE_SCHEMA, PolicyEngine, PrincipalAttrs, ReloadReport, STARTER_POLICY, ToolRef,
-    ToolSpec, Validated,
+    AuthzRequest, BASE_SCHEMA, MAX_POLICY_DEPTH, MAX_POLICY_NESTING, PolicyEngine, PrincipalAttrs,
+    ReloadReport, STARTER_POLICY, ToolRef, ToolSpec, Validated,
 };
 pub use error::PolicyError;
 pub use tenantry_store::{PolicyMode as Mode, PolicyScope, PolicySetRecord};

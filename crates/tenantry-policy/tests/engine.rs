@@ -165,6 +165,93 @@ fn a_syntax_error_is_refused_with_its_line_and_column() {
     assert_eq!(err.code(), tenantry_core::ErrorCode::InvalidRequest);
 }
 
+/// Runs `work` on a thread with the stack of a Tokio worker (2 MiB), where the server parses
+/// uploads: a stack overflow there aborts the whole process.
+fn on_worker_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn_scoped(s, work)
+            .unwrap()
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn deep_nesting_is_refused_and_long_chains_do_not_overflow_the_stack() {
+    let e = engine();
+    let when = |cond: String| format!("permit (principal, action, resource) when {{ {cond} }};");
+    // Nesting deeper than the engine takes: refused with the position where it went too deep.
+    for text in [
+        when(format!("{}true{}", "(".repeat(2000), ")".repeat(2000))),
+        when(format!("{}1{} == [1]", "[".repeat(300), "]".repeat(300))),
+        format!(
+            "permit (principal, action, resource);\n{}",
+            when(format!("{}1{} has a", "{a: ".repeat(60), "}".repeat(60)))
+        ),
+    ] {
+        let found = on_worker_stack(|| invalid(&e, &text));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (line, column, message) = &found[0];
+        assert!(message.contains("nest"), "{message}");
+        assert!(line.is_some() && column.is_some(), "{found:?}");
+        // A stored set that nests too deep does not load either (and does not crash).
+        let stored = record(PolicyScope::Platform, 9, Mode::Enforce, &text);
+        assert!(on_worker_stack(|| e.install(&stored)).is_err());
+    }
+    // Long chains of operators and nested conditions build expressions as deep as they are
+    // long, which Cedar clones, drops and evaluates by recursion: refused past the limit (and
+    // the refused set is dropped where it was parsed, not on this thread).
+    for text in [
+        when(format!("1{} > 2", " + 1".repeat(20_000))),
+        when(format!("context{}", ".contains(1)".repeat(20_000))),
+        when(format!(
+            "{}true{}",
+            "if true then ".repeat(5_000),
+            " else false".repeat(5_000)
+        )),
+        when(format!("context.input{} == 1", ".a".repeat(20_000))),
+    ] {
+        let found = on_worker_stack(|| invalid(&e, &text));
+        assert!(
+            found.iter().any(|(_, _, m)| m.contains("nests too deep")),
+            "{found:?}"
+        );
+        let stored = record(PolicyScope::Platform, 9, Mode::Enforce, &text);
+        assert!(on_worker_stack(|| e.install(&stored)).is_err());
+    }
+    // Within both limits: accepted, installed, decided and dropped on an ordinary thread.
+    // (The condition's braces are a level of their own.)
+    let deep_ok = when(format!(
+        "{}true{} && context.tool == \"x\"",
+        "(".repeat(tenantry_policy::MAX_POLICY_NESTING - 1),
+        ")".repeat(tenantry_policy::MAX_POLICY_NESTING - 1)
+    ));
+    on_worker_stack(|| {
+        let e = engine();
+        e.validate(&deep_ok).unwrap();
+        e.install(&record(PolicyScope::Platform, 9, Mode::Enforce, &deep_ok))
+            .unwrap();
+        // Decided (whatever the answer) without overflowing this thread's stack.
+        let _ = decide(
+            &e,
+            &caller("acme", "basic"),
+            "pay___transfer",
+            json!({"amount": 5}),
+            at_hour(12),
+        );
+        drop(e);
+    });
+    // Brackets in strings and comments are not nesting.
+    let quoted = format!(
+        "// {}\npermit (principal, action, resource) when {{ \"{}\" == \"x\" }};",
+        "(".repeat(500),
+        "[".repeat(500)
+    );
+    on_worker_stack(|| e.validate(&quoted)).unwrap();
+}
+
 #[test]
 fn unknown_attributes_actions_and_types_are_refused_by_the_validator() {
     let e = engine();
@@ -769,4 +856,79 @@ fn the_engine_is_shared_across_threads_and_decides_quickly() {
     let who = caller("acme", "basic");
     let d = decide(&e, &who, "ehr___premium_report", json!({}), at_hour(9));
     assert_eq!(d.determining_policies, ["tier:basic@v49#0"]);
+}
+
+#[test]
+fn a_forbid_that_cannot_be_evaluated_denies() {
+    // Cedar skips a policy whose evaluation fails (here an integer overflow that the caller's
+    // input provokes); for a `forbid` that would let the call through. It must deny.
+    let e = engine();
+    upload(&e, PolicyScope::Platform, 1, Mode::Enforce, STARTER_POLICY);
+    upload(
+        &e,
+        tier_scope("basic"),
+        1,
+        Mode::Enforce,
+        r#"@id("big-transfers")
+forbid (principal, action == Tenantry::Action::"pay___transfer", resource)
+when { context.input.amount * 1000 > 100000 };"#,
+    );
+    let who = caller("acme", "basic");
+    let small = decide(
+        &e,
+        &who,
+        "pay___transfer",
+        json!({"amount": 5}),
+        at_hour(12),
+    );
+    assert!(small.allowed, "{small:?}");
+    let big = decide(
+        &e,
+        &who,
+        "pay___transfer",
+        json!({"amount": 500}),
+        at_hour(12),
+    );
+    assert!(!big.allowed, "{big:?}");
+    let overflow = decide(
+        &e,
+        &who,
+        "pay___transfer",
+        json!({"amount": i64::MAX / 10}),
+        at_hour(12),
+    );
+    assert!(!overflow.allowed, "{overflow:?}");
+    assert!(!overflow.policy_allowed, "{overflow:?}");
+    assert!(
+        overflow.errors.iter().any(|e| e.contains("overflow")),
+        "{overflow:?}"
+    );
+    // A `permit` that cannot be evaluated grants nothing, and others still decide.
+    let e = engine();
+    upload(
+        &e,
+        PolicyScope::Platform,
+        1,
+        Mode::Enforce,
+        r#"permit (principal, action == Tenantry::Action::"pay___transfer", resource)
+when { context.input.amount * 1000 > 0 };
+permit (principal, action == Tenantry::Action::"pay___transfer", resource)
+when { context.input.amount < 0 };"#,
+    );
+    let d = decide(
+        &e,
+        &who,
+        "pay___transfer",
+        json!({"amount": i64::MAX / 10}),
+        at_hour(12),
+    );
+    assert!(!d.allowed, "{d:?}");
+    let d = decide(
+        &e,
+        &who,
+        "pay___transfer",
+        json!({"amount": 3}),
+        at_hour(12),
+    );
+    assert!(d.allowed, "{d:?}");
 }
