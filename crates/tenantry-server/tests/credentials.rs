@@ -150,6 +150,18 @@ async fn a_key_without_a_user_is_a_service_principal_that_sees_no_users_sessions
         assert_eq!((r.status, r.code()), (404, "not_found"), "{method}");
     }
 
+    // No key can be named like the platform's own principals (the policy-discovery stand-in
+    // `svc:tenantry:policy-discovery`), whose sessions it would then own.
+    let r = s
+        .send_json(
+            "POST",
+            "/v1/api-keys",
+            &alice,
+            json!({"name": "tenantry:policy-discovery"}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+
     // The operator's keys without a user are service principals too.
     let (_, op_key) = s.create_api_key("acme", &[]).await;
     let me = s.get("/v1/me", &op_key).await;

@@ -102,9 +102,13 @@ pub async fn create(
     req: CreateApiKey,
 ) -> ApiResult<CreatedApiKey> {
     let name = req.name.unwrap_or_else(|| "default".to_string());
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    // ':' is kept for the platform's own service principals (`PLATFORM_STAND_IN`).
+    if name.is_empty()
+        || name.chars().count() > 100
+        || name.chars().any(|c| c.is_control() || c == ':')
+    {
         return Err(ApiError::invalid(
-            "name must be 1 to 100 characters without control characters",
+            "name must be 1 to 100 characters without control characters or ':'",
         ));
     }
     let roles = check_roles(creator, &req.roles)?;

@@ -334,11 +334,15 @@ fn invalid_policy(e: &PolicyError) -> Response {
 /// need one, before validating a tier's or the platform's policy set.
 const DISCOVERY_TENANTS: usize = 20;
 
+/// The user an operator's stand-in acts as: a service principal no identity provider's token
+/// and no API key can name (key names have no ':'), so no one else owns its sessions.
+pub const PLATFORM_STAND_IN: &str = "tenantry:policy-discovery";
+
 /// An operator's stand-in for a tenant, to list the tools that tenant would see.
 fn stand_in(grant: OperatorGrant, tenant: &tenantry_core::Tenant) -> Option<CallerIdentity> {
     let mut c = CallerIdentity::new(
         tenant.id.clone(),
-        UserId::new("operator").ok()?,
+        UserId::service(PLATFORM_STAND_IN).ok()?,
         tenant.tier.clone(),
         tenantry_core::CredentialKind::ApiKey {
             key_id: "operator".into(),
