@@ -166,3 +166,43 @@ async fn health_and_discovery() {
     assert_eq!(j.body["keys"][0]["kty"], "OKP");
     s.stop().await;
 }
+
+/// An agent's working directory is visible in every sandbox of its runtime: one that holds the
+/// state directory (keys, database, session storage), or lies inside it, is refused.
+#[tokio::test]
+async fn a_runtime_workdir_cannot_hold_or_sit_in_the_state_directory() {
+    let s = TestServer::start().await;
+    let state = s.config_path.parent().unwrap().to_path_buf();
+    let inside = state.join("agent");
+    std::fs::create_dir_all(&inside).unwrap();
+    for (workdir, says) in [
+        (
+            state.parent().unwrap().to_path_buf(),
+            "contains the state directory",
+        ),
+        (state.clone(), "contains the state directory"),
+        (inside, "is inside the state directory"),
+    ] {
+        let r = s
+            .send_json(
+                "POST",
+                "/v1/admin/runtimes",
+                &s.admin_key,
+                json!({"name": "bot", "command": ["python3", "agent.py"], "workdir": workdir}),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+        assert!(r.text.contains(says), "{}", r.text);
+    }
+    let r = s
+        .send_json(
+            "POST",
+            "/v1/admin/runtimes",
+            &s.admin_key,
+            json!({"name": "bot", "command": ["python3", "agent.py"],
+                   "workdir": env!("CARGO_MANIFEST_DIR")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    s.stop().await;
+}

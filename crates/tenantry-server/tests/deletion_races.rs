@@ -64,7 +64,7 @@ fn writes() -> Vec<(&'static str, Write)> {
                 "POST",
                 "/v1/admin/runtimes".into(),
                 json!({"name": format!("rt-{n}"), "command": ["python3", "agent.py"],
-                       "workdir": "/tmp", "tenancy": {"dedicated": TENANT}}),
+                       "workdir": env!("CARGO_MANIFEST_DIR"), "tenancy": {"dedicated": TENANT}}),
             )
         }),
         ("tenant tool target", |n| {

@@ -419,7 +419,7 @@ fn template(method: &str, path: &str, w: &World, rng: &mut Rng) -> Value {
             json!({"name": "fz", "roles": ["tenant-admin"], "expires_in_seconds": 3600})
         }
         ("POST", "/v1/admin/runtimes") => json!({"name": format!("fz-rt-{n}"),
-            "command": ["python3", "agent.py"], "workdir": "/tmp", "protocol": "http",
+            "command": ["python3", "agent.py"], "workdir": env!("CARGO_MANIFEST_DIR"), "protocol": "http",
             "env": {"A": "b"}, "allowed_headers": ["X-Tenantry-Custom-Plan"], "warm_pool": 0}),
         ("PATCH", "/v1/admin/runtimes/{name}") => json!({"env": {"B": "c"}}),
         ("POST", "/v1/runtimes/{runtime}/invocations") => json!({"prompt": "hi"}),
@@ -889,7 +889,7 @@ async fn churn(
                 .json(&json!({"display_name": format!("Churn {i}"), "allowed_models": ["*"]})),
             Request::new("POST", "/v1/admin/runtimes").json(&json!({
                 "name": format!("churn-rt-{}", i % 2), "command": ["python3", "agent.py"],
-                "workdir": "/tmp", "tenancy": {"dedicated": t}})),
+                "workdir": env!("CARGO_MANIFEST_DIR"), "tenancy": {"dedicated": t}})),
             Request::new(
                 "DELETE",
                 format!("/v1/admin/runtimes/churn-rt-{}", (i + 1) % 2),
@@ -941,7 +941,7 @@ async fn setup(s: &TestServer, mcp_url: &str) -> String {
     s.admin(
         "POST",
         "/v1/admin/runtimes",
-        Some(json!({"name": "echo", "command": ["python3", "agent.py"], "workdir": "/tmp"})),
+        Some(json!({"name": "echo", "command": ["python3", "agent.py"], "workdir": env!("CARGO_MANIFEST_DIR")})),
     )
     .await;
     s.admin(

@@ -18,7 +18,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(cmd) => tenant(cmd).await,
         Command::Tier(cmd) => tier(cmd).await,
         Command::Apikey(cmd) => apikey(cmd).await,
-        Command::Token(cmd) => token(cmd),
+        Command::Token(cmd) => token(cmd).await,
         Command::Runtime(cmd) => crate::runtime_cmd::runtime(cmd).await,
         Command::Invoke(args) => crate::runtime_cmd::invoke(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
@@ -409,7 +409,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-fn token(cmd: TokenCmd) -> Result<()> {
+async fn token(cmd: TokenCmd) -> Result<()> {
     match cmd {
         TokenCmd::Issue {
             config,
@@ -432,6 +432,20 @@ fn token(cmd: TokenCmd) -> Result<()> {
             };
             let tenant = TenantId::new(tenant)?;
             let user = UserId::new(user)?;
+            // A token for a tenant that does not exist would only ever be refused.
+            let store = tenantry_store::Store::connect(&config.database.url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the store at {} to check the tenant",
+                        tenantry_server::redact_url(&config.database.url)
+                    )
+                })?;
+            if store.get_tenant(&tenant).await?.is_none() {
+                bail!(
+                    "there is no tenant {tenant}; create it first: tenantry tenant create {tenant} --tier TIER"
+                );
+            }
             println!("{}", issuer.mint(&tenant, &user, &roles, ttl)?);
             Ok(())
         }

@@ -21,7 +21,8 @@ const AGENT_PY: &str = include_str!("../../../examples/agents/python/agent.py");
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// State directory to create [default: a new temporary directory, kept afterwards].
+    /// Directory to create the demo in: its state directory (`state/`) and the example agent
+    /// (`agents/echo/`) [default: a new temporary directory, kept afterwards].
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Keep serving after the demo, until Ctrl-C.
@@ -143,17 +144,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             probe.missing().join("; ")
         );
     }
-    let dir = match args.dir {
+    let root = match args.dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("tenantry-demo-{}", std::process::id())),
     };
+    // The state directory and the agent beside it: an agent's directory is visible in its
+    // sandboxes, so it never holds (or lies in) the state directory.
+    let dir = root.join("state");
     println!("Tenantry demo");
     println!(
         "1. State directory {} (config, operator key, signing keys, SQLite)",
         dir.display()
     );
-    tenantry_server::statedir::init(&dir, "127.0.0.1:0", false)?;
-    let agent_dir = dir.join("agents/echo");
+    // The config names the default address, for `tenantry serve` afterwards; the demo's own
+    // server takes any free port.
+    tenantry_server::statedir::init(&dir, "127.0.0.1:8700", false)?;
+    let agent_dir = root.join("agents/echo");
     std::fs::create_dir_all(&agent_dir)?;
     std::fs::write(agent_dir.join("agent.py"), AGENT_PY)?;
     let agent_dir = std::fs::canonicalize(&agent_dir)?;
@@ -162,7 +168,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .map_err(|e| anyhow!("{e}"))?;
     let admin = config.admin_key().map_err(|e| anyhow!("{e}"))?;
     let issuer = config.load_dev_issuer()?;
-    let server = tenantry_server::Server::start(config, None).await?;
+    let server = tenantry_server::Server::start(config, Some(([127, 0, 0, 1], 0).into())).await?;
     let mut demo = Demo {
         url: server.url(),
         admin,
@@ -415,9 +421,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
         tokio::signal::ctrl_c().await?;
     } else {
+        let config = dir.join("tenantry.toml");
         println!(
-            "Explore: tenantry serve --config {}",
-            dir.join("tenantry.toml").display()
+            "Explore: tenantry serve --config {} (on 127.0.0.1:8700), then e.g. \
+             tenantry tenant list --config {}",
+            config.display(),
+            config.display()
         );
     }
     server.shutdown().await;

@@ -46,36 +46,31 @@ fn init_refuses_to_overwrite_without_force() {
 }
 
 #[test]
-fn token_issue_prints_only_the_token() {
+fn token_issue_refuses_what_could_never_authenticate() {
     let dir = tempfile::tempdir().unwrap();
     let s = dir.path().to_str().unwrap();
     ok(&["init", "--dir", s]);
     let config = dir.path().join("tenantry.toml");
-    let out = ok(&[
-        "token",
-        "issue",
-        "--config",
-        config.to_str().unwrap(),
-        "--tenant",
-        "acme",
-        "--user",
-        "alice",
-        "--ttl",
-        "5m",
-    ]);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 1, "{out}");
-    assert_eq!(lines[0].split('.').count(), 3);
-    let bad = run(&[
-        "token",
-        "issue",
-        "--config",
-        config.to_str().unwrap(),
-        "--tenant",
-        "../x",
-        "--user",
-        "a",
-    ]);
+    let issue = |tenant: &str| {
+        run(&[
+            "token",
+            "issue",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            tenant,
+            "--user",
+            "alice",
+        ])
+    };
+    let unknown = issue("acme");
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("there is no tenant acme") && err.contains("tenantry tenant create acme"),
+        "{err}"
+    );
+    let bad = issue("../x");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant id"));
 }
@@ -118,6 +113,14 @@ fn admin_commands_drive_a_running_server() {
     .unwrap();
     assert_eq!(created["effective_isolation"]["data"], "silo");
     assert_eq!(created["features"]["beta"], true);
+
+    // A token of an existing tenant: the token alone on one line.
+    let out = ok(&[
+        "token", "issue", "--tenant", "acme", "--user", "alice", "--ttl", "5m", "--config", c,
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0].split('.').count(), 3);
 
     let bad = run(&[
         "tenant", "create", "initech", "--tier", "gold", "--config", c,

@@ -16,7 +16,7 @@ fn demo_runs_and_every_check_holds() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["demo", "--dir", dir.path().join("state").to_str().unwrap()])
+        .args(["demo", "--dir", dir.path().join("demo").to_str().unwrap()])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -26,6 +26,8 @@ fn demo_runs_and_every_check_holds() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("15 checks, 0 failed."), "{stdout}");
+    // The hint names a server the CLI can reach (not the demo's own ephemeral port).
+    assert!(stdout.contains("(on 127.0.0.1:8700)"), "{stdout}");
     for tenant in ["acme", "globex", "initech"] {
         assert!(
             stdout.contains(&format!("agent saw tenant={tenant}")),

@@ -381,5 +381,9 @@ async fn operator_registers_tools_sets_credentials_and_policies_from_the_cli() {
         "the log is at DEBUG"
     );
     assert!(!server_log.contains(SECRET), "the server logged the secret");
+    assert!(
+        !server_log.contains('\u{1b}'),
+        "a log written to a file has no terminal colour codes"
+    );
     assert!(!server_log.contains(&key), "the server logged an API key");
 }

@@ -201,7 +201,7 @@ async fn require_tier(state: &AppState, tier: &TierName) -> ApiResult<Tier> {
                 .map(|t| t.name.to_string())
                 .collect();
             Err(ApiError::invalid(format!(
-                "unknown tier {tier:?}; known tiers: {}. Create one with PUT /v1/admin/tiers/{tier}",
+                "unknown tier \"{tier}\"; known tiers: {}. Create one with PUT /v1/admin/tiers/{tier}",
                 known.join(", ")
             )))
         }

@@ -40,12 +40,38 @@ fn parse_tenancy(v: Option<Value>) -> ApiResult<Tenancy> {
     }
 }
 
-fn parse_spec(body: Map<String, Value>) -> ApiResult<RuntimeSpec> {
+fn parse_spec(state: &AppState, body: Map<String, Value>) -> ApiResult<RuntimeSpec> {
     let bytes = serde_json::to_vec(&Value::Object(body))
         .map_err(|e| ApiError::internal("re-encoding a runtime", e))?;
     let spec: RuntimeSpec = parse_json(&bytes)?;
     spec.validate().map_err(ApiError::invalid)?;
+    check_workdir(state, &spec)?;
     Ok(spec)
+}
+
+/// An agent's working directory is visible (read-only) in every sandbox of its runtime: it must
+/// not hold the state directory (keys, the database, every session's storage), nor be inside it.
+fn check_workdir(state: &AppState, spec: &RuntimeSpec) -> ApiResult<()> {
+    let canonical =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let workdir = canonical(&spec.workdir);
+    let state_dir = canonical(&state.config.base_dir);
+    if state_dir.starts_with(&workdir) {
+        return Err(ApiError::invalid(format!(
+            "workdir {} contains the state directory {} (keys, database, session storage), which \
+             every sandbox of the runtime would see; give the agent a directory of its own",
+            workdir.display(),
+            state_dir.display()
+        )));
+    }
+    if workdir.starts_with(&state_dir) {
+        return Err(ApiError::invalid(format!(
+            "workdir {} is inside the state directory {}; keep agents outside it",
+            workdir.display(),
+            state_dir.display()
+        )));
+    }
+    Ok(())
 }
 
 pub async fn load(state: &AppState, name: &RuntimeName) -> ApiResult<Option<Runtime>> {
@@ -150,7 +176,7 @@ async fn create(
         }
     };
     let tenancy = parse_tenancy(body.remove("tenancy"))?;
-    let spec = parse_spec(body)?;
+    let spec = parse_spec(&state, body)?;
     require_tenant_exists(&state, &tenancy).await?;
     let now = unix_now();
     let runtime = Runtime {
@@ -228,7 +254,7 @@ async fn update(
         return Err(ApiError::internal("encoding a runtime", "not an object"));
     };
     body.extend(patch);
-    runtime.spec = parse_spec(body)?;
+    runtime.spec = parse_spec(&state, body)?;
     for target in hosted_targets(&state, &runtime.name) {
         hosted_runtime_fits(target.tenant.as_ref(), &runtime).map_err(|why| {
             ApiError::new(

@@ -130,7 +130,7 @@ async fn save_target(
         && state.store.get_tenant(tenant).await?.is_none()
     {
         return Err(ApiError::invalid(format!(
-            "unknown tenant {tenant:?}: create it first, or leave `tenant` out for a target shared by all tenants"
+            "unknown tenant \"{tenant}\": create it first, or leave `tenant` out for a target shared by all tenants"
         )));
     }
     if let TargetKind::Runtime { runtime } = &spec.kind {
@@ -138,7 +138,7 @@ async fn save_target(
             .await?
             .ok_or_else(|| {
                 ApiError::invalid(format!(
-                    "kind.runtime: unknown runtime {runtime:?}; create it first (tenantry runtime create)"
+                    "kind.runtime: unknown runtime \"{runtime}\"; create it first (tenantry runtime create)"
                 ))
             })?;
         crate::routes::runtimes::hosted_runtime_fits(spec.tenant.as_ref(), &found)
