@@ -86,14 +86,15 @@ pub async fn suspended(state: &AppState, id: &TenantId, uid: &TenantUid) -> usiz
 }
 
 /// What this replica keeps in memory of a deleted tenant, beyond its sessions: the registry
-/// entry, remembered token verifications, the vault's data key, credentials and tokens, and
-/// the limiter's rate and budget state. A shared limiter (Redis) is cleared once, by the
+/// entry, remembered token verifications, the vault's data key, credentials and tokens, the
+/// model gateway's cached routes and limit overrides, and the limiter's rate and budget state. A shared limiter (Redis) is cleared once, by the
 /// replica that deleted the tenant (`shared_limits`): clearing it again on another replica
 /// could erase what a tenant created again since has spent.
 async fn forget_in_memory(state: &AppState, id: &TenantId, shared_limits: bool) {
     state.registry.forget_tenant(id);
     state.verifier.forget_tenant(id);
     state.tools.vault().forget_tenant(id);
+    state.gateway.forget_tenant(id);
     if (shared_limits || state.limiter.backend() == "memory")
         && let Err(e) = state.limiter.forget_tenant(id).await
     {

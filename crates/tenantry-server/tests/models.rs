@@ -255,6 +255,26 @@ async fn a_tenant_with_a_fine_tuned_override_gets_its_own_model() {
     let entries = ledger(&s, "acme").await;
     assert_eq!(entries[0].resource.as_deref(), Some("acme-ft"));
     assert_eq!(entries[0].provider.as_deref(), Some("up"));
+
+    // A tenant deleted and created again under the same id gets nothing of the old one's
+    // models, on this replica at once (its routing was cached).
+    let own = json!({"default": "acme-ft", "models": {"acme-ft": {"provider": "up",
+        "upstream_model": "ft:acme-v3", "input_price_per_mtok": "4", "output_price_per_mtok": "8"}}});
+    s.admin("PUT", "/v1/admin/tenants/acme/models", Some(own))
+        .await;
+    let r = s
+        .send_json("POST", "/v1/chat/completions", &acme, chat("default", "hi"))
+        .await;
+    assert_eq!(r.body["model"], "acme-ft", "{}", r.text);
+    let r = s.delete("/v1/admin/tenants/acme", &s.admin_key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["rows"]["tenant_settings"], 1, "{}", r.text);
+    s.create_tenant("acme", "basic").await;
+    let acme = s.token("acme", "alice", &[]);
+    let r = s
+        .send_json("POST", "/v1/chat/completions", &acme, chat("default", "hi"))
+        .await;
+    assert_eq!(r.body["model"], "mock-small", "{}", r.text);
     s.stop().await;
 }
 

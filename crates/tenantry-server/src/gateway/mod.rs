@@ -133,6 +133,14 @@ impl Gateway {
         Ok(value)
     }
 
+    /// Forgets the tenant's cached routing and limit overrides (it was deleted: a tenant created
+    /// again under its id must not get them).
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        if let Ok(mut map) = self.shared.tenants.write() {
+            map.remove(tenant);
+        }
+    }
+
     /// The tenant's own routing: the control plane's if set, else the configuration file's.
     pub async fn tenant_models(
         &self,
