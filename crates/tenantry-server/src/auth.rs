@@ -17,6 +17,7 @@ use tenantry_core::{
 use tenantry_identity::{WORKLOAD_ISSUER, looks_like_jwt, parse_api_key, unverified_issuer};
 
 use crate::error::ApiError;
+use crate::key_cache::VerifiedKey;
 use crate::state::AppState;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -68,17 +69,42 @@ pub struct Claimed {
 
 async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, ApiError> {
     if let Some((tenant, key_id, hash)) = parse_api_key(token) {
-        let record = state
-            .store
-            .authenticate_api_key(&tenant, &key_id, &hash)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "the API key is not valid or has been revoked",
-                )
-            })?;
-        if record
+        let key = match state.api_keys.get(&hash) {
+            Some(key) => key,
+            None => {
+                let invalid = || {
+                    ApiError::new(
+                        ErrorCode::InvalidToken,
+                        "the API key is not valid or has been revoked",
+                    )
+                };
+                let epoch = state.api_keys.epoch();
+                // The tenant's uid is read before the key: a key verified after its tenant was
+                // deleted and created again is the new tenant's, or fails to match the old uid.
+                let uid = state
+                    .registry
+                    .tenant(&state.store, &tenant)
+                    .await?
+                    .map(|t| t.uid.clone())
+                    .ok_or_else(invalid)?;
+                let record = state
+                    .store
+                    .authenticate_api_key(&tenant, &key_id, &hash)
+                    .await?
+                    .ok_or_else(invalid)?;
+                let key = VerifiedKey {
+                    tenant,
+                    tenant_uid: uid,
+                    key_id,
+                    user: record.user_id,
+                    roles: record.roles,
+                    expires_at: record.expires_at,
+                };
+                state.api_keys.remember(hash, key.clone(), epoch);
+                key
+            }
+        };
+        if key
             .expires_at
             .is_some_and(|at| at <= tenantry_core::unix_now())
         {
@@ -88,11 +114,11 @@ async fn verify_credential(state: &AppState, token: &str) -> Result<Claimed, Api
             ));
         }
         return Ok(Claimed {
-            tenant,
-            tenant_uid: None,
-            user: record.user_id,
-            roles: record.roles,
-            credential: CredentialKind::ApiKey { key_id },
+            tenant: key.tenant,
+            tenant_uid: Some(key.tenant_uid),
+            user: key.user,
+            roles: key.roles,
+            credential: CredentialKind::ApiKey { key_id: key.key_id },
         });
     }
     if looks_like_jwt(token) && unverified_issuer(token).as_deref() == Some(WORKLOAD_ISSUER) {

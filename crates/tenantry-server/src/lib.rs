@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod json;
+pub mod key_cache;
 pub mod middleware;
 pub mod routes;
 pub mod runtimes;
@@ -162,6 +163,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             actor,
             dev_issuer,
             registry,
+            api_keys: key_cache::ApiKeyCache::default(),
             sessions,
             gateway,
             tools,

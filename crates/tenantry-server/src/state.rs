@@ -34,6 +34,8 @@ pub struct Inner {
     pub actor: ActorIssuer,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub registry: Arc<RegistryCache>,
+    /// Verified tenant API keys (see `key_cache`).
+    pub api_keys: crate::key_cache::ApiKeyCache,
     pub sessions: crate::sessions::SessionManager,
     pub gateway: crate::gateway::Gateway,
     pub tools: crate::tools::Tools,

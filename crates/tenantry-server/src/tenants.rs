@@ -78,6 +78,7 @@ pub async fn delete(
 pub async fn suspended(state: &AppState, id: &TenantId, uid: &TenantUid) -> usize {
     state.registry.forget_tenant(id);
     state.verifier.forget_tenant(id);
+    state.api_keys.forget_tenant(id);
     let (stopped, _) = state.sessions.stop_tenant(uid, "tenant_suspended").await;
     if stopped > 0 {
         tracing::info!(tenant.id = %id, sessions_stopped = stopped, "suspended tenant's sessions stopped");
@@ -86,13 +87,14 @@ pub async fn suspended(state: &AppState, id: &TenantId, uid: &TenantUid) -> usiz
 }
 
 /// What this replica keeps in memory of a deleted tenant, beyond its sessions: the registry
-/// entry, remembered token verifications, the vault's data key, credentials and tokens, the
+/// entry, remembered token and API-key verifications, the vault's data key, credentials and tokens, the
 /// model gateway's cached routes and limit overrides, and the limiter's rate and budget state. A shared limiter (Redis) is cleared once, by the
 /// replica that deleted the tenant (`shared_limits`): clearing it again on another replica
 /// could erase what a tenant created again since has spent.
 async fn forget_in_memory(state: &AppState, id: &TenantId, shared_limits: bool) {
     state.registry.forget_tenant(id);
     state.verifier.forget_tenant(id);
+    state.api_keys.forget_tenant(id);
     state.tools.vault().forget_tenant(id);
     state.gateway.forget_tenant(id);
     if (shared_limits || state.limiter.backend() == "memory")

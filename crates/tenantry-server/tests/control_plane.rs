@@ -143,6 +143,98 @@ async fn api_keys_are_shown_once_and_stored_hashed() {
     s.stop().await;
 }
 
+/// Polls `check` until it holds, for at most five seconds (more than the registry's two).
+async fn within_propagation(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}: never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A verified API key is remembered (no store round trip per request), yet revocation,
+/// suspension and deletion take effect on the replica that made them at once and on another
+/// replica within the control plane's propagation time; a key of a deleted tenant never opens
+/// a tenant created again under the same id.
+#[tokio::test]
+async fn remembered_api_keys_follow_revocation_suspension_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let a = TestServer::builder().database_url(&db).start().await;
+    let b = TestServer::builder().database_url(&db).start().await;
+    a.create_tenant("acme", "standard").await;
+    let (first_id, first) = a.create_api_key("acme", &[]).await;
+    let (_, second) = a.create_api_key("acme", &[]).await;
+    for s in [&a, &b] {
+        for key in [&first, &second] {
+            assert_eq!(s.get("/v1/me", key).await.status, 200);
+        }
+        assert_eq!(s.server().state.api_keys.len(), 2, "both keys remembered");
+    }
+
+    // Revoked through a: refused there at once, on b within the propagation time.
+    a.admin(
+        "DELETE",
+        &format!("/v1/admin/tenants/acme/api-keys/{first_id}"),
+        None,
+    )
+    .await;
+    let r = a.get("/v1/me", &first).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"));
+    within_propagation("revocation on b", async || {
+        b.get("/v1/me", &first).await.status == 401
+    })
+    .await;
+    assert_eq!(b.get("/v1/me", &second).await.status, 200, "other key kept");
+
+    // Suspended through a: refused there at once, on b soon; reactivated, usable again.
+    a.admin(
+        "PATCH",
+        "/v1/admin/tenants/acme",
+        Some(json!({"status": "suspended"})),
+    )
+    .await;
+    let r = a.get("/v1/me", &second).await;
+    assert_eq!((r.status, r.code()), (403, "tenant_suspended"));
+    within_propagation("suspension on b", async || {
+        b.get("/v1/me", &second).await.status == 403
+    })
+    .await;
+    a.admin(
+        "PATCH",
+        "/v1/admin/tenants/acme",
+        Some(json!({"status": "active"})),
+    )
+    .await;
+    within_propagation("reactivation on b", async || {
+        b.get("/v1/me", &second).await.status == 200
+    })
+    .await;
+    let old_uid = a.tenant_uid("acme").await.to_string();
+
+    // Deleted and created again through a: the old key opens nothing on a at once; on b it
+    // may still answer as the old tenant until b sees the deletion, never as the new one.
+    a.admin("DELETE", "/v1/admin/tenants/acme", None).await;
+    a.create_tenant("acme", "standard").await;
+    let r = a.get("/v1/me", &second).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"));
+    within_propagation("deletion on b", async || {
+        let r = b.get("/v1/me", &second).await;
+        if r.status == 200 {
+            assert_eq!(
+                r.body["tenant"]["tenant_uid"].as_str(),
+                Some(old_uid.as_str()),
+                "a deleted tenant's key opened the tenant created again: {}",
+                r.text
+            );
+        }
+        r.status == 401
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn health_and_discovery() {
     let s = TestServer::start().await;

@@ -396,5 +396,5 @@ async fn revoke_key(
     ApiPath((id, key_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ApiKeyRecord>> {
     let scope = scope_of(&state, op, &id).await?;
-    keys::revoke(&state.store, &scope, &key_id).await.map(Json)
+    keys::revoke(&state, &scope, &key_id).await.map(Json)
 }

@@ -12,6 +12,7 @@ use tenantry_identity::generate_api_key;
 use tenantry_store::{ApiKeyRecord, Store};
 
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// The role a tenant principal needs to manage its tenant's API keys.
 pub const TENANT_ADMIN_ROLE: &str = "tenant-admin";
@@ -151,11 +152,19 @@ pub async fn get(store: &Store, scope: &TenantScope, key_id: &str) -> ApiResult<
         .ok_or_else(|| ApiError::not_found("api key"))
 }
 
-pub async fn revoke(store: &Store, scope: &TenantScope, key_id: &str) -> ApiResult<ApiKeyRecord> {
-    let record = store
+/// Revokes a key in the store and forgets it here at once (other replicas within
+/// `REGISTRY_TTL`).
+pub async fn revoke(
+    state: &AppState,
+    scope: &TenantScope,
+    key_id: &str,
+) -> ApiResult<ApiKeyRecord> {
+    let record = state
+        .store
         .revoke_api_key(scope, key_id, unix_now())
         .await?
         .ok_or_else(|| ApiError::not_found("api key"))?;
+    state.api_keys.forget_key(scope.tenant(), key_id);
     tracing::info!(tenant.id = %scope.tenant(), key.id = %key_id, "api key revoked");
     Ok(record)
 }

@@ -89,7 +89,5 @@ async fn revoke_key(
     // tenants' keys either: both answers are the same 404 for a key outside the tenant.
     keys::get(&state.store, &ctx.scope(), &key_id).await?;
     require_tenant_admin(&ctx)?;
-    keys::revoke(&state.store, &ctx.scope(), &key_id)
-        .await
-        .map(Json)
+    keys::revoke(&state, &ctx.scope(), &key_id).await.map(Json)
 }
