@@ -187,6 +187,9 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<TenantC
     span.record("tenant.id", context.tenant_id.as_str());
     span.record("tenant.tier", context.tier.as_str());
     span.record("user.id", context.user_id.as_str());
+    if let Some(observed) = parts.extensions.get::<crate::middleware::Observed>() {
+        observed.set_tenant(&context.tenant_id);
+    }
     let caller = TenantCaller(context);
     parts.extensions.insert(caller.clone());
     parts.extensions.insert(CallerTier(tier));

@@ -144,6 +144,8 @@ impl IntoResponse for ApiError {
             }
         });
         let mut response = (status, axum::Json(body)).into_response();
+        // For the ingress's metrics: the error's code, without parsing the body.
+        response.extensions_mut().insert(self.code);
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

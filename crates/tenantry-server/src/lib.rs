@@ -151,6 +151,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         gateway.ledger().clone(),
         workload.clone(),
     );
+    let metrics = Arc::new(tenantry_telemetry::Metrics::new(tenantry_telemetry::Caps {
+        tenants: config.telemetry.metrics_tenant_cap,
+        ..tenantry_telemetry::Caps::default()
+    }));
+    sessions.set_metrics(metrics.clone());
     let state = AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -164,6 +169,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             dev_issuer,
             registry,
             api_keys: key_cache::ApiKeyCache::default(),
+            metrics,
             sessions,
             gateway,
             tools,
@@ -198,8 +204,11 @@ fn actor_issuer(path: &std::path::Path) -> Result<ActorIssuer, StartError> {
 
 /// The whole application with its middleware, ready to serve.
 pub fn app(state: AppState) -> axum::Router {
-    routes::router(state)
-        .layer(axum::middleware::from_fn(middleware::ingress))
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::ingress,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
@@ -219,6 +228,8 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
 #[derive(Debug)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `telemetry.metrics_listen` serves `/metrics`, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -246,6 +257,10 @@ impl Server {
         state.sessions.start(app.clone()).await;
         tenants::start_watch(&state);
         let (stop, mut stopped) = watch::channel(false);
+        let metrics_addr = match state.config.telemetry.metrics_listen.clone() {
+            Some(at) => Some(serve_metrics(&state, &at, stopped.clone()).await?),
+            None => None,
+        };
         // Small JSON responses must not wait for Nagle's algorithm.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
@@ -261,6 +276,7 @@ impl Server {
         });
         Ok(Server {
             addr,
+            metrics_addr,
             state,
             stop,
             task,
@@ -290,6 +306,40 @@ impl Server {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
+}
+
+/// Serves `GET /metrics` alone, without authentication, on `at` until `stopped` turns true.
+async fn serve_metrics(
+    state: &AppState,
+    at: &str,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<SocketAddr, StartError> {
+    let listen_error = |source| StartError::Listen {
+        addr: at.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(at).await.map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    let scrape = state.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = scrape.clone();
+            async move { routes::system::render_metrics(&state) }
+        }),
+    );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(%addr, "serving /metrics without authentication");
+    Ok(addr)
 }
 
 /// A database URL with its password replaced, fit for logs and error messages.

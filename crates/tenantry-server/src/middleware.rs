@@ -2,18 +2,51 @@
 //!
 //! 1. `ingress`: assigns the request id (returned as `x-request-id` and in every error body),
 //!    opens the request span that authentication later fills with tenant fields, strips
-//!    client-sent `X-Tenantry-*` context headers, and writes one access-log line.
-//! 2. route-specific body limits and the authentication extractors (`crate::auth`).
+//!    client-sent `X-Tenantry-*` context headers, writes one access-log line and counts the
+//!    request in the metrics (by tenant, route template, method, status and error code).
+//! 2. `matched_route`, once routing chose a route: notes its template for the metrics.
+//! 3. route-specific body limits and the authentication extractors (`crate::auth`).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
 use crate::error::REQUEST_ID;
+use crate::state::AppState;
+
+/// What inner layers learn about a request for the ingress's metrics: the route template
+/// (set by `matched_route`) and the tenant (set by authentication). Only these: a user or
+/// session id is never a metric label.
+#[derive(Debug, Clone, Default)]
+pub struct Observed(Arc<ObservedInner>);
+
+#[derive(Debug, Default)]
+struct ObservedInner {
+    route: OnceLock<String>,
+    tenant: OnceLock<tenantry_core::TenantId>,
+}
+
+impl Observed {
+    pub fn set_tenant(&self, tenant: &tenantry_core::TenantId) {
+        let _ = self.0.tenant.set(tenant.clone());
+    }
+}
+
+/// Notes the matched route's template (`/v1/sessions/{id}`, never the raw path).
+pub async fn matched_route(req: Request, next: Next) -> Response {
+    if let (Some(observed), Some(path)) = (
+        req.extensions().get::<Observed>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = observed.0.route.set(path.as_str().to_string());
+    }
+    next.run(req).await
+}
 
 /// Caller headers in the `x-tenantry-` namespace that are requests, not claims of identity.
 const CALLER_HEADERS: &[&str] = &["x-tenantry-session-id"];
@@ -39,8 +72,10 @@ fn new_request_id() -> String {
     format!("req_{}", uuid::Uuid::now_v7().simple())
 }
 
-pub async fn ingress(mut req: Request, next: Next) -> Response {
+pub async fn ingress(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let observed = Observed::default();
+    req.extensions_mut().insert(observed.clone());
     let request_id = new_request_id();
     let stripped: Vec<HeaderName> = req
         .headers()
@@ -79,7 +114,16 @@ pub async fn ingress(mut req: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", v);
     }
     let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let micros = elapsed.as_micros() as u64;
+    let tenant = observed.0.tenant.get().map(|t| t.as_str());
+    let route = observed.0.route.get().map_or("unmatched", String::as_str);
+    state
+        .metrics
+        .http_request(tenant, route, method.as_str(), status, elapsed);
+    if let Some(code) = response.extensions().get::<tenantry_core::ErrorCode>() {
+        state.metrics.http_error(tenant, code.as_str());
+    }
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, latency_us = micros, "request finished");

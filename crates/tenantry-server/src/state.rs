@@ -36,6 +36,8 @@ pub struct Inner {
     pub registry: Arc<RegistryCache>,
     /// Verified tenant API keys (see `key_cache`).
     pub api_keys: crate::key_cache::ApiKeyCache,
+    /// This server's metrics (`/metrics`).
+    pub metrics: Arc<tenantry_telemetry::Metrics>,
     pub sessions: crate::sessions::SessionManager,
     pub gateway: crate::gateway::Gateway,
     pub tools: crate::tools::Tools,

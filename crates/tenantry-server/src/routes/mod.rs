@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .merge(models_admin::routes())
         .merge(tools::routes(state.clone()))
         .merge(tools_admin::routes())
+        .route("/metrics", get(system::metrics))
+        .route_layer(axum::middleware::from_fn(crate::middleware::matched_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

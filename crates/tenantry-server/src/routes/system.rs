@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tenantry_core::ErrorCode;
 
@@ -47,4 +48,26 @@ pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
 pub async fn discovery(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let dev = state.dev_issuer.as_ref().ok_or_else(dev_issuer_disabled)?;
     Ok(Json(dev.discovery_document(&state.public_url)))
+}
+
+/// `GET /metrics`: the Prometheus exposition, to the operator key (or, without authentication,
+/// on `telemetry.metrics_listen` when configured).
+pub async fn metrics(_: crate::auth::Operator, State(state): State<AppState>) -> Response {
+    render_metrics(&state)
+}
+
+/// The exposition with the session gauges read now.
+pub fn render_metrics(state: &AppState) -> Response {
+    let running = state.sessions.running_by_tenant();
+    state
+        .metrics
+        .set_active_sessions(running.iter().map(|(t, n)| (t.as_str(), *n)));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            tenantry_telemetry::CONTENT_TYPE,
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }

@@ -232,6 +232,8 @@ struct Inner {
     warm: Mutex<HashMap<(RuntimeName, TenantUid), Vec<Sandboxed>>>,
     /// The application served to agents on their bridge sockets; set once the router exists.
     app: OnceLock<axum::Router>,
+    /// The server's metrics; set once the state exists.
+    metrics: OnceLock<Arc<tenantry_telemetry::Metrics>>,
 }
 
 /// Cheap to clone; all clones share the sessions.
@@ -320,6 +322,7 @@ impl SessionManager {
                 sessions: Mutex::new(HashMap::new()),
                 warm: Mutex::new(HashMap::new()),
                 app: OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -366,6 +369,24 @@ impl SessionManager {
     pub fn is_running(&self, tenant: &TenantUid, session: &str) -> bool {
         self.live(&(tenant.clone(), session.to_string()))
             .is_some_and(|l| l.running())
+    }
+
+    /// Where sandbox starts are counted.
+    pub fn set_metrics(&self, metrics: Arc<tenantry_telemetry::Metrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Running sessions on this replica, counted per tenant.
+    pub fn running_by_tenant(&self) -> HashMap<TenantId, usize> {
+        let lives: Vec<Arc<Live>> = match self.inner.sessions.lock() {
+            Ok(m) => m.values().filter_map(|e| e.live()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut counts = HashMap::new();
+        for live in lives.iter().filter(|l| l.running()) {
+            *counts.entry(live.tenant.clone()).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// Sessions running or starting on this replica (sandboxes held or being launched).

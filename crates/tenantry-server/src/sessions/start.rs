@@ -283,6 +283,14 @@ impl SessionManager {
             total_us = micros(entered.elapsed()),
             "session started"
         );
+        if let Some(metrics) = self.inner.metrics.get() {
+            let kind = if from_pool {
+                tenantry_telemetry::SandboxStart::Warm
+            } else {
+                tenantry_telemetry::SandboxStart::Cold
+            };
+            metrics.sandbox_started(ctx.tenant_id.as_str(), kind, entered.elapsed());
+        }
         self.fill_warm_pool(
             runtime.clone(),
             ctx.tenant_id.clone(),

@@ -4,6 +4,9 @@
 //! The environment is read through an injected lookup function, so tests never mutate the
 //! process environment. Relative paths in the file are resolved against the file's directory.
 
+mod telemetry;
+pub use telemetry::TelemetrySection;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -435,6 +438,9 @@ pub struct Config {
     /// The tool gateway (`/mcp`).
     #[serde(default)]
     pub tools: ToolsSection,
+    /// Metrics.
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     /// The values of the environment variables that `[models.providers]` name for credentials,
     /// read through the injected lookup when the file is loaded. Never serialised or logged.
     #[serde(skip)]
@@ -551,6 +557,20 @@ impl Config {
                     "use an http:// or https:// URL",
                 ));
             }
+        }
+        if self.telemetry.metrics_tenant_cap == 0 {
+            return Err(invalid(
+                "telemetry.metrics_tenant_cap",
+                "must be at least 1 (tenants past it are counted under `other`)",
+            ));
+        }
+        if let Some(addr) = &self.telemetry.metrics_listen
+            && addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "telemetry.metrics_listen",
+                "write an address and port such as 127.0.0.1:9464",
+            ));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
@@ -844,7 +864,7 @@ pub fn starter_config(listen: &str) -> String {
     )
 }
 
-const STARTER_CONFIG: &str = include_str!("../../../examples/tenantry.toml");
+const STARTER_CONFIG: &str = include_str!("../../../../examples/tenantry.toml");
 
 #[cfg(test)]
 mod tests {
