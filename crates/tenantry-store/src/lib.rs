@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod error;
 mod migrate;
 mod policy;
@@ -38,6 +39,7 @@ use tenantry_core::{
     OperatorGrant, RuntimeName, Tenant, TenantId, TenantScope, Tier, TierName, UserId,
 };
 
+pub use audit::{AuditEvent, AuditQuery};
 pub use error::StoreError;
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use record::{

@@ -41,6 +41,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0006_tenant_uid_and_session_node",
         include_str!("../migrations/sqlite/0006_tenant_uid_and_session_node.sql"),
     ),
+    (
+        "0009_audit_events",
+        include_str!("../migrations/sqlite/0009_audit_events.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -72,6 +76,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0007_tenant_uid_and_session_node",
         include_str!("../migrations/postgres/0007_tenant_uid_and_session_node.sql"),
+    ),
+    (
+        "0010_audit_events",
+        include_str!("../migrations/postgres/0010_audit_events.sql"),
     ),
 ];
 
