@@ -189,6 +189,7 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<TenantC
     span.record("user.id", context.user_id.as_str());
     if let Some(observed) = parts.extensions.get::<crate::middleware::Observed>() {
         observed.set_tenant(&context.tenant_id);
+        observed.set_actor(crate::audit::actor_of(&context));
     }
     let caller = TenantCaller(context);
     parts.extensions.insert(caller.clone());
@@ -275,6 +276,9 @@ impl FromRequestParts<AppState> for Operator {
         let token = bearer(parts)?;
         if state.admin.matches(token) {
             tracing::Span::current().record("principal", "operator");
+            if let Some(observed) = parts.extensions.get::<crate::middleware::Observed>() {
+                observed.set_actor("operator".to_string());
+            }
             return Ok(Operator(OperatorGrant::verified()));
         }
         if looks_like_jwt(token) || parse_api_key(token).is_some() {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -156,6 +157,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         ..tenantry_telemetry::Caps::default()
     }));
     sessions.set_metrics(metrics.clone());
+    let audit = audit::Audit::start(store.clone(), config.telemetry.audit_retention_days);
+    tools.set_audit(audit.clone());
     let state = AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -170,6 +173,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             registry,
             api_keys: key_cache::ApiKeyCache::default(),
             metrics,
+            audit,
             sessions,
             gateway,
             tools,
@@ -291,6 +295,9 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.state.sessions.shutdown().await;
+        if !self.state.audit.flush(Duration::from_secs(5)).await {
+            tracing::warn!("audit events were still being written after 5 s");
+        }
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),

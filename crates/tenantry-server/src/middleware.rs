@@ -29,11 +29,17 @@ pub struct Observed(Arc<ObservedInner>);
 struct ObservedInner {
     route: OnceLock<String>,
     tenant: OnceLock<tenantry_core::TenantId>,
+    actor: OnceLock<String>,
 }
 
 impl Observed {
     pub fn set_tenant(&self, tenant: &tenantry_core::TenantId) {
         let _ = self.0.tenant.set(tenant.clone());
+    }
+
+    /// Who the request authenticated as, for the audit log.
+    pub fn set_actor(&self, actor: String) {
+        let _ = self.0.actor.set(actor);
     }
 }
 
@@ -121,8 +127,47 @@ pub async fn ingress(State(state): State<AppState>, mut req: Request, next: Next
     state
         .metrics
         .http_request(tenant, route, method.as_str(), status, elapsed);
-    if let Some(code) = response.extensions().get::<tenantry_core::ErrorCode>() {
+    let code = response.extensions().get::<tenantry_core::ErrorCode>();
+    if let Some(code) = code {
         state.metrics.http_error(tenant, code.as_str());
+    }
+    if crate::audit::is_audited(&method, route) {
+        let note = response
+            .extensions()
+            .get::<crate::audit::AuditNote>()
+            .cloned()
+            .unwrap_or_default();
+        let outcome = match code {
+            Some(code) => code.as_str().to_string(),
+            None if status < 400 => "ok".to_string(),
+            None => status.to_string(),
+        };
+        let concerned = note
+            .tenant
+            .or_else(|| crate::audit::tenant_in_path(route, &path))
+            .or_else(|| observed.0.tenant.get().cloned());
+        let actor = observed
+            .0
+            .actor
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "unauthenticated".to_string());
+        let mut detail = note.detail;
+        if let Some(obj) = detail.as_object_mut() {
+            obj.insert("status".into(), status.into());
+        } else {
+            detail = serde_json::json!({ "status": status });
+        }
+        REQUEST_ID.sync_scope(request_id.clone(), || {
+            state.audit.record(crate::audit::event(
+                concerned,
+                actor,
+                crate::audit::action_of(&method, route),
+                note.target.or_else(|| Some(path.clone())),
+                outcome,
+                detail,
+            ))
+        });
     }
     span.in_scope(|| {
         if status >= 500 {

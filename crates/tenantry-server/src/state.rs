@@ -38,6 +38,8 @@ pub struct Inner {
     pub api_keys: crate::key_cache::ApiKeyCache,
     /// This server's metrics (`/metrics`).
     pub metrics: Arc<tenantry_telemetry::Metrics>,
+    /// The audit log's writer.
+    pub audit: crate::audit::Audit,
     pub sessions: crate::sessions::SessionManager,
     pub gateway: crate::gateway::Gateway,
     pub tools: crate::tools::Tools,

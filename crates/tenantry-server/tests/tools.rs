@@ -785,3 +785,95 @@ async fn tool_calls_count_against_the_tenants_rate() {
     );
     assert_eq!(refusal["error"]["data"]["retryable"], json!(true));
 }
+
+/// The audit log holds control-plane changes (a tenant's change with before and after, a
+/// tenant-scoped policy upload) and every policy decision (a denied tool call), each with its
+/// actor and request id; a tenant-admin reads its own tenant's events only, the operator any.
+#[tokio::test]
+async fn the_audit_log_records_changes_and_decisions_per_tenant() {
+    let env = Env::start().await;
+    env.policy(
+        json!({"tenant": "acme"}),
+        "@id(\"no-add\")\nforbid (principal, action == Tenantry::Action::\"kit___add\", resource);\n",
+        "enforce",
+        201,
+    )
+    .await;
+    env.admin(
+        "PATCH",
+        "/v1/admin/tenants/acme",
+        json!({"name": "Acme Corp"}),
+        200,
+    )
+    .await;
+    let acme = env.connect("acme").await;
+    let refused = acme.call("kit___add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(refused.error_code(), Some(-32010));
+    let state = &env.server.server().state;
+    assert!(state.audit.flush(Duration::from_secs(5)).await);
+
+    let (_, acme_admin) = env.server.create_api_key("acme", &["tenant-admin"]).await;
+    let (_, bolt_admin) = env.server.create_api_key("bolt", &["tenant-admin"]).await;
+    let own = env.server.get("/v1/audit?limit=1000", &acme_admin).await;
+    assert_eq!(own.status, 200, "{}", own.text);
+    let events = own.body["events"].as_array().unwrap().clone();
+    assert!(events.iter().all(|e| e["tenant"] == "acme"), "{events:?}");
+    let find = |action: &str| {
+        events
+            .iter()
+            .find(|e| e["action"].as_str().unwrap().starts_with(action))
+            .unwrap_or_else(|| panic!("no {action} event in {events:?}"))
+            .clone()
+    };
+    let change = find("PATCH tenants/{id}");
+    assert_eq!(change["actor"], "operator");
+    assert_eq!(change["outcome"], "ok");
+    assert_eq!(change["detail"]["before"]["name"], "acme");
+    assert_eq!(change["detail"]["after"]["name"], "Acme Corp");
+    assert!(change["request_id"].as_str().unwrap().starts_with("req_"));
+    let upload = find("POST policies");
+    assert_eq!(upload["target"], "tenant:acme");
+    assert_eq!(upload["detail"]["version"], 1);
+    let decision = find("tool.decision");
+    assert_eq!(decision["outcome"], "deny");
+    assert_eq!(decision["target"], "kit___add");
+    assert!(decision["actor"].as_str().unwrap().starts_with("user:"));
+    assert!(
+        decision["detail"]["determining_policies"][0]
+            .as_str()
+            .unwrap()
+            .contains("no-add")
+    );
+
+    // Another tenant's admin sees none of it; a key without the role is refused.
+    let other = env.server.get("/v1/audit", &bolt_admin).await;
+    assert!(
+        other.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant"] == "bolt"),
+        "{}",
+        other.text
+    );
+    let r = env.server.get("/v1/audit", env.key("acme")).await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"));
+    let r = env.server.get("/v1/audit?tenant=bolt", &acme_admin).await;
+    assert_eq!(r.status, 400);
+    // The operator reads any tenant's, or everyone's.
+    let op = env
+        .admin(
+            "GET",
+            "/v1/admin/audit?tenant=acme&action=tool.",
+            Value::Null,
+            200,
+        )
+        .await;
+    assert!(!op["events"].as_array().unwrap().is_empty());
+    let all = env
+        .admin("GET", "/v1/admin/audit?limit=2", Value::Null, 200)
+        .await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 2);
+    assert!(all["next_before"].is_string());
+    env.server.stop().await;
+}

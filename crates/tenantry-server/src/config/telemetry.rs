@@ -1,4 +1,4 @@
-//! `[telemetry]`: the metrics endpoint and the bounds of its labels.
+//! `[telemetry]`: the metrics endpoint and the bounds of its labels, the audit log's retention.
 
 use serde::Deserialize;
 
@@ -14,6 +14,13 @@ pub struct TelemetrySection {
     /// `/metrics`, to the operator key.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Audit events older than this many days are deleted (checked hourly); 0 keeps them all.
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention_days: u32,
+}
+
+fn default_audit_retention() -> u32 {
+    365
 }
 
 fn default_tenant_cap() -> usize {
@@ -25,6 +32,7 @@ impl Default for TelemetrySection {
         Self {
             metrics_tenant_cap: default_tenant_cap(),
             metrics_listen: None,
+            audit_retention_days: default_audit_retention(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The control plane for the operator: tiers, tenants and tenant API keys. Every handler takes
 //! an `Operator`, which only the operator key yields; tenant credentials are refused with 403.
 
+use crate::audit::AuditNote;
+use axum::Extension;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -74,7 +76,7 @@ async fn put_tier(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiJson(mut body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Json<Tier>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Tier>)> {
     let name = parse_tier_name(&name)?;
     let object = body
         .as_object_mut()
@@ -94,7 +96,8 @@ async fn put_tier(
         serde_json::to_vec(&body).map_err(|e| ApiError::internal("re-encoding a tier", e))?;
     let tier: Tier = parse_json(&bytes)?;
     tier.validate().map_err(ApiError::invalid)?;
-    let existed = state.store.get_tier(&name).await?.is_some();
+    let before = state.store.get_tier(&name).await?;
+    let existed = before.is_some();
     state.store.put_tier(&tier).await?;
     state.registry.forget_tier(&name);
     tracing::info!(tier = %name, created = !existed, "tier saved");
@@ -103,7 +106,12 @@ async fn put_tier(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(tier)))
+    let note = AuditNote {
+        tenant: None,
+        target: Some(format!("tier:{name}")),
+        detail: json!({"before": before, "after": tier}),
+    };
+    Ok((status, Extension(note), Json(tier)))
 }
 
 // ---- tenants
@@ -233,7 +241,7 @@ async fn create_tenant(
     _: Operator,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateTenant>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Value>)> {
     require_tier(&state, &req.tier).await?;
     let now = unix_now();
     let tenant = Tenant {
@@ -253,7 +261,16 @@ async fn create_tenant(
     state.store.create_tenant(&tenant).await?;
     state.registry.forget_tenant(&tenant.id);
     tracing::info!(tenant.id = %tenant.id, tier = %tenant.tier, "tenant created");
-    Ok((StatusCode::CREATED, Json(view(&state, &tenant).await?)))
+    let note = AuditNote {
+        tenant: Some(tenant.id.clone()),
+        target: Some(format!("tenant:{}", tenant.id)),
+        detail: json!({"after": tenant}),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Extension(note),
+        Json(view(&state, &tenant).await?),
+    ))
 }
 
 async fn list_tenants(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -284,8 +301,9 @@ async fn update_tenant(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateTenant>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(Extension<AuditNote>, Json<Value>)> {
     let mut tenant = load_tenant(&state, &id).await?;
+    let before = tenant.clone();
     if let Some(tier) = req.tier {
         require_tier(&state, &tier).await?;
         tenant.tier = tier;
@@ -318,7 +336,12 @@ async fn update_tenant(
         crate::tenants::suspended(&state, &tenant.id, &tenant.uid).await;
     }
     tracing::info!(tenant.id = %tenant.id, status = tenant.status.as_str(), tier = %tenant.tier, "tenant updated");
-    Ok(Json(view(&state, &tenant).await?))
+    let note = AuditNote {
+        tenant: Some(tenant.id.clone()),
+        target: Some(format!("tenant:{}", tenant.id)),
+        detail: json!({"before": before, "after": tenant}),
+    };
+    Ok((Extension(note), Json(view(&state, &tenant).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,7 +358,7 @@ async fn delete_tenant(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteTenant>,
-) -> ApiResult<Json<crate::tenants::Removed>> {
+) -> ApiResult<(Extension<AuditNote>, Json<crate::tenants::Removed>)> {
     let id = parse_tenant_id(&id)?;
     let purge_usage = match q.purge.as_deref() {
         None => false,
@@ -347,10 +370,15 @@ async fn delete_tenant(
             )));
         }
     };
-    crate::tenants::delete(&state, &id, purge_usage)
+    let removed = crate::tenants::delete(&state, &id, purge_usage)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("tenant"))
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let note = AuditNote {
+        tenant: Some(id.clone()),
+        target: Some(format!("tenant:{id}")),
+        detail: json!({"removed": removed}),
+    };
+    Ok((Extension(note), Json(removed)))
 }
 
 // ---- tenant API keys

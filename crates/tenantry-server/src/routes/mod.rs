@@ -1,6 +1,7 @@
 //! The HTTP surface: which path goes to which handler, and the limits in front of them.
 
 pub mod admin;
+pub mod audit;
 pub mod invocations;
 pub mod keys;
 pub mod models;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(system::discovery))
         .merge(tenant::routes(state.clone()))
         .merge(admin::routes())
+        .merge(audit::routes())
         .merge(runtimes::routes())
         .merge(invocations::routes(state.clone()))
         .merge(models::routes(state.clone()))

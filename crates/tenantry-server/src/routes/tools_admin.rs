@@ -447,7 +447,16 @@ async fn upload_policy(
         obj.insert("warnings".into(), json!(validated.warnings));
         obj.insert("targets_not_inspected".into(), json!(unknown_targets));
     }
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    let tenant = match &scope {
+        PolicyScope::Tenant(t) => Some(t.clone()),
+        PolicyScope::Tier(_) | PolicyScope::Platform => None,
+    };
+    let note = crate::audit::AuditNote {
+        tenant,
+        target: Some(scope.to_string()),
+        detail: json!({"version": record.version, "mode": record.mode.as_str()}),
+    };
+    Ok((StatusCode::CREATED, axum::Extension(note), Json(view)).into_response())
 }
 
 async fn list_policies(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {

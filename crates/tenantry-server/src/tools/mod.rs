@@ -183,6 +183,11 @@ impl Tools {
         &self.shared.catalog
     }
 
+    /// Where tool policy decisions are recorded.
+    pub fn set_audit(&self, audit: crate::audit::Audit) {
+        self.shared.policy.set_audit(audit);
+    }
+
     pub fn engine(&self) -> &PolicyEngine {
         self.shared.policy.engine()
     }

@@ -26,6 +26,8 @@ type Offered = BTreeMap<String, BTreeMap<String, Value>>;
 pub struct CedarPolicy {
     engine: PolicyEngine,
     offered: Mutex<Offered>,
+    /// The audit log every decision goes to (besides the `audit` log target).
+    audit: std::sync::OnceLock<crate::audit::Audit>,
 }
 
 fn principal(caller: &CallerIdentity) -> PrincipalAttrs {
@@ -51,7 +53,12 @@ impl CedarPolicy {
         Self {
             engine,
             offered: Mutex::new(BTreeMap::new()),
+            audit: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_audit(&self, audit: crate::audit::Audit) {
+        let _ = self.audit.set(audit);
     }
 
     pub fn engine(&self) -> &PolicyEngine {
@@ -97,6 +104,17 @@ impl ToolPolicy for CedarPolicy {
             now: request.now,
         });
         decision.log_audit();
+        if let Some(audit) = self.audit.get() {
+            let fields = decision.audit_fields();
+            audit.record(crate::audit::event(
+                Some(decision.tenant.clone()),
+                format!("user:{}", decision.user),
+                "tool.decision",
+                Some(decision.tool.clone()),
+                fields.decision,
+                serde_json::to_value(&fields).unwrap_or_default(),
+            ));
+        }
         if decision.allowed {
             ToolDecision::Allow
         } else {
