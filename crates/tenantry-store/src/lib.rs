@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod guardrail;
 mod migrate;
 mod policy;
 mod postgres;
@@ -39,6 +40,7 @@ use tenantry_core::{
 };
 
 pub use error::StoreError;
+pub use guardrail::{GuardrailRecord, GuardrailScope, MAX_GUARDRAIL_BYTES, is_valid_profile_name};
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use record::{
     ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, SettingKind,

@@ -41,6 +41,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0006_tenant_uid_and_session_node",
         include_str!("../migrations/sqlite/0006_tenant_uid_and_session_node.sql"),
     ),
+    (
+        "0007_guardrail_profiles",
+        include_str!("../migrations/sqlite/0007_guardrail_profiles.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -72,6 +76,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0007_tenant_uid_and_session_node",
         include_str!("../migrations/postgres/0007_tenant_uid_and_session_node.sql"),
+    ),
+    (
+        "0008_guardrail_profiles",
+        include_str!("../migrations/postgres/0008_guardrail_profiles.sql"),
     ),
 ];
 
