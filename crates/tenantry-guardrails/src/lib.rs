@@ -18,6 +18,7 @@
 
 pub mod attack;
 mod engine;
+mod json;
 mod leak;
 pub mod normalize;
 mod profile;
@@ -27,6 +28,7 @@ mod stream;
 mod words;
 
 pub use engine::{Context, Found, Guard, Outcome, Verdict, merged};
+pub use json::ValueVerdict;
 pub use leak::LeakIndex;
 pub use profile::{
     Action, Check, CheckKind, CustomPattern, Entity, FailMode, MAX_CHECKS, MAX_PROFILE_BYTES,

@@ -1,6 +1,7 @@
 //! The HTTP surface: which path goes to which handler, and the limits in front of them.
 
 pub mod admin;
+pub mod guardrails;
 pub mod invocations;
 pub mod keys;
 pub mod models;
@@ -34,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .merge(models_admin::routes())
         .merge(tools::routes(state.clone()))
         .merge(tools_admin::routes())
+        .merge(guardrails::admin_routes())
+        .merge(guardrails::tenant_routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
