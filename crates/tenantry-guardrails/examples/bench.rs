@@ -105,7 +105,9 @@ fn main() {
                 }
                 i = j;
             }
-            let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("rt");
             if let Step::Emit(e) = rt.block_on(s.finish(&ctx)) {
                 out += e.len();
             }
@@ -113,7 +115,10 @@ fn main() {
             streaming.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (b50, _) = percentiles(base);
-        for (mode, v) in [("blocking", blocking), ("streaming (8-byte chunks)", streaming)] {
+        for (mode, v) in [
+            ("blocking", blocking),
+            ("streaming (8-byte chunks)", streaming),
+        ] {
             let (p50, p99) = percentiles(v);
             println!(
                 "| {label} | {mode} | {p50:.3} | {p99:.3} | {:.4} | {:.4} | {:.4} |",

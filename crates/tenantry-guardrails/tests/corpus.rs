@@ -25,7 +25,7 @@ const MIN_DETECTION_RATE: f64 = 0.9;
 fn verdict(g: &Guard, stage: Stage, text: &str) -> Verdict {
     let me = TenantId::new("acme").expect("id");
     let other = TenantId::new("globex").expect("id");
-    let ids = vec!["Hyperion Merger".to_owned(), "GLX-ACCT-7731".to_owned()];
+    let ids = ["Hyperion Merger".to_owned(), "GLX-ACCT-7731".to_owned()];
     let leak = LeakIndex::new([(&other, &ids[..])]);
     let ctx = Context {
         tenant: &me,

@@ -339,8 +339,8 @@ fn cross_tenant_leak_only_flags_other_tenants_identifiers() {
     let g = guard(r#"{"checks":[{"kind":"cross_tenant_leak","action":"mask"}]}"#);
     let acme = tenant("acme");
     let globex = tenant("globex");
-    let acme_ids = vec!["Project Falcon".to_owned(), "ACME-CUST-0042".to_owned()];
-    let globex_ids = vec!["Hyperion Merger".to_owned()];
+    let acme_ids = ["Project Falcon".to_owned(), "ACME-CUST-0042".to_owned()];
+    let globex_ids = ["Hyperion Merger".to_owned()];
     let leak = LeakIndex::new([(&acme, &acme_ids[..]), (&globex, &globex_ids[..])]);
     let text = "Notes: project falcon, acme cust 0042 and the HYPERION merger";
     let run = |who: &TenantId| {

@@ -30,6 +30,9 @@ use crate::state::REGISTRY_TTL;
 /// `_other` so the label set stays bounded.
 const MAX_COUNTERS: usize = 10_000;
 
+/// A tenant's override as compiled with one tier profile (by name).
+type OverrideKey = (TenantId, Option<String>);
+
 /// The active profiles as loaded.
 #[derive(Debug, Default)]
 struct Loaded {
@@ -37,7 +40,7 @@ struct Loaded {
     named: HashMap<String, (Profile, Arc<Guard>)>,
     tenants: HashMap<TenantId, (Profile, i64)>,
     /// Tenants' compiled overrides, per the tier profile they were merged with.
-    compiled: Mutex<HashMap<(TenantId, Option<String>), Arc<Guard>>>,
+    compiled: Mutex<HashMap<OverrideKey, Arc<Guard>>>,
     leak: Arc<LeakIndex>,
 }
 
