@@ -53,15 +53,19 @@ async fn guarded_tier(s: &TestServer, name: &str, profile: &str) {
 
 async fn setup() -> TestServer {
     let s = TestServer::start().await;
-    s.admin("PUT", "/v1/admin/guardrails/profile:strict", Some(strict()))
-        .await;
+    s.admin(
+        "PUT",
+        "/v1/admin/guardrails/profile:gstrict",
+        Some(strict()),
+    )
+    .await;
     s.admin(
         "PUT",
         "/v1/admin/guardrails/profile:lenient",
         Some(lenient()),
     )
     .await;
-    guarded_tier(&s, "gbasic", "strict").await;
+    guarded_tier(&s, "gbasic", "gstrict").await;
     guarded_tier(&s, "gpremium", "lenient").await;
     s.create_tenant("acme", "gbasic").await;
     s.create_tenant("globex", "gpremium").await;
@@ -83,7 +87,7 @@ async fn a_basic_profile_blocks_what_a_premium_profile_only_logs() {
     assert_eq!(r.code(), "guardrail_blocked");
     let message = r.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("denied_topic:weapons"), "{message}");
-    assert!(message.contains("profile:strict version 1"), "{message}");
+    assert!(message.contains("profile:gstrict version 1"), "{message}");
     assert!(
         !message.to_lowercase().contains("bomb"),
         "the text leaked: {message}"
@@ -223,7 +227,7 @@ async fn another_tenants_identifiers_are_caught_without_being_revealed() {
 async fn the_standalone_check_masks_and_reports_the_version_rollback_restores() {
     let s = setup().await;
     let token = s.token("acme", "alice", &[]);
-    let apply = |text: &str| json!({"text": text, "source": "output", "profile": "strict"});
+    let apply = |text: &str| json!({"text": text, "source": "output", "profile": "gstrict"});
     let r = s
         .send_json(
             "POST",
@@ -241,7 +245,7 @@ async fn the_standalone_check_masks_and_reports_the_version_rollback_restores() 
     let v2 =
         json!({"checks": [{"kind": "sensitive_info", "entities": ["card"], "action": "mask"}]});
     let up = s
-        .admin("PUT", "/v1/admin/guardrails/profile:strict", Some(v2))
+        .admin("PUT", "/v1/admin/guardrails/profile:gstrict", Some(v2))
         .await;
     assert_eq!(up["version"], 2);
     let r = s
@@ -260,11 +264,15 @@ async fn the_standalone_check_masks_and_reports_the_version_rollback_restores() 
         (json!("pass"), json!(2))
     );
     let back = s
-        .admin("POST", "/v1/admin/guardrails/profile:strict/rollback", None)
+        .admin(
+            "POST",
+            "/v1/admin/guardrails/profile:gstrict/rollback",
+            None,
+        )
         .await;
     assert_eq!(back["version"], 1);
     let versions = s
-        .admin("GET", "/v1/admin/guardrails/profile:strict", None)
+        .admin("GET", "/v1/admin/guardrails/profile:gstrict", None)
         .await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
     let r = s
@@ -282,7 +290,7 @@ async fn the_standalone_check_masks_and_reports_the_version_rollback_restores() 
     let r = s
         .request(
             "PUT",
-            "/v1/admin/guardrails/profile:strict",
+            "/v1/admin/guardrails/profile:gstrict",
             Some(&s.admin_key),
             &[],
             Some(tenantry_testkit::RequestBody::Json(
