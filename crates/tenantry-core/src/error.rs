@@ -53,6 +53,8 @@ pub enum ErrorCode {
     SandboxOom,
     /// The session's storage holds more than its tier allows.
     StorageExceeded,
+    /// A guardrail of the tenant's profile refused the text (input, output or tool traffic).
+    GuardrailBlocked,
     /// A bug or an unexpected state in Tenantry.
     Internal,
 }
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::AgentError => "agent_error",
             ErrorCode::SandboxOom => "sandbox_oom",
             ErrorCode::StorageExceeded => "storage_exceeded",
+            ErrorCode::GuardrailBlocked => "guardrail_blocked",
             ErrorCode::Internal => "internal",
         }
     }
@@ -101,6 +104,7 @@ impl ErrorCode {
             | ErrorCode::AgentError
             | ErrorCode::SandboxOom => 502,
             ErrorCode::StorageExceeded => 507,
+            ErrorCode::GuardrailBlocked => 422,
             ErrorCode::Internal => 500,
         }
     }
@@ -127,6 +131,7 @@ impl ErrorCode {
             | ErrorCode::AgentError
             | ErrorCode::SandboxOom
             | ErrorCode::StorageExceeded
+            | ErrorCode::GuardrailBlocked
             | ErrorCode::Internal => false,
         }
     }
@@ -147,7 +152,8 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::RateLimited
             | ErrorCode::BudgetExceeded
-            | ErrorCode::StorageExceeded => Blame::Caller,
+            | ErrorCode::StorageExceeded
+            | ErrorCode::GuardrailBlocked => Blame::Caller,
             // The agent is the tenant's code: to the platform it is an upstream.
             ErrorCode::Unavailable
             | ErrorCode::UpstreamError

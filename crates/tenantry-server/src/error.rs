@@ -115,7 +115,8 @@ pub const fn openai_type(code: ErrorCode) -> &'static str {
         | ErrorCode::PayloadTooLarge
         | ErrorCode::UnsupportedMediaType
         | ErrorCode::MethodNotAllowed
-        | ErrorCode::Conflict => "invalid_request_error",
+        | ErrorCode::Conflict
+        | ErrorCode::GuardrailBlocked => "invalid_request_error",
         ErrorCode::Unauthenticated | ErrorCode::InvalidToken => "authentication_error",
         ErrorCode::Forbidden | ErrorCode::ModelNotEntitled | ErrorCode::TenantSuspended => {
             "permission_error"

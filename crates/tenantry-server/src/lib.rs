@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod gateway;
+pub mod guardrails;
 pub mod json;
 pub mod key_cache;
 pub mod middleware;
@@ -53,6 +54,8 @@ pub enum StartError {
     Identity(String),
     #[error("model gateway set-up failed: {0}")]
     Models(#[from] gateway::GatewayStartError),
+    #[error("guardrails set-up failed: {0}")]
+    Guardrails(#[from] guardrails::GuardrailsStartError),
     #[error("tool gateway set-up failed: {0}")]
     Tools(#[from] tools::ToolsStartError),
     #[error("cannot listen on {addr}: {source}")]
@@ -128,10 +131,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let env = config.models_env.clone();
     let gateway = gateway::Gateway::start(&config.models, &|k| env.get(k), store.clone()).await?;
     let registry = Arc::new(state::RegistryCache::default());
+    let guardrails =
+        guardrails::Guardrails::start(&config.guardrails.profiles, store.clone(), gateway.clone())
+            .await?;
     let tools = tools::Tools::start(
         &config,
         store.clone(),
         registry.clone(),
+        guardrails.clone(),
         limiter.clone(),
         gateway.ledger().clone(),
         actor.clone(),
@@ -177,6 +184,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             sessions,
             gateway,
             tools,
+            guardrails,
         }),
     };
     // Runtime-hosted tool targets run in this server's sessions (a weak reference: the state

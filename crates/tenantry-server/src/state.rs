@@ -43,6 +43,7 @@ pub struct Inner {
     pub sessions: crate::sessions::SessionManager,
     pub gateway: crate::gateway::Gateway,
     pub tools: crate::tools::Tools,
+    pub guardrails: crate::guardrails::Guardrails,
 }
 
 impl std::ops::Deref for AppState {

@@ -25,6 +25,7 @@
 
 mod audit;
 mod error;
+mod guardrail;
 mod migrate;
 mod policy;
 mod postgres;
@@ -41,6 +42,7 @@ use tenantry_core::{
 
 pub use audit::{AuditEvent, AuditQuery};
 pub use error::StoreError;
+pub use guardrail::{GuardrailRecord, GuardrailScope, MAX_GUARDRAIL_BYTES, is_valid_profile_name};
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use record::{
     ApiKeyRecord, RuntimeRecord, SESSION_ID_CHARS, SessionRecord, SessionStatus, SettingKind,

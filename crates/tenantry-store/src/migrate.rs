@@ -42,6 +42,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0006_tenant_uid_and_session_node.sql"),
     ),
     (
+        "0007_guardrail_profiles",
+        include_str!("../migrations/sqlite/0007_guardrail_profiles.sql"),
+    ),
+    (
         "0009_audit_events",
         include_str!("../migrations/sqlite/0009_audit_events.sql"),
     ),
@@ -76,6 +80,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0007_tenant_uid_and_session_node",
         include_str!("../migrations/postgres/0007_tenant_uid_and_session_node.sql"),
+    ),
+    (
+        "0008_guardrail_profiles",
+        include_str!("../migrations/postgres/0008_guardrail_profiles.sql"),
     ),
     (
         "0010_audit_events",

@@ -65,6 +65,10 @@ const TENANT_OWNED: &[(&str, &str)] = &[
         "tool_targets",
         "DELETE FROM tool_targets WHERE tenant_id = ?1",
     ),
+    (
+        "guardrail_profiles",
+        "DELETE FROM guardrail_profiles WHERE tenant_id = ?1",
+    ),
 ];
 
 macro_rules! tenant_cols {

@@ -17,7 +17,7 @@ mod common;
 
 use common::on_both_backends;
 use tenantry_store::{
-    NewCredential, PolicyMode, PolicyScope, Store, StoreError, VaultKeyRecord,
+    GuardrailScope, NewCredential, PolicyMode, PolicyScope, Store, StoreError, VaultKeyRecord,
     is_valid_credential_name,
 };
 
@@ -29,6 +29,7 @@ on_both_backends!(
     credential_versions_rotate_and_delete,
     credentials_of_another_tenant_do_not_exist,
     vault_rows_go_with_their_tenant,
+    guardrail_profiles_version_roll_back_and_go_with_their_tenant,
 );
 
 fn tid(s: &str) -> TenantId {
@@ -266,6 +267,67 @@ async fn policy_sets_go_with_their_tenant(store: &Store) {
         .map(|r| r.scope.to_string())
         .collect();
     assert_eq!(left, ["tenant:bravo"]);
+}
+
+// ---- guardrail profiles ----------------------------------------------------------------------
+
+async fn guardrail_profiles_version_roll_back_and_go_with_their_tenant(store: &Store) {
+    registry(store).await;
+    let strict = GuardrailScope::Profile("strict".into());
+    let v1 = store.put_guardrail_profile(&strict, "{}", 1).await.unwrap();
+    let v2 = store
+        .put_guardrail_profile(&strict, r#"{"checks":[]}"#, 2)
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version, v2.active), (1, 2, true));
+    let versions = store.list_guardrail_profiles(&strict).await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|r| (r.version, r.active))
+            .collect::<Vec<_>>(),
+        [(2, true), (1, false)]
+    );
+    let back = store
+        .activate_guardrail_profile(&strict, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((back.version, back.body.as_str()), (1, "{}"));
+    assert_eq!(
+        store.activate_guardrail_profile(&strict, 9).await.unwrap(),
+        None
+    );
+    // Tenants' overrides: one per tenant, refused for a tenant that does not exist, deleted
+    // with their tenant.
+    for t in ["alpha", "bravo"] {
+        store
+            .put_guardrail_profile(&GuardrailScope::Tenant(tid(t)), "{}", 3)
+            .await
+            .unwrap();
+    }
+    let missing = store
+        .put_guardrail_profile(&GuardrailScope::Tenant(tid("nobody")), "{}", 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::Missing(_)), "{missing:?}");
+    store.delete_tenant(&tid("alpha"), false).await.unwrap();
+    let active: Vec<(String, i64)> = store
+        .list_active_guardrail_profiles()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.scope.to_string(), r.version))
+        .collect();
+    assert_eq!(
+        active,
+        [
+            ("profile:strict".to_owned(), 1),
+            ("tenant:bravo".to_owned(), 1)
+        ]
+    );
+    assert_eq!(GuardrailScope::parse("profile:strict"), Some(strict));
+    assert_eq!(GuardrailScope::parse("profile:Bad Name"), None);
 }
 
 // ---- vault rows -------------------------------------------------------------------------------

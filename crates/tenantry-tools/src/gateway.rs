@@ -20,7 +20,7 @@ use crate::credentials::{CredentialSource, OutboundCredential};
 use crate::error::{ToolError, UpstreamError};
 use crate::hosted::{SessionBasis, hosted_session_id};
 use crate::identity::CallerIdentity;
-use crate::meter::{CallStatus, NoMeter, ToolCallRecord, ToolMeter};
+use crate::meter::{CallStatus, NoGuard, NoMeter, ToolCallRecord, ToolGuard, ToolMeter};
 use crate::policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 use crate::session::Sessions;
 use crate::target::{TOOL_SEPARATOR, TargetName, TargetSpec};
@@ -64,6 +64,7 @@ pub struct ToolGateway {
     policy: Arc<dyn ToolPolicy>,
     credentials: Arc<dyn CredentialSource>,
     meter: Arc<dyn ToolMeter>,
+    guard: Arc<dyn ToolGuard>,
     pub(crate) sessions: Sessions,
     pub(crate) config: GatewayConfig,
 }
@@ -89,6 +90,7 @@ impl ToolGateway {
             policy,
             credentials,
             meter: Arc::new(NoMeter),
+            guard: Arc::new(NoGuard),
             sessions: sessions_for(&config),
             config,
         }
@@ -96,6 +98,12 @@ impl ToolGateway {
 
     pub fn with_meter(mut self, meter: Arc<dyn ToolMeter>) -> Self {
         self.meter = meter;
+        self
+    }
+
+    /// Guardrails on the calls' arguments and results.
+    pub fn with_guard(mut self, guard: Arc<dyn ToolGuard>) -> Self {
+        self.guard = guard;
         self
     }
 
@@ -393,9 +401,25 @@ impl ToolGateway {
         let (Some(target), Some((_, tool))) = (target, name.split_once(TOOL_SEPARATOR)) else {
             return Err(ToolError::UnknownTool(name.to_owned()));
         };
-        let outcome = self
-            .call_target(caller, &target, name, tool, arguments, session)
-            .await;
+        // The guard sees the arguments before the policy and the upstream, and the result
+        // before the caller; what it masks is what they get.
+        let outcome = match self.guard.check_input(caller, name, arguments).await {
+            Err(refusal) => Err(ToolError::Refused(refusal)),
+            Ok(masked) => {
+                let arguments = masked.as_ref().unwrap_or(arguments);
+                match self
+                    .call_target(caller, &target, name, tool, arguments, session)
+                    .await
+                {
+                    Ok(result) => match self.guard.check_result(caller, name, &result).await {
+                        Ok(Some(masked)) => Ok(masked),
+                        Ok(None) => Ok(result),
+                        Err(refusal) => Err(ToolError::Refused(refusal)),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+        };
         let status = match &outcome {
             Ok(r) if r.get("isError") == Some(&Value::Bool(true)) => CallStatus::ToolError,
             Ok(_) => CallStatus::Ok,

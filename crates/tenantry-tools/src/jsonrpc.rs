@@ -25,7 +25,10 @@ pub const UPSTREAM_FAILED: i64 = -32013;
 /// The JSON-RPC code of a platform error code. Exhaustive, so a new `ErrorCode` must be placed.
 pub const fn rpc_code(code: ErrorCode) -> i64 {
     match code {
-        ErrorCode::InvalidRequest | ErrorCode::InvalidJson | ErrorCode::NotFound => INVALID_PARAMS,
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidJson
+        | ErrorCode::NotFound
+        | ErrorCode::GuardrailBlocked => INVALID_PARAMS,
         ErrorCode::PayloadTooLarge
         | ErrorCode::UnsupportedMediaType
         | ErrorCode::MethodNotAllowed

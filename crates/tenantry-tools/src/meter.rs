@@ -88,6 +88,53 @@ pub trait ToolMeter: Send + Sync + std::fmt::Debug {
     fn record(&self, record: ToolCallRecord);
 }
 
+/// The future of a guard's check: the value to use instead (masked), `None` to keep it as it
+/// is, or a refusal.
+pub type GuardFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, Refusal>> + Send + 'a>>;
+
+/// The server's guardrails around tool calls: the arguments before the policy and the
+/// upstream see them, the result before the caller (and its model) sees it.
+pub trait ToolGuard: Send + Sync + std::fmt::Debug {
+    fn check_input<'a>(
+        &'a self,
+        caller: &'a CallerIdentity,
+        tool: &'a str,
+        arguments: &'a serde_json::Value,
+    ) -> GuardFuture<'a>;
+
+    fn check_result<'a>(
+        &'a self,
+        caller: &'a CallerIdentity,
+        tool: &'a str,
+        result: &'a serde_json::Value,
+    ) -> GuardFuture<'a>;
+}
+
+/// No guardrails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGuard;
+
+impl ToolGuard for NoGuard {
+    fn check_input<'a>(
+        &'a self,
+        _caller: &'a CallerIdentity,
+        _tool: &'a str,
+        _arguments: &'a serde_json::Value,
+    ) -> GuardFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn check_result<'a>(
+        &'a self,
+        _caller: &'a CallerIdentity,
+        _tool: &'a str,
+        _result: &'a serde_json::Value,
+    ) -> GuardFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
 /// No limits, no ledger: for tests and tools that do not meter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoMeter;

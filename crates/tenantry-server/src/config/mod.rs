@@ -372,6 +372,15 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// Guardrails: named profiles seeded into the store at start (a name that already has versions
+/// there is left alone).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsSection {
+    #[serde(default)]
+    pub profiles: std::collections::BTreeMap<String, tenantry_guardrails::Profile>,
+}
+
 /// The tool gateway (`/mcp`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -441,6 +450,10 @@ pub struct Config {
     /// Metrics.
     #[serde(default)]
     pub telemetry: TelemetrySection,
+    /// Guardrail profiles created at first start (`[guardrails.profiles.NAME]`); afterwards the
+    /// control plane is the source of truth, as for tiers.
+    #[serde(default)]
+    pub guardrails: GuardrailsSection,
     /// The values of the environment variables that `[models.providers]` name for credentials,
     /// read through the injected lookup when the file is loaded. Never serialised or logged.
     #[serde(skip)]
@@ -630,6 +643,20 @@ impl Config {
                 "tools.session_idle_timeout_seconds",
                 "must be at least 1",
             ));
+        }
+        for (name, profile) in &self.guardrails.profiles {
+            if !tenantry_store::is_valid_profile_name(name) {
+                return Err(invalid(
+                    format!("guardrails.profiles.{name}"),
+                    "name a profile with 1 to 64 lower-case letters, digits, '-' or '_'",
+                ));
+            }
+            profile.validate().map_err(|e| {
+                invalid(
+                    format!("guardrails.profiles.{name}.{}", e.field),
+                    e.message.clone(),
+                )
+            })?;
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, tier) in self.tiers.iter().enumerate() {

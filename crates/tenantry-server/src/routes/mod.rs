@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod guardrails;
 pub mod invocations;
 pub mod keys;
 pub mod models;
@@ -36,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .merge(models_admin::routes())
         .merge(tools::routes(state.clone()))
         .merge(tools_admin::routes())
+        .merge(guardrails::admin_routes())
+        .merge(guardrails::tenant_routes(state.clone()))
         .route("/metrics", get(system::metrics))
         .route_layer(axum::middleware::from_fn(crate::middleware::matched_route))
         .fallback(not_found)

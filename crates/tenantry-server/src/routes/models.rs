@@ -22,13 +22,16 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tenantry_core::{ErrorCode, TenantContext, Tier};
 use tenantry_models::ChatStream;
-use tenantry_models::wire::{ChatRequest, EmbeddingsRequest, ModelInfo, ModelList};
+use tenantry_models::wire::{
+    ChatChunk, ChatRequest, Delta, EmbeddingsRequest, ModelInfo, ModelList,
+};
 
 use crate::auth::{CallerTier, TenantCaller};
 use crate::error::{ApiError, ApiResult, current_request_id, openai_type};
 use crate::extract::ApiPath;
 use crate::gateway::call::{self, StreamGuard};
 use crate::gateway::limits::{Refusal, add_headers};
+use crate::guardrails::traffic::{self, OutputGuard};
 use crate::json::ApiJson;
 use crate::state::AppState;
 
@@ -76,7 +79,7 @@ async fn chat_completions(
     State(state): State<AppState>,
     TenantCaller(ctx): TenantCaller,
     CallerTier(tier): CallerTier,
-    ApiJson(request): ApiJson<ChatRequest>,
+    ApiJson(mut request): ApiJson<ChatRequest>,
 ) -> Response {
     let tier = match tier_of(&ctx, tier) {
         Ok(t) => t,
@@ -91,14 +94,38 @@ async fn chat_completions(
             Err(r) => return r.into_response(),
         };
     let headers = routed.rate_headers();
+    // Guardrails after the rate check (a blocked request still counts) and before any
+    // reservation or upstream call.
+    let applied = match state.guardrails.applied(&ctx.tenant_id, &tier) {
+        Ok(a) => a,
+        Err(e) => return with_headers(e.into_response(), &headers),
+    };
+    if let Some(a) = &applied
+        && let Err(e) =
+            traffic::check_request(&state.guardrails, a, &ctx.tenant_id, &mut request).await
+    {
+        return with_headers(e.into_response(), &headers);
+    }
     if request.is_stream() {
+        let output = applied
+            .as_ref()
+            .and_then(|a| OutputGuard::new(&state.guardrails, a, &ctx.tenant_id));
         match call::chat_stream(&state.gateway, &state.limiter, &ctx, routed, request).await {
-            Ok((stream, guard)) => with_headers(sse(stream, guard), &headers),
+            Ok((stream, guard)) => with_headers(sse(stream, guard, output), &headers),
             Err(r) => refused(r, headers),
         }
     } else {
         match call::chat(&state.gateway, &state.limiter, &ctx, routed, request).await {
-            Ok(answer) => with_headers(Json(answer).into_response(), &headers),
+            Ok(mut answer) => {
+                if let Some(a) = &applied
+                    && let Err(e) =
+                        traffic::check_response(&state.guardrails, a, &ctx.tenant_id, &mut answer)
+                            .await
+                {
+                    return with_headers(e.into_response(), &headers);
+                }
+                with_headers(Json(answer).into_response(), &headers)
+            }
             Err(r) => refused(r, headers),
         }
     }
@@ -160,8 +187,68 @@ async fn get_model(
 struct Sse {
     stream: ChatStream,
     guard: StreamGuard,
+    /// The guardrails' output checks, when the caller's profile has any.
+    output: Option<OutputGuard>,
+    /// The last chunk's id, creation time and model, for the text released at the end.
+    last: Option<(String, i64, String)>,
     done: bool,
     request_id: String,
+}
+
+/// The events of a chunk, after the output checks; an error event if they block.
+async fn chunk_event(s: &mut Sse, mut chunk: ChatChunk) -> Bytes {
+    if let Some(o) = &mut s.output {
+        if let Err(message) = o.chunk(&mut chunk).await {
+            s.done = true;
+            s.guard.reached_end();
+            return error_event(ErrorCode::GuardrailBlocked, message, &s.request_id);
+        }
+        s.last = Some((chunk.id.clone(), chunk.created, chunk.model.clone()));
+    }
+    match serde_json::to_vec(&chunk) {
+        Ok(json) => event(&json),
+        Err(e) => {
+            s.done = true;
+            s.guard.reached_end();
+            error_event(
+                ErrorCode::Internal,
+                format!("cannot encode a chunk: {e}"),
+                &s.request_id,
+            )
+        }
+    }
+}
+
+/// The end of the stream: the text the output checks still held, then `[DONE]` (or an error
+/// event if they block).
+async fn end_events(s: &mut Sse) -> Bytes {
+    let mut out = Vec::new();
+    if let Some(o) = &mut s.output {
+        match o.end().await {
+            Ok(rest) => {
+                let (id, created, model) = s.last.clone().unwrap_or_default();
+                for (index, text) in rest {
+                    let mut c = ChatChunk::delta(&id, created, &model, Delta::text(text), None);
+                    if let Some(choice) = c.choices.first_mut() {
+                        choice.index = index;
+                    }
+                    if let Ok(json) = serde_json::to_vec(&c) {
+                        out.extend_from_slice(&event(&json));
+                    }
+                }
+            }
+            Err(message) => {
+                out.extend_from_slice(&error_event(
+                    ErrorCode::GuardrailBlocked,
+                    message,
+                    &s.request_id,
+                ));
+                return Bytes::from(out);
+            }
+        }
+    }
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    Bytes::from(out)
 }
 
 fn event(data: &[u8]) -> Bytes {
@@ -186,10 +273,12 @@ fn error_event(code: ErrorCode, message: String, request_id: &str) -> Bytes {
 
 /// The server-sent events of a stream: one `data:` event per chunk as it arrives, then
 /// `data: [DONE]`, or an error event.
-fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
+fn sse(stream: ChatStream, guard: StreamGuard, output: Option<OutputGuard>) -> Response {
     let state = Sse {
         stream,
         guard,
+        output,
+        last: None,
         done: false,
         request_id: current_request_id(),
     };
@@ -198,18 +287,7 @@ fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
             return None;
         }
         let bytes = match s.stream.next().await {
-            Some(Ok(chunk)) => match serde_json::to_vec(&chunk) {
-                Ok(json) => event(&json),
-                Err(e) => {
-                    s.done = true;
-                    s.guard.reached_end();
-                    error_event(
-                        ErrorCode::Internal,
-                        format!("cannot encode a chunk: {e}"),
-                        &s.request_id,
-                    )
-                }
-            },
+            Some(Ok(chunk)) => chunk_event(&mut s, chunk).await,
             Some(Err(e)) => {
                 s.done = true;
                 s.guard.reached_end();
@@ -222,7 +300,7 @@ fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
             None => {
                 s.done = true;
                 s.guard.reached_end();
-                Bytes::from_static(b"data: [DONE]\n\n")
+                end_events(&mut s).await
             }
         };
         Some((Ok::<_, Infallible>(bytes), s))

@@ -124,6 +124,7 @@ impl Tools {
         config: &Config,
         store: Store,
         registry: Arc<RegistryCache>,
+        guardrails: crate::guardrails::Guardrails,
         limiter: tenantry_limits::Limiter,
         ledger: Ledger,
         actor: ActorIssuer,
@@ -136,6 +137,7 @@ impl Tools {
                 .map_err(|e| ToolsStartError::Setup(e.to_string()))?
                 .with_tools_ttl(Duration::from_secs(config.tools.tools_cache_seconds)),
         );
+        let guard = crate::guardrails::traffic::ToolGuardrails::new(guardrails, registry.clone());
         let meter = meter::LedgerMeter::new(store.clone(), registry, limiter, ledger);
         let gateway = Arc::new(
             ToolGateway::new(
@@ -144,6 +146,7 @@ impl Tools {
                 Arc::new(VaultCredentials::new(vault.clone())),
             )
             .with_meter(Arc::new(meter))
+            .with_guard(Arc::new(guard))
             .with_config(GatewayConfig {
                 session_idle_timeout: Duration::from_secs(
                     config.tools.session_idle_timeout_seconds,
