@@ -166,6 +166,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     sessions.set_metrics(metrics.clone());
     let audit = audit::Audit::start(store.clone(), config.telemetry.audit_retention_days);
     tools.set_audit(audit.clone());
+    guardrails.set_observers(audit.clone(), metrics.clone());
     let state = AppState {
         inner: Arc::new(state::Inner {
             config,

@@ -112,6 +112,27 @@ async fn a_basic_profile_blocks_what_a_premium_profile_only_logs() {
     };
     assert!(find("acme", "block"), "{decisions:?}");
     assert!(find("globex", "log"), "{decisions:?}");
+
+    // They reach the metrics and the audit log too, never with the text.
+    let metrics = s.get("/metrics", &s.admin_key).await.text;
+    assert!(metrics.contains(
+        r#"tenantry_guardrail_decisions_total{action="block",category="denied_topic:weapons",stage="model_input",tenant="acme"} 1"#
+    ), "{metrics}");
+    assert!(
+        s.server()
+            .state
+            .audit
+            .flush(std::time::Duration::from_secs(5))
+            .await
+    );
+    let audit = s
+        .admin("GET", "/v1/admin/audit?tenant=acme&action=guardrail.", None)
+        .await;
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["outcome"], "block");
+    assert_eq!(events[0]["target"], "denied_topic:weapons");
+    assert!(!audit.to_string().to_lowercase().contains("bomb"));
 }
 
 #[tokio::test]

@@ -105,6 +105,7 @@ pub struct Metrics {
     models: Bounded,
     tools: Bounded,
     routes: Bounded,
+    categories: Bounded,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_errors: IntCounterVec,
@@ -112,6 +113,7 @@ pub struct Metrics {
     model_tokens: IntCounterVec,
     model_cost: CounterVec,
     tool_calls: IntCounterVec,
+    guardrail_decisions: IntCounterVec,
     sandbox_cpu: CounterVec,
     sandbox_memory: CounterVec,
     sandbox_starts: IntCounterVec,
@@ -162,6 +164,7 @@ impl Metrics {
             models: Bounded::new(caps.models),
             tools: Bounded::new(caps.tools),
             routes: Bounded::new(500),
+            categories: Bounded::new(200),
             http_requests: counter(
                 &r,
                 "tenantry_http_requests_total",
@@ -203,6 +206,12 @@ impl Metrics {
                 "tenantry_tool_calls_total",
                 "Tool calls recorded in the ledger, by tenant, tool and outcome (`ok` or the refusal's code).",
                 &["tenant", "tool", "outcome"],
+            ),
+            guardrail_decisions: counter(
+                &r,
+                "tenantry_guardrail_decisions_total",
+                "Guardrail findings by tenant, stage, category and action (block, mask or log).",
+                &["tenant", "stage", "category", "action"],
             ),
             sandbox_cpu: float_counter(
                 &r,
@@ -309,6 +318,15 @@ impl Metrics {
         let tool = self.tools.label(tool);
         self.tool_calls
             .with_label_values(&[tenant, tool, outcome])
+            .inc();
+    }
+
+    /// A guardrail finding: its stage, category and the action taken.
+    pub fn guardrail_decision(&self, tenant: &str, stage: &str, category: &str, action: &str) {
+        let tenant = self.tenants.label(tenant);
+        let category = self.categories.label(category);
+        self.guardrail_decisions
+            .with_label_values(&[tenant, stage, category, action])
             .inc();
     }
 

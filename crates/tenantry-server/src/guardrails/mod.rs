@@ -52,6 +52,8 @@ struct Shared {
     loaded: RwLock<Arc<Loaded>>,
     counters: Mutex<BTreeMap<CounterKey, u64>>,
     remote: remote::ServerRemote,
+    /// Where decisions go besides the counters: the audit log and the metrics.
+    observers: std::sync::OnceLock<(crate::audit::Audit, Arc<tenantry_telemetry::Metrics>)>,
 }
 
 /// Cheap to clone; clones share the state.
@@ -143,6 +145,7 @@ impl Guardrails {
             store,
             loaded: RwLock::new(Arc::new(load(records))),
             counters: Mutex::new(BTreeMap::new()),
+            observers: std::sync::OnceLock::new(),
             remote: remote::ServerRemote::new(gateway),
         });
         tokio::spawn(refresh(Arc::downgrade(&shared)));
@@ -242,6 +245,15 @@ impl Guardrails {
         }
     }
 
+    /// Sends decisions to the audit log and the metrics too.
+    pub fn set_observers(
+        &self,
+        audit: crate::audit::Audit,
+        metrics: Arc<tenantry_telemetry::Metrics>,
+    ) {
+        let _ = self.shared.observers.set((audit, metrics));
+    }
+
     /// Counts a decision's findings per tenant and category, and writes each to the audit log.
     pub fn record(&self, tenant: &TenantId, stage: Stage, guard: &Guard, findings: &[Found]) {
         if findings.is_empty() {
@@ -256,6 +268,23 @@ impl Guardrails {
             tracing::info!(target: "audit", event = "guardrail_decision", tenant = %tenant,
                 stage = stage.as_str(), category = %f.category, action = f.action.as_str(),
                 profile = %guard.source, version = guard.version, "guardrail decision");
+            if let Some((audit, metrics)) = self.shared.observers.get() {
+                metrics.guardrail_decision(
+                    tenant.as_str(),
+                    stage.as_str(),
+                    &f.category,
+                    f.action.as_str(),
+                );
+                audit.record(crate::audit::event(
+                    Some(tenant.clone()),
+                    "guardrails".to_string(),
+                    "guardrail.decision",
+                    Some(f.category.clone()),
+                    f.action.as_str(),
+                    serde_json::json!({"stage": stage.as_str(), "profile": guard.source,
+                        "version": guard.version}),
+                ));
+            }
             let mut key = (tenant.to_string(), f.category.clone(), f.action, stage);
             if counters.len() >= MAX_COUNTERS && !counters.contains_key(&key) {
                 key.0 = "_other".into();
