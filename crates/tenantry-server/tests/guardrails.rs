@@ -35,25 +35,6 @@ fn lenient() -> Value {
     .unwrap()
 }
 
-/// A tier on the mock models whose guardrail profile is `profile`.
-async fn guarded_tier(s: &TestServer, name: &str, profile: &str) {
-    s.admin(
-        "PUT",
-        &format!("/v1/admin/tiers/{name}"),
-        Some(
-            json!({"limits": open_limits(json!({})), "allowed_models": ["*"],
-                    "guardrail_profile": profile}),
-        ),
-    )
-    .await;
-    s.admin(
-        "PUT",
-        &format!("/v1/admin/models/tiers/{name}"),
-        Some(json!({"default": "mock-small"})),
-    )
-    .await;
-}
-
 async fn setup() -> TestServer {
     let s = TestServer::start().await;
     s.admin(
