@@ -240,8 +240,7 @@ print("openai", openai.__version__, "guarded streams OK")
 
 #[tokio::test]
 async fn the_python_openai_client_reads_masked_streams_and_raises_on_blocked_ones() {
-    if !openai_or_skip("the_python_openai_client_reads_masked_streams_and_raises_on_blocked_ones")
-    {
+    if !openai_or_skip("the_python_openai_client_reads_masked_streams_and_raises_on_blocked_ones") {
         return;
     }
     let s = tenantry_testkit::TestServer::start().await;

@@ -597,7 +597,10 @@ topics = [{ name = "weapons", phrases = ["pipe bomb"] }]
     assert_eq!(shown["version"], 2);
     assert_eq!(shown["profile"]["checks"][0]["entities"], json!(["card"]));
     let first = cli.ok(&["guardrail", "show", "--tenant", "acme", "--version", "1"]);
-    assert_eq!(first["profile"]["description"], "acme: mask e-mail, no weapons");
+    assert_eq!(
+        first["profile"]["description"],
+        "acme: mask e-mail, no weapons"
+    );
     let out = cli.run(&["guardrail", "show", "--tenant", "acme", "--version", "7"]);
     assert!(!out.status.success());
     assert!(
@@ -617,15 +620,32 @@ topics = [{ name = "weapons", phrases = ["pipe bomb"] }]
         "-",
     ]);
     assert_eq!(
-        (again["decision"].as_str(), again["profile"]["version"].as_i64()),
+        (
+            again["decision"].as_str(),
+            again["profile"]["version"].as_i64()
+        ),
         (Some("pass"), Some(1)),
         "empty standard input is an empty text: {again}"
     );
     let again = cli.ok(&args);
     assert_eq!(again["text"], "card 4111 1111 1111 1111, mail [EMAIL]");
-    let forward = cli.ok(&["guardrail", "activate", "--tenant", "acme", "--version", "2"]);
+    let forward = cli.ok(&[
+        "guardrail",
+        "activate",
+        "--tenant",
+        "acme",
+        "--version",
+        "2",
+    ]);
     assert_eq!(forward["version"], 2);
-    let out = cli.run(&["guardrail", "rollback", "--tenant", "acme", "--version", "9"]);
+    let out = cli.run(&[
+        "guardrail",
+        "rollback",
+        "--tenant",
+        "acme",
+        "--version",
+        "9",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
 
