@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tool(cmd) => crate::tools_cmd::tool(cmd).await,
         Command::Policy(cmd) => crate::tools_cmd::policy(cmd).await,
         Command::Credential(cmd) => crate::tools_cmd::credential(cmd).await,
+        Command::Guardrail(cmd) => crate::guardrail_cmd::guardrail(cmd).await,
     }
 }
 

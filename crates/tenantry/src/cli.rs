@@ -74,6 +74,11 @@ pub enum Command {
     /// rotation, deletion (operator).
     #[command(subcommand, alias = "vault")]
     Credential(crate::tools_cmd::CredentialCmd),
+    /// Guardrail profiles checking model and tool traffic, per named profile (tiers name one)
+    /// and per tenant: upload from TOML or JSON, list versions, roll back; and check a text as
+    /// a tenant's traffic would be checked (operator).
+    #[command(subcommand)]
+    Guardrail(crate::guardrail_cmd::GuardrailCmd),
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,12 @@ impl AdminClient {
                 (url.clone().unwrap_or_else(|| config.public_url()), key)
             }
         };
+        Self::with_key(&url, key)
+    }
+
+    /// A client of `url` that sends `key` (e.g. a tenant's API key, for tenant endpoints).
+    pub fn with_key(url: &str, key: String) -> Result<Self> {
+        install_crypto();
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()

@@ -10,6 +10,7 @@ mod admin;
 mod cli;
 mod client;
 mod demo;
+mod guardrail_cmd;
 mod models_cmd;
 mod runtime_cmd;
 mod tools_cmd;

@@ -44,7 +44,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn client(&self) -> Result<AdminClient> {
+    pub fn client(&self) -> Result<AdminClient> {
         AdminClient::new(&Target {
             config: self.config.clone(),
             url: self.server.clone(),

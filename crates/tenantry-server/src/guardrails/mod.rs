@@ -183,7 +183,7 @@ impl Guardrails {
                         format!(
                             "the guardrail profile {name:?} of tier {} is not defined, so the \
                              request cannot be checked; the operator must upload it \
-                             (tenantry guardrail put profile:{name} FILE)",
+                             (tenantry guardrail set --profile {name} --file FILE)",
                             tier.name
                         ),
                     ));

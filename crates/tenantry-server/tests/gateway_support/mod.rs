@@ -54,6 +54,25 @@ pub async fn tier(s: &TestServer, name: &str, limits: Value, routes: Value) {
     .await;
 }
 
+/// A tier on the mock models whose guardrail profile is `profile`.
+pub async fn guarded_tier(s: &TestServer, name: &str, profile: &str) {
+    s.admin(
+        "PUT",
+        &format!("/v1/admin/tiers/{name}"),
+        Some(
+            json!({"limits": open_limits(json!({})), "allowed_models": ["*"],
+                    "guardrail_profile": profile}),
+        ),
+    )
+    .await;
+    s.admin(
+        "PUT",
+        &format!("/v1/admin/models/tiers/{name}"),
+        Some(json!({"default": "mock-small"})),
+    )
+    .await;
+}
+
 /// Limits that never refuse at ingress; the gateway's own are given by the test.
 pub fn open_limits(extra: Value) -> Value {
     let mut l = json!({"requests_per_second": 100000, "burst": 100000});
