@@ -48,7 +48,10 @@ fn promtool_accepts(text: &str) {
 #[tokio::test]
 async fn metrics_are_per_tenant_bounded_private_and_valid_prometheus() {
     let s = TestServer::builder()
-        .toml("[telemetry]\nmetrics_tenant_cap = 2\nmetrics_listen = \"127.0.0.1:0\"\n")
+        .configure(|c| {
+            c.telemetry.metrics_tenant_cap = 2;
+            c.telemetry.metrics_listen = Some("127.0.0.1:0".into());
+        })
         .start()
         .await;
     for t in ["acme", "globex", "initech"] {

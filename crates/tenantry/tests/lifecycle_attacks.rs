@@ -373,14 +373,17 @@ async fn a_store_failure_mid_start_leaves_nothing_behind() {
     let db = url.strip_prefix("sqlite://").unwrap();
     let sql = "CREATE TRIGGER refuse BEFORE INSERT ON sessions WHEN NEW.user_id = 'doomed' \
                BEGIN SELECT RAISE(ABORT, 'injected failure'); END;";
-    let out = std::process::Command::new("python3")
+    // Run without blocking this runtime: the server shares it, and its background writers
+    // (the audit log) must be able to finish a transaction while the trigger waits for the lock.
+    let out = tokio::process::Command::new("python3")
         .args([
             "-c",
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=60); c.execute(sys.argv[2]); c.commit()",
             db,
             sql,
         ])
         .output()
+        .await
         .unwrap();
     assert!(
         out.status.success(),
