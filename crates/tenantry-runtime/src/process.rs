@@ -334,7 +334,11 @@ impl ProcessSandbox {
         let cgroup = match SandboxCgroup::create(
             &self.layout,
             self.config.cgroup_parent.as_deref(),
-            &format!("{}{}-{id}", crate::reap::CGROUP_PREFIX, crate::reap::instance_id()),
+            &format!(
+                "{}{}-{id}",
+                crate::reap::CGROUP_PREFIX,
+                crate::reap::instance_id()
+            ),
             &spec.resources,
         ) {
             Ok(cg) => Arc::new(cg),

@@ -90,7 +90,10 @@ pub fn reap_cgroups(layout: &CgroupLayout, parent: Option<&Path>) -> usize {
 fn remove_cgroup(dir: &Path) -> bool {
     for _ in 0..100 {
         let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<libc::pid_t> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let pids: Vec<libc::pid_t> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         for pid in &pids {
             let _ = crate::sys::kill(*pid, libc::SIGKILL);
         }

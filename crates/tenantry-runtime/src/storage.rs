@@ -32,7 +32,10 @@ pub fn image_of(dir: &Path) -> PathBuf {
 
 /// Creates `dir` and its missing parents with mode 0700.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Removes a session's storage: its directory and its image. Whether anything was there.
@@ -56,18 +59,24 @@ pub fn remove_storage(dir: &Path) -> io::Result<bool> {
 /// installed. The `mkfs.ext4` to use, or why not.
 pub fn image_support() -> Result<PathBuf, String> {
     if crate::sys::effective_ids().0 != 0 {
-        return Err("the platform does not run as root (loop devices and ext4 mounts need it)".into());
+        return Err(
+            "the platform does not run as root (loop devices and ext4 mounts need it)".into(),
+        );
     }
     fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/loop-control")
         .map_err(|e| format!("/dev/loop-control cannot be opened: {e}"))?;
-    let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/bin/mkfs.ext4"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or("mkfs.ext4 is not installed (e2fsprogs)")?;
+    let mkfs = [
+        "/usr/sbin/mkfs.ext4",
+        "/sbin/mkfs.ext4",
+        "/usr/bin/mkfs.ext4",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .ok_or("mkfs.ext4 is not installed (e2fsprogs)")?;
     Ok(mkfs)
 }
 
@@ -249,7 +258,11 @@ mod tests {
         let meta = fs::metadata(&path).expect("meta");
         assert_eq!(meta.len(), 64 * 1024 * 1024);
         assert_eq!(meta.mode() & 0o777, 0o600);
-        assert!(meta.blocks() * 512 < 4 * 1024 * 1024, "sparse: {} blocks", meta.blocks());
+        assert!(
+            meta.blocks() * 512 < 4 * 1024 * 1024,
+            "sparse: {} blocks",
+            meta.blocks()
+        );
         let leftovers: Vec<_> = fs::read_dir(root.path()).expect("ls").flatten().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left");
     }

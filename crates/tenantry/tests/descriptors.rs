@@ -15,7 +15,9 @@ use serde_json::json;
 
 mod support;
 
-use support::{Remote, free_port, init_state, sandboxes_available, serve_holding, session_id, test_agents_dir};
+use support::{
+    Remote, free_port, init_state, sandboxes_available, serve_holding, session_id, test_agents_dir,
+};
 
 /// Pids of every descendant of `root` (children found through `/proc/<pid>/stat`).
 fn descendants(root: u32) -> Vec<u32> {
@@ -66,11 +68,17 @@ async fn an_agent_inherits_no_descriptor_of_the_host() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let server = serve_holding(&config, port, 7, &secret);
     let server_pid = server.0.id();
-    assert!(holds(server_pid, &secret), "the server was given the descriptor");
+    assert!(
+        holds(server_pid, &secret),
+        "the server was given the descriptor"
+    );
 
     let remote = Remote::new(dir.path(), port);
     remote
-        .create("/v1/admin/tenants", json!({"id": "acme", "tier": "standard"}))
+        .create(
+            "/v1/admin/tenants",
+            json!({"id": "acme", "tier": "standard"}),
+        )
         .await;
     remote
         .create(

@@ -44,18 +44,26 @@ pub(super) fn mount_image(spec: &HelperSpec, image: &Path) -> Result<(), Failure
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(image)
-        .map_err(failed(format!("opening the storage image {}", image.display())))?;
+        .map_err(failed(format!(
+            "opening the storage image {}",
+            image.display()
+        )))?;
     let meta = file
         .metadata()
         .map_err(failed(format!("reading {}", image.display())))?;
     if !meta.is_file() {
         return Err((
             SetupStage::Environment,
-            format!("the storage image {} is not a regular file", image.display()),
+            format!(
+                "the storage image {} is not a regular file",
+                image.display()
+            ),
         ));
     }
-    let (device, path) = sys::attach_loop(file.as_fd())
-        .map_err(failed(format!("attaching {} to a loop device", image.display())))?;
+    let (device, path) = sys::attach_loop(file.as_fd()).map_err(failed(format!(
+        "attaching {} to a loop device",
+        image.display()
+    )))?;
     sys::mount(
         Some(&path),
         &spec.storage_dir,
@@ -87,8 +95,9 @@ fn give_to_sandbox(spec: &HelperSpec) -> Result<(), Failure> {
         return Ok(());
     }
     let _ = fs::remove_dir(root.join("lost+found"));
-    crate::process::chown_tree(root, uid, gid)
-        .map_err(failed(format!("giving the storage to the sandbox uid {uid}")))?;
+    crate::process::chown_tree(root, uid, gid).map_err(failed(format!(
+        "giving the storage to the sandbox uid {uid}"
+    )))?;
     fs::set_permissions(root, fs::Permissions::from_mode(0o700))
         .map_err(failed(format!("restricting {}", root.display())))
 }

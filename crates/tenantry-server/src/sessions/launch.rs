@@ -22,7 +22,9 @@ impl SessionManager {
                 ));
             }
         };
-        let image = self.prepare_storage(storage, tier.sandbox.storage_mb).await?;
+        let image = self
+            .prepare_storage(storage, tier.sandbox.storage_mb)
+            .await?;
         let run_dir = self
             .inner
             .instance_run

@@ -65,8 +65,8 @@ pub use headers::{
 };
 use headers::{MCP_SESSION_HEADER, agent_headers};
 use storage::{measure_storage, storage_exceeded};
-use tenantry_runtime::storage::{image_of, remove_storage};
 use tenantry_runtime::ComputeUsage;
+use tenantry_runtime::storage::{image_of, remove_storage};
 pub use tenants::SessionsRemoved;
 
 /// Longest wait for the agent's response headers.

@@ -42,16 +42,14 @@ pub(super) fn storage_images(
         return (None, None);
     }
     let blanks = tenantry_runtime::storage::image_support().and_then(|mkfs| {
-        BlankImages::new(
-            settings.storage_root.join(".blank"),
-            mkfs,
-            BLANKS_PER_SIZE,
-        )
-        .map_err(|e| format!("cannot prepare {}: {e}", settings.storage_root.display()))
+        BlankImages::new(settings.storage_root.join(".blank"), mkfs, BLANKS_PER_SIZE)
+            .map_err(|e| format!("cannot prepare {}: {e}", settings.storage_root.display()))
     });
     match (blanks, mode) {
         (Ok(blanks), _) => {
-            tracing::info!("session storage is a fixed-size image per session: the tier's storage_mb is a hard limit");
+            tracing::info!(
+                "session storage is a fixed-size image per session: the tier's storage_mb is a hard limit"
+            );
             (Some(blanks), None)
         }
         (Err(why), StorageLimit::Image) => {
@@ -102,8 +100,8 @@ impl SessionManager {
     pub(super) fn image_for(&self, storage: &Path) -> Option<PathBuf> {
         self.inner.blanks.as_ref()?;
         let image = image_of(storage);
-        let legacy = !image.exists()
-            && std::fs::read_dir(storage).is_ok_and(|mut d| d.next().is_some());
+        let legacy =
+            !image.exists() && std::fs::read_dir(storage).is_ok_and(|mut d| d.next().is_some());
         (!legacy).then_some(image)
     }
 

@@ -158,8 +158,12 @@ impl SessionManager {
         if let Ok((cgroups, run_dirs, warm)) = reaped
             && cgroups + run_dirs + warm > 0
         {
-            tracing::info!(cgroups, run_dirs, warm_storage = warm,
-                "removed what platform processes that are gone left behind");
+            tracing::info!(
+                cgroups,
+                run_dirs,
+                warm_storage = warm,
+                "removed what platform processes that are gone left behind"
+            );
         }
     }
 

@@ -31,7 +31,10 @@ impl SessionManager {
             }
             // The sandbox has the warm directory (or image) mounted; renaming it keeps the
             // mount, so it becomes this session's storage without touching the sandbox.
-            let image = candidate.image.as_ref().map(|i| (i.clone(), image_of(storage)));
+            let image = candidate
+                .image
+                .as_ref()
+                .map(|i| (i.clone(), image_of(storage)));
             if let Some((from, to)) = &image
                 && std::fs::rename(from, to).is_err()
             {

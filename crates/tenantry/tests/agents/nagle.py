@@ -1,10 +1,15 @@
 # A deliberately Nagle-prone agent: http.server as most hand-written agents use it, writing a
 # response's head and body in two writes, with no TCP_NODELAY and the default listen backlog.
 # Kept-alive callers that delay their acknowledgements see each answer 40 ms late unless they
-# acknowledge at once. PORT sets the port (the platform sets 8080 in a sandbox).
+# acknowledge at once. PORT sets the port (the platform sets 8080 in a sandbox). With the
+# argument "nodelay" it sets TCP_NODELAY: the same agent without the stall, for comparison.
 import json
 import os
+import socket
+import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+NODELAY = "nodelay" in sys.argv[1:]
 
 
 class H(BaseHTTPRequestHandler):
@@ -29,4 +34,12 @@ class H(BaseHTTPRequestHandler):
         self.reply({"ok": True, "pad": "x" * 200})
 
 
-HTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
+class Server(HTTPServer):
+    def get_request(self):
+        conn, addr = super().get_request()
+        if NODELAY:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
+
+
+Server(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()

@@ -255,7 +255,13 @@ impl Remote {
     }
 
     /// One invocation of `runtime` in `session`; the status and the JSON answer.
-    pub async fn invoke(&self, runtime: &str, token: &str, session: &str, body: Value) -> (u16, Value) {
+    pub async fn invoke(
+        &self,
+        runtime: &str,
+        token: &str,
+        session: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}/v1/runtimes/{runtime}/invocations", self.url))
@@ -267,6 +273,9 @@ impl Remote {
             .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
