@@ -9,7 +9,9 @@
 //! once; and in a debug build the platform's own work (authentication, admission, routing)
 //! costs more than the 1 ms allowed. The twin, behind the same platform, measures the stall
 //! alone. The two sessions take turns call by call, so both see the same moments of the
-//! machine; the medians of 100 calls each are compared. The direct figures are printed too.
+//! machine; the median of the 100 paired differences must be at most 1 ms (a round spoiled
+//! by other work on the machine is measured again, up to three times). The direct figures are
+//! printed too.
 
 #![allow(clippy::unwrap_used)]
 
@@ -108,22 +110,41 @@ async fn a_nagle_prone_agent_is_as_fast_behind_the_platform_as_one_that_is_not()
         twin().await;
         direct().await;
     }
-    let (mut prone, mut safe, mut host) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..100 {
-        prone.push(nagle().await);
-        safe.push(twin().await);
-        host.push(direct().await);
+    // Each round: 100 calls of each, in turn; the statistic is the median of the paired
+    // differences (Nagle-prone minus twin), which cancels what both calls of a pair share (a
+    // busy machine). A stall costs tens of ms on most calls and fails every round; a round
+    // spoiled by other work on the machine is measured again, up to three times.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let (mut diffs, mut prone, mut safe, mut host) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..100 {
+            let p = nagle().await;
+            let t = twin().await;
+            diffs.push(p.as_secs_f64() - t.as_secs_f64());
+            prone.push(p);
+            safe.push(t);
+            host.push(direct().await);
+        }
+        diffs.sort_by(f64::total_cmp);
+        let added = diffs[diffs.len() / 2] * 1000.0;
+        let (prone, safe, host) = (median(prone), median(safe), median(host));
+        println!(
+            "p50 through the platform: Nagle-prone {prone:?}, with TCP_NODELAY {safe:?}, paired \
+             difference {added:+.2} ms; the Nagle-prone agent called directly (reqwest, \
+             delayed ACKs) {host:?}"
+        );
+        rounds.push(added);
+        if added <= 1.0 {
+            break;
+        }
     }
     let _ = host_agent.kill();
     let _ = host_agent.wait();
-    let (prone, safe, host) = (median(prone), median(safe), median(host));
-    println!(
-        "p50 through the platform: Nagle-prone {prone:?}, with TCP_NODELAY {safe:?}; \
-         the Nagle-prone agent called directly (reqwest, delayed ACKs) {host:?}"
-    );
     assert!(
-        prone <= safe + Duration::from_millis(1),
-        "the Nagle-prone agent's p50 {prone:?} against {safe:?} for its twin: more than +1 ms"
+        rounds.iter().any(|added| *added <= 1.0),
+        "the Nagle-prone agent's calls took more than 1 ms longer than its twin's (median of \
+         paired differences, ms, per round): {rounds:?}"
     );
     s.stop().await;
 }
