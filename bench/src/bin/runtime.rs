@@ -148,14 +148,17 @@ fn main() -> Result<()> {
             .try_init();
     }
 
+    // The agents live beside the state directory: the server refuses a workdir inside it.
     let dir = tempfile::tempdir()?;
-    let state_dir = std::fs::canonicalize(dir.path())?;
+    let root = std::fs::canonicalize(dir.path())?;
+    let state_dir = root.join("state");
+    std::fs::create_dir_all(&state_dir)?;
     tenantry_server::statedir::init(&state_dir, "127.0.0.1:0", false)?;
-    let rust_dir = state_dir.join("agents/rust");
+    let rust_dir = root.join("agents/rust");
     std::fs::create_dir_all(&rust_dir)?;
     std::fs::copy(&bins.agent, rust_dir.join("example-agent"))?;
     let python = !args.no_python && which("python3").is_some();
-    let py_dir = state_dir.join("agents/python");
+    let py_dir = root.join("agents/python");
     if python {
         std::fs::create_dir_all(&py_dir)?;
         std::fs::write(

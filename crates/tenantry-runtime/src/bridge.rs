@@ -2,14 +2,24 @@
 //! by the sandbox's init with a TCP socket already connected to the agent's port inside the
 //! sandbox (see `helper::forward`). The host then speaks HTTP to the agent on that socket with
 //! nothing in between.
+//!
+//! Delayed acknowledgements: an agent that writes its response head and body in two writes
+//! without `TCP_NODELAY` (Python's `http.server` does, as do many hand-written servers) has its
+//! body held back by Nagle's algorithm until the head is acknowledged, and a kept-alive
+//! connection in request/response rhythm acknowledges only after the delayed-ACK timer (40 ms).
+//! The host therefore asks for an immediate acknowledgement (`TCP_QUICKACK`, which the kernel
+//! clears again by itself) after each read that brought data: the agent's body follows one
+//! round trip after its head, whatever the agent does.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustix::net::{AddressFamily, RecvFlags, SocketType};
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::protocol::AGENT_SOCKET_TAG;
@@ -21,7 +31,7 @@ use crate::sys;
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a new connection to the agent behind the bridge socket at `path`.
-pub(crate) async fn connect(path: &Path) -> io::Result<TcpStream> {
+pub(crate) async fn connect(path: &Path) -> io::Result<AgentStream> {
     let bridge = UnixStream::connect(path).await?;
     let fd = tokio::time::timeout(HAND_OVER_TIMEOUT, receive(&bridge))
         .await
@@ -38,7 +48,69 @@ pub(crate) async fn connect(path: &Path) -> io::Result<TcpStream> {
     stream.set_nonblocking(true)?;
     let stream = TcpStream::from_std(stream)?;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    Ok(AgentStream { inner: stream })
+}
+
+/// A connection to an agent (see `SandboxHandle::connect_agent`): a TCP socket of the
+/// sandbox's network namespace, with no delay on what the host writes and an immediate
+/// acknowledgement of what it reads (see the module's notes on delayed acknowledgements).
+#[derive(Debug)]
+pub struct AgentStream {
+    inner: TcpStream,
+}
+
+impl AgentStream {
+    /// The TCP socket itself.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.inner
+    }
+}
+
+impl AsyncRead for AgentStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            // Sends the acknowledgement the kernel would otherwise delay, and leaves its
+            // "interactive" mode until the host next writes. Failing changes nothing but speed.
+            let _ = rustix::net::sockopt::set_tcp_quickack(&self.inner, true);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for AgentStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Waits for the init's answer on `bridge`: the tag byte with one socket attached.

@@ -158,6 +158,41 @@ impl CgroupLayout {
         }
     }
 
+    /// The directories sandbox cgroups are created in (one per hierarchy used, deduplicated):
+    /// `parent` below each hierarchy's root, or by default `tenantry` below the platform's own
+    /// cgroup.
+    pub fn sandbox_parents(&self, parent: Option<&Path>) -> Vec<PathBuf> {
+        match self {
+            CgroupLayout::V2 { mount, .. } => {
+                let rel = parent
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| self.default_parent());
+                vec![mount.join(rel)]
+            }
+            CgroupLayout::V1 {
+                memory,
+                cpu,
+                cpuacct,
+                pids,
+            } => {
+                let mut out: Vec<PathBuf> = Vec::new();
+                for h in [Some(memory), Some(cpu), cpuacct.as_ref(), Some(pids)]
+                    .into_iter()
+                    .flatten()
+                {
+                    let rel = parent
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| h.own.join("tenantry"));
+                    let dir = h.dir(&rel);
+                    if !out.contains(&dir) {
+                        out.push(dir);
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// The default parent of sandbox cgroups: `tenantry` below the platform's own cgroup.
     fn default_parent(&self) -> PathBuf {
         match self {

@@ -15,6 +15,8 @@
 //! * `cgroup`, `seccomp` — limits and the syscall policy (kept as data);
 //! * `protocol` — the wire formats between platform, helper and init;
 //! * `probe` — what the host supports;
+//! * `reap` — removal of what a platform process killed without cleaning up left behind;
+//! * `storage` — fixed-size session storage (ext4 images), made ahead of need;
 //! * `sys` — the only module with `unsafe`: thin wrappers around raw system calls.
 //!
 //! Threat model: the agent is hostile code (or prompt-injected code) running as root inside its
@@ -37,11 +39,14 @@ mod helper;
 pub mod probe;
 mod process;
 pub mod protocol;
+pub mod reap;
 mod sandbox;
 pub mod seccomp;
 mod spec;
+pub mod storage;
 mod sys;
 
+pub use bridge::AgentStream;
 pub use cgroup::{CgroupLayout, MigrationTuning, favor_dynamic_migrations};
 pub use error::SandboxError;
 pub use helper::helper_main;
@@ -57,3 +62,11 @@ pub use spec::{
     DEFAULT_AGENT_PORT, DEFAULT_MOUNT_PATH, DEFAULT_PATH, DEFAULT_PLATFORM_PORT, PlatformBridge,
     SandboxSpec,
 };
+
+/// Marks every descriptor this process inherited beyond stdin, stdout and stderr
+/// close-on-exec, so that no program it starts (the sandbox helper, and through it an agent)
+/// inherits one. The platform calls it first thing in `main`; descriptors it opens itself are
+/// close-on-exec already (Rust's standard library and Tokio open everything so).
+pub fn seal_inherited_descriptors() -> std::io::Result<()> {
+    sys::cloexec_from(3)
+}

@@ -247,6 +247,12 @@ impl ProcessSandbox {
         })
     }
 
+    /// Removes the sandbox cgroups that platform processes which are gone left behind (see
+    /// `reap`); how many cgroup directories were removed.
+    pub fn reap_stale_cgroups(&self) -> usize {
+        crate::reap::reap_cgroups(&self.layout, self.config.cgroup_parent.as_deref())
+    }
+
     /// The process ids of the spare helpers alive now (see
     /// `ProcessSandboxConfig::spare_helpers`).
     pub fn spare_helpers(&self) -> Vec<u32> {
@@ -274,6 +280,17 @@ impl ProcessSandbox {
         spec.validate()?;
         check_dir("storage_dir", &spec.storage_dir)?;
         check_dir("workdir", &spec.workdir)?;
+        if let Some(image) = &spec.storage_image {
+            match fs::symlink_metadata(image) {
+                Ok(m) if m.is_file() => {}
+                _ => {
+                    return Err(SandboxError::InvalidSpec(format!(
+                        "storage_image {} must be a regular file (see storage::make_image)",
+                        image.display()
+                    )));
+                }
+            }
+        }
 
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (euid, egid) = crate::sys::effective_ids();
@@ -317,7 +334,11 @@ impl ProcessSandbox {
         let cgroup = match SandboxCgroup::create(
             &self.layout,
             self.config.cgroup_parent.as_deref(),
-            &format!("sb-{id}"),
+            &format!(
+                "{}{}-{id}",
+                crate::reap::CGROUP_PREFIX,
+                crate::reap::instance_id()
+            ),
             &spec.resources,
         ) {
             Ok(cg) => Arc::new(cg),
@@ -362,6 +383,7 @@ impl ProcessSandbox {
             workdir: spec.workdir.clone(),
             env: spec.agent_env().into_iter().collect(),
             storage_dir: spec.storage_dir.clone(),
+            storage_image: spec.storage_image.clone(),
             mount_path: spec.mount_path.clone(),
             agent_socket: agent_socket.clone(),
             agent_port: spec.agent_port,
@@ -522,7 +544,7 @@ fn sandbox_host_id(storage_dir: &Path, base: u32, count: u32) -> u32 {
 
 /// Gives every entry of the storage tree to the sandbox's uid, without following symlinks
 /// (an agent may have planted them) and without leaving the tree.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(dir)?;
     if meta.uid() != uid || meta.gid() != gid {
         std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
@@ -822,7 +844,7 @@ impl SandboxHandle {
     /// Opens a connection to the agent's port (8080 by default) inside the sandbox: a TCP
     /// socket of the sandbox's network namespace, connected by its init and passed out through
     /// the agent bridge socket.
-    pub async fn connect_agent(&self) -> Result<tokio::net::TcpStream, SandboxError> {
+    pub async fn connect_agent(&self) -> Result<crate::AgentStream, SandboxError> {
         if let SandboxStatus::Ended(exit) = self.status() {
             return Err(SandboxError::NotRunning(exit.as_str().into()));
         }

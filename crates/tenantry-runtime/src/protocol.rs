@@ -31,6 +31,10 @@ pub struct HelperSpec {
     pub workdir: PathBuf,
     pub env: Vec<(String, String)>,
     pub storage_dir: PathBuf,
+    /// An ext4 image to loop-mount on `storage_dir` (in the helper's own mount namespace)
+    /// before the sandbox is built: the storage's size is then a hard limit.
+    #[serde(default)]
+    pub storage_image: Option<PathBuf>,
     pub mount_path: PathBuf,
     /// Host path where the helper creates the agent bridge's listening socket.
     pub agent_socket: PathBuf,

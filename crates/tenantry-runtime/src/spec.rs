@@ -64,6 +64,12 @@ pub struct SandboxSpec {
     /// Host directory of the session's persistent storage, created by the caller. It is the only
     /// host directory the agent can write, mounted at `mount_path`.
     pub storage_dir: PathBuf,
+    /// An ext4 image (see `storage::make_image`) holding the session's storage: when set, it
+    /// is loop-mounted on `storage_dir` for this sandbox only, so the storage's size is a hard
+    /// limit (writes past it fail with `ENOSPC`). Needs root on the host. `None`: the
+    /// directory itself is the storage, and nothing limits its size.
+    #[serde(default)]
+    pub storage_image: Option<PathBuf>,
     /// Where the storage appears inside the sandbox; must be under `/mnt/`.
     pub mount_path: PathBuf,
     pub resources: SandboxResources,
@@ -90,6 +96,7 @@ impl SandboxSpec {
             workdir: workdir.into(),
             env: BTreeMap::new(),
             storage_dir: storage_dir.into(),
+            storage_image: None,
             mount_path: PathBuf::from(DEFAULT_MOUNT_PATH),
             resources: SandboxResources::default(),
             agent_port: DEFAULT_AGENT_PORT,
@@ -122,6 +129,12 @@ impl SandboxSpec {
         check_abs("workdir", &self.workdir)?;
         check_abs("storage_dir", &self.storage_dir)?;
         check_abs("mount_path", &self.mount_path)?;
+        if let Some(image) = &self.storage_image {
+            check_abs("storage_image", image)?;
+            if image.starts_with(&self.workdir) || image.starts_with(&self.storage_dir) {
+                return bad("storage_image must be outside workdir and storage_dir".into());
+            }
+        }
         if self.workdir == Path::new("/") {
             return bad("workdir must not be / (it is exposed to the agent)".into());
         }

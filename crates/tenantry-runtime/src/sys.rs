@@ -468,3 +468,195 @@ pub(crate) fn recv_with_fds(
     }
     Ok((msg.bytes, fds))
 }
+
+/// Closes every descriptor numbered `first` or above (`close_range(2)`; on a kernel without
+/// it, each one listed in `/proc/self/fd`). Only for a process that owns every descriptor it
+/// has (the helper at its start): whatever else is open there was inherited by mistake.
+pub(crate) fn close_from(first: libc::c_int) -> io::Result<()> {
+    let first_u = libc::c_uint::try_from(first).unwrap_or(0);
+    // SAFETY: close_range takes plain integers. Closing descriptors that Rust objects still
+    // own would be unsound for those objects; the caller guarantees that none at or above
+    // `first` is owned by anything (they were inherited, unknown to this program).
+    if unsafe { libc::close_range(first_u, libc::c_uint::MAX, 0) } == 0 {
+        return Ok(());
+    }
+    for fd in open_descriptors()? {
+        if fd >= first {
+            // SAFETY: as above: no Rust object owns these descriptors. The listing's own
+            // descriptor was closed when `open_descriptors` returned.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// Marks every descriptor numbered `first` or above close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`, or `fcntl` on each one listed in `/proc/self/fd`), so no program
+/// this process executes inherits them. Owners keep using them; nothing is closed.
+pub(crate) fn cloexec_from(first: libc::c_int) -> io::Result<()> {
+    let first_u = libc::c_uint::try_from(first).unwrap_or(0);
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; it closes
+    // nothing, so no owner's descriptor becomes invalid.
+    let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
+    if unsafe { libc::close_range(first_u, libc::c_uint::MAX, flags) } == 0 {
+        return Ok(());
+    }
+    for fd in open_descriptors()? {
+        if fd >= first {
+            // SAFETY: F_GETFD/F_SETFD read and set a descriptor flag; on a descriptor closed
+            // meanwhile they fail with EBADF and change nothing.
+            unsafe {
+                let old = libc::fcntl(fd, libc::F_GETFD);
+                if old != -1 {
+                    libc::fcntl(fd, libc::F_SETFD, old | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The descriptors open in this process, from `/proc/self/fd` (without the listing's own).
+fn open_descriptors() -> io::Result<Vec<libc::c_int>> {
+    let mut fds: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    // The directory's own descriptor is closed now; it may be listed, and closing or marking
+    // a number that is no longer open fails harmlessly.
+    fds.sort_unstable();
+    Ok(fds)
+}
+
+// ---- loop devices (linux/loop.h) -------------------------------------------------------------
+
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+/// Detach the device when its last user (the mount) goes away.
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// `struct loop_info64`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// Binds the open file `backing` to a free loop device that detaches itself once nothing
+/// uses it any more (`LO_FLAGS_AUTOCLEAR`): open, then mount it, then close the returned
+/// descriptor, and the device lives exactly as long as the mount. Returns the device's
+/// descriptor and path. Needs `CAP_SYS_ADMIN` on the host.
+pub(crate) fn attach_loop(
+    backing: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<(std::os::fd::OwnedFd, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let control = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")?;
+    let fd = u32::try_from(backing.as_raw_fd())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad descriptor"))?;
+    let mut info = LoopInfo64 {
+        lo_device: 0,
+        lo_inode: 0,
+        lo_rdevice: 0,
+        lo_offset: 0,
+        lo_sizelimit: 0,
+        lo_number: 0,
+        lo_encrypt_type: 0,
+        lo_encrypt_key_size: 0,
+        lo_flags: LO_FLAGS_AUTOCLEAR,
+        lo_file_name: [0; 64],
+        lo_crypt_name: [0; 64],
+        lo_encrypt_key: [0; 32],
+        lo_init: [0; 2],
+    };
+    let name = b"tenantry-session";
+    info.lo_file_name[..name.len()].copy_from_slice(name);
+    // Another process may take the free device between our asking and our binding it
+    // (EBUSY): ask again.
+    let mut last = io::Error::other("no free loop device");
+    for _ in 0..32 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
+        let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let path = std::path::PathBuf::from(format!("/dev/loop{n}"));
+        let device = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            Ok(d) => std::os::fd::OwnedFd::from(d),
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let config = LoopConfig {
+            fd,
+            block_size: 0,
+            info,
+            reserved: [0; 8],
+        };
+        // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `config` is (repr(C),
+        // the kernel's layout), alive for the call.
+        let rc = unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE as _, &config) };
+        if rc == 0 {
+            return Ok((device, path));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EBUSY) => last = err,
+            // Kernels before 5.8: the two-step form.
+            Some(libc::EINVAL) | Some(libc::ENOTTY) => {
+                // SAFETY: LOOP_SET_FD takes the backing descriptor as an integer.
+                if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_SET_FD as _, fd as libc::c_ulong) }
+                    != 0
+                {
+                    let e = io::Error::last_os_error();
+                    if e.raw_os_error() == Some(libc::EBUSY) {
+                        last = e;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                // SAFETY: LOOP_SET_STATUS64 reads a `struct loop_info64`, which `info` is.
+                if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_SET_STATUS64 as _, &info) } != 0 {
+                    let e = io::Error::last_os_error();
+                    // SAFETY: LOOP_CLR_FD takes no argument.
+                    unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+                    return Err(e);
+                }
+                return Ok((device, path));
+            }
+            _ => return Err(err),
+        }
+    }
+    Err(last)
+}

@@ -62,7 +62,7 @@ async fn the_agents_http_server_is_reachable_through_connect_agent() {
     let mut open = Vec::new();
     for _ in 0..8 {
         let stream = handle.connect_agent().await.unwrap();
-        let peer = stream.peer_addr().unwrap();
+        let peer = stream.get_ref().peer_addr().unwrap();
         assert_eq!(peer.port(), handle.agent_port());
         assert!(peer.ip().is_loopback(), "{peer}");
         open.push(stream);

@@ -154,6 +154,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             favor_dynamic_cgroups: config.runtime.favor_dynamic_cgroups,
             node: config.node_id()?,
             compute_every: Duration::from_secs(config.runtime.compute_sample_seconds),
+            storage_limit: config.runtime.storage_limit,
         },
         store.clone(),
         gateway.ledger().clone(),

@@ -29,6 +29,12 @@ fn main() -> ExitCode {
     {
         return tenantry_runtime::helper_main();
     }
+    // Nothing this process inherited (a descriptor its launching shell left open) may reach
+    // the sandboxes it starts.
+    if let Err(e) = tenantry_runtime::seal_inherited_descriptors() {
+        eprintln!("error: cannot mark inherited descriptors close-on-exec: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -38,6 +38,57 @@ fn agents(marker: &str) -> usize {
         .count()
 }
 
+/// Sandbox cgroups made by the platform process `pid` (named `sb-p<pid>s<start>-<id>`), in
+/// every hierarchy, below this test's own cgroups (where the servers it starts make theirs).
+fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("sb-p{pid}s");
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut found = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let path = path.trim_start_matches('/');
+        let mounts: Vec<String> = if controllers.is_empty() {
+            vec!["/sys/fs/cgroup/unified".into(), "/sys/fs/cgroup".into()]
+        } else {
+            controllers
+                .split(',')
+                .map(|c| format!("/sys/fs/cgroup/{}", c.trim_start_matches("name=")))
+                .collect()
+        };
+        for mount in mounts {
+            let parent = std::path::Path::new(&mount).join(path).join("tenantry");
+            if let Ok(entries) = std::fs::read_dir(&parent) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix)
+                        && !found.contains(&e.path())
+                    {
+                        found.push(e.path());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The run directories of the platform process `pid` below `run`.
+fn run_dirs_of(run: &std::path::Path, pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("p{pid}s");
+    std::fs::read_dir(run)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Waits (up to 15 s) until `check` holds.
 async fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -103,7 +154,12 @@ async fn a_deleted_tenant_leaves_nothing_that_a_new_tenant_of_its_id_could_reach
     let old_uid = s.tenant_uid("acme").await;
     let sessions = &s.server().state.sessions;
     let storage = sessions.storage_dir(&old_uid, &session);
-    assert!(storage.join("secret").exists());
+    assert!(
+        sessions
+            .storage_view(&old_uid, &session)
+            .join("secret")
+            .exists()
+    );
     assert_eq!(agents(&marker), 2);
 
     let r = s.delete("/v1/admin/tenants/acme", &s.admin_key).await;
@@ -403,8 +459,9 @@ async fn a_store_failure_mid_start_leaves_nothing_behind() {
 }
 
 /// A server killed with SIGKILL while a session runs: after its restart the session is not
-/// left `active` (reason `crash`), its compute up to the last sample is in the ledger, and it
-/// resumes on its storage.
+/// left `active` (reason `crash`), its compute up to the last sample is in the ledger, the
+/// cgroups and run directory the dead server left are gone, and the session resumes on its
+/// storage.
 #[tokio::test]
 async fn after_a_crash_the_node_marks_its_sessions_stopped_and_kept_their_compute() {
     if !sandboxes_available(
@@ -467,11 +524,32 @@ async fn after_a_crash_the_node_marks_its_sessions_stopped_and_kept_their_comput
     assert_eq!(r.status(), 200);
     // A few compute samples go to the ledger meanwhile.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let dead_pid = server.0.id();
     server.0.kill().unwrap();
     server.0.wait().unwrap();
     eventually("the sandbox dies with its server", || agents(&marker) == 0).await;
+    // What the killed server could not clean up: its sandbox's cgroups and its run directory.
+    let leftovers = || {
+        let mut found = cgroups_of(dead_pid);
+        found.extend(run_dirs_of(&dir.path().join("run"), dead_pid));
+        found
+    };
+    let left = leftovers();
+    assert!(
+        !cgroups_of(dead_pid).is_empty(),
+        "the killed server leaves cgroups: {left:?}"
+    );
+    assert!(
+        !run_dirs_of(&dir.path().join("run"), dead_pid).is_empty(),
+        "and a run directory: {left:?}"
+    );
 
     let _server = serve(&config, port);
+    // The new server reconciles as it starts (it may already listen meanwhile).
+    eventually("the new server removes what the killed one left", || {
+        leftovers().is_empty()
+    })
+    .await;
     // The old server's kept-alive connections died with it.
     let http = reqwest::Client::new();
     let invoke = |body: Value| {

@@ -499,7 +499,8 @@ async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
         200
     );
     let sessions = &s.server().state.sessions;
-    let victim_dir = sessions.storage_dir(&s.tenant_uid("globex").await, &victim);
+    // Where the host sees its files (inside its sandbox when its storage is an image).
+    let victim_dir = sessions.storage_view(&s.tenant_uid("globex").await, &victim);
     let victim_file = victim_dir.join("counter");
     assert!(victim_file.exists());
     let admin_key = s.config_path.parent().unwrap().join("admin.key");
@@ -741,7 +742,16 @@ async fn session_storage_is_limited_by_the_tier() {
     if !sandboxes_available("session_storage_is_limited_by_the_tier") {
         return;
     }
-    let s = server(1).await;
+    // The soft limit (storage measured after each invocation); the hard one, on an image, is
+    // tested in `storage_quota.rs`.
+    let s = tenantry_testkit::TestServer::builder()
+        .sandbox_helper(BIN, &["sandbox-helper"])
+        .configure(|c| {
+            c.runtime.ready_timeout_seconds = 5;
+            c.runtime.storage_limit = tenantry_server::config::StorageLimit::Measure;
+        })
+        .start()
+        .await;
     let tier = json!({"limits": {"requests_per_second": 100, "burst": 100},
                       "sandbox": {"memory_mb": 256, "cpu_millis": 1000, "max_processes": 64, "storage_mb": 4}});
     s.admin("PUT", "/v1/admin/tiers/small-disk", Some(tier))

@@ -106,6 +106,9 @@ fn init_main(
     // The agent will share our uid: it must not be able to read our memory or open our fds
     // through /proc (exec makes the agent itself dumpable again).
     sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(env("becoming non-dumpable"))?;
+    // The agent gets stdin, stdout and stderr only: every other descriptor of ours (control
+    // socket, bridges) is close-on-exec already, and this makes sure of it for any that is not.
+    sys::cloexec_from(3).map_err(env("marking descriptors close-on-exec"))?;
     let agent = Command::new(&spec.command[0])
         .args(&spec.command[1..])
         .env_clear()

@@ -7,14 +7,16 @@
 //!
 //! What it does, in order:
 //! 1. reads a `HelperSpec` (one JSON line on stdin);
-//! 2. binds the agent bridge's Unix socket on the host (mode 0600, so only the platform's user
+//! 2. when the storage is an image, loop-mounts it on the storage directory in a mount
+//!    namespace of its own (see `storage`);
+//! 3. binds the agent bridge's Unix socket on the host (mode 0600, so only the platform's user
 //!    can reach the agent);
-//! 3. clones the sandbox's init into new user, mount, PID, IPC, UTS and network namespaces;
-//! 4. writes the init's uid/gid maps (root inside → the sandbox's host uid) and lets it build
+//! 4. clones the sandbox's init into new user, mount, PID, IPC, UTS and network namespaces;
+//! 5. writes the init's uid/gid maps (root inside → the sandbox's host uid) and lets it build
 //!    the sandbox (see `init` for what happens inside) while it places it in the session's
 //!    cgroup(s) — moving a task between v1 cgroups can wait for an RCU grace period, so this
 //!    overlaps with the init's mounts; the init starts no agent code before it is placed;
-//! 5. stays outside the sandbox as its supervisor: it reports `ready`, serves the init's
+//! 6. stays outside the sandbox as its supervisor: it reports `ready`, serves the init's
 //!    requests for connections to the platform socket, kills the sandbox when told (`kill` on
 //!    stdin, or stdin closed), and reports how it ended.
 //!
@@ -31,6 +33,7 @@ mod confine;
 mod forward;
 mod init;
 mod mounts;
+mod storage;
 
 use std::fs;
 use std::io::{self, Write};
@@ -51,6 +54,16 @@ type Failure = (SetupStage, String);
 
 /// Entry point of the helper executable. Call it from `main` before anything starts a thread.
 pub fn helper_main() -> ExitCode {
+    // The helper passes nothing of the host into the sandbox but what its spec names: any
+    // descriptor beyond stdin, stdout and stderr was inherited by mistake (the platform's
+    // launching shell, a descriptor opened without close-on-exec) and is closed before
+    // anything else, so neither the init (a clone of this process) nor the agent holds it.
+    if let Err(e) = sys::close_from(3) {
+        return fail((
+            SetupStage::Environment,
+            format!("closing inherited descriptors: {e}"),
+        ));
+    }
     let mut input = StdinLines::default();
     let spec = match input.next_line() {
         Ok(Some(line)) => match serde_json::from_slice::<HelperSpec>(&line) {
@@ -168,6 +181,9 @@ fn supervise(spec: &HelperSpec, mut input: StdinLines) -> Result<(), Failure> {
                  any thread or async runtime starts (clone(CLONE_NEWUSER) needs one thread)"
             ),
         ));
+    }
+    if let Some(image) = &spec.storage_image {
+        storage::mount_image(spec, image)?;
     }
     let _ = fs::remove_file(&spec.agent_socket);
     let listener = UnixListener::bind(&spec.agent_socket).map_err(env_err(&format!(

@@ -179,9 +179,27 @@ pub struct RuntimeConfig {
     /// seconds; a crash loses at most this much metering.
     #[serde(default = "default_compute_sample")]
     pub compute_sample_seconds: u64,
+    /// How the tier's `sandbox.storage_mb` is enforced: `image` (a fixed-size ext4 image per
+    /// session, loop-mounted: writes past the size fail with ENOSPC at once; needs root, loop
+    /// devices and `mkfs.ext4`), `measure` (the storage is measured after each invocation and
+    /// on resume, and a session over its size is refused: a soft limit, which an agent can
+    /// overrun until it is measured), or `auto` (`image` where the host allows it, otherwise
+    /// `measure`, said at start).
+    #[serde(default)]
+    pub storage_limit: StorageLimit,
     /// Divides lifecycle durations; only tests set it (it cannot come from the file).
     #[serde(skip)]
     pub time_divisor: u32,
+}
+
+/// See `RuntimeConfig::storage_limit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageLimit {
+    #[default]
+    Auto,
+    Image,
+    Measure,
 }
 
 fn valid_node_id(id: &str) -> bool {
@@ -222,6 +240,7 @@ impl Default for RuntimeConfig {
             favor_dynamic_cgroups: true,
             node_id: None,
             compute_sample_seconds: default_compute_sample(),
+            storage_limit: StorageLimit::Auto,
             time_divisor: 1,
         }
     }

@@ -17,7 +17,7 @@ use tenantry_store::SessionRecord;
 
 use crate::auth::{CallerTier, TenantCaller};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::runtimes::Protocol;
 use crate::sessions::{
     AGENTCORE_SESSION_HEADER, Invocation, SESSION_HEADER, new_session_id, subject_of,
@@ -170,19 +170,36 @@ async fn show(
     Ok(Json(view(&state, &ctx, &s)))
 }
 
-/// Stops the session's sandbox; its storage stays and the next invocation resumes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopQuery {
+    /// `true`: also delete everything in the session's storage.
+    #[serde(default)]
+    storage: Option<bool>,
+}
+
+/// Stops the session's sandbox; its storage stays and the next invocation resumes it. With
+/// `?storage=true` the storage is deleted too (reset): the next invocation starts on empty
+/// storage, in the same session.
 async fn stop(
     State(state): State<AppState>,
     TenantCaller(ctx): TenantCaller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StopQuery>,
 ) -> ApiResult<Json<Value>> {
     own_session(&state, &ctx, &id).await?;
-    let was_running = state
-        .sessions
-        .stop(&ctx.tenant_uid, &id, "stopped_by_user")
-        .await;
+    let reset = q.storage.unwrap_or(false);
+    let was_running = if reset {
+        state.sessions.reset_storage(&ctx.tenant_uid, &id).await?
+    } else {
+        state
+            .sessions
+            .stop(&ctx.tenant_uid, &id, "stopped_by_user")
+            .await
+    };
     let s = own_session(&state, &ctx, &id).await?;
     let mut v = view(&state, &ctx, &s);
     v["was_running"] = json!(was_running);
+    v["storage_reset"] = json!(reset);
     Ok(Json(v))
 }

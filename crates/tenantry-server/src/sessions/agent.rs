@@ -156,7 +156,11 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.live.touch(self.epoch);
         self.live.in_flight.fetch_sub(1, Ordering::SeqCst);
-        // Measure the storage after each invocation; the next one is refused if it is over.
+        // Storage on an image cannot grow past its size. A directory is measured after each
+        // invocation; the next one is refused if it is over.
+        if self.live.sandbox.image.is_some() {
+            return;
+        }
         let dir = self.live.sandbox.storage_dir.clone();
         let limit = self.live.storage_limit;
         let flag = self.live.over_quota.clone();

@@ -22,14 +22,15 @@ impl SessionManager {
                 ));
             }
         };
-        std::fs::create_dir_all(storage)
-            .map_err(|e| ApiError::internal("creating session storage", e))?;
+        let image = self
+            .prepare_storage(storage, tier.sandbox.storage_mb)
+            .await?;
         let run_dir = self
             .inner
-            .run_root
+            .instance_run
             .join("bridges")
             .join(uuid::Uuid::new_v4().simple().to_string());
-        std::fs::create_dir_all(&run_dir)
+        tenantry_runtime::storage::create_private_dir(&run_dir)
             .map_err(|e| ApiError::internal("creating a run directory", e))?;
         let socket = run_dir.join("platform.sock");
         let listener = tokio::net::UnixListener::bind(&socket)
@@ -65,12 +66,14 @@ impl SessionManager {
         spec.resources = tier.sandbox.clone();
         spec.agent_port = runtime.spec.protocol.port();
         spec.platform = Some(platform);
+        spec.storage_image = image.clone();
         let sandboxed = |handle| Sandboxed {
             handle,
             binding,
             bridge_task,
             run_dir,
             storage_dir: storage.to_path_buf(),
+            image,
             primed: None,
             times: LaunchTimes::default(),
         };

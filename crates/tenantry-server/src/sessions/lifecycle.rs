@@ -238,9 +238,7 @@ impl SessionManager {
                 continue;
             }
             let dir = self.storage_dir(&key.0, &key.1);
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
+            if let Err(e) = remove_storage(&dir) {
                 tracing::warn!(error = %e, "cannot delete expired session storage");
                 continue;
             }
@@ -264,6 +262,8 @@ impl SessionManager {
         for s in warm {
             s.discard().await;
         }
+        // Every sandbox of this process is gone: so is its run directory.
+        let _ = std::fs::remove_dir_all(&self.inner.instance_run);
     }
 
     /// Runs an expiry sweep now (tests and operators; the loop runs it every 30 s).

@@ -66,6 +66,7 @@ pub use headers::{
 use headers::{MCP_SESSION_HEADER, agent_headers};
 use storage::{measure_storage, storage_exceeded};
 use tenantry_runtime::ComputeUsage;
+use tenantry_runtime::storage::{image_of, remove_storage};
 pub use tenants::SessionsRemoved;
 
 /// Longest wait for the agent's response headers.
@@ -127,6 +128,9 @@ struct Sandboxed {
     bridge_task: tokio::task::JoinHandle<()>,
     run_dir: PathBuf,
     storage_dir: PathBuf,
+    /// The image mounted as its storage (`storage_limit = "image"`); `None` when the storage
+    /// is a plain directory, measured after each invocation (the soft limit).
+    image: Option<PathBuf>,
     /// A warm sandbox's connection to its agent, opened (and used once, for `/ping`) while it
     /// waited, so that its session's first invocation finds the bridge and the agent warm.
     primed: Option<AgentSender>,
@@ -150,7 +154,7 @@ impl Sandboxed {
     /// Stops a sandbox that was never bound to a session, and deletes its (warm) storage.
     async fn discard(self) {
         let _ = self.handle.stop().await;
-        let _ = std::fs::remove_dir_all(&self.storage_dir);
+        let _ = tenantry_runtime::storage::remove_storage(&self.storage_dir);
     }
 }
 
@@ -221,7 +225,13 @@ struct Inner {
     ledger: Ledger,
     workload: tenantry_identity::WorkloadIssuer,
     storage_root: PathBuf,
+    /// The run directory shared by this node's platform processes (each one's in a directory
+    /// of its own below it, named by its instance id: see `tenantry_runtime::reap`).
     run_root: PathBuf,
+    /// This process's directory below `run_root`: bridge sockets and sandbox run directories.
+    instance_run: PathBuf,
+    /// Blank storage images, when the tier's storage size is enforced with images.
+    blanks: Option<Arc<tenantry_runtime::storage::BlankImages>>,
     ready_timeout: Duration,
     time_divisor: u32,
     /// This process's node id, recorded on the sessions it runs.
@@ -260,6 +270,8 @@ pub struct SessionSettings {
     pub node: String,
     /// How often a running session's compute goes to the ledger.
     pub compute_every: Duration,
+    /// How the tier's storage size is enforced (see `RuntimeConfig::storage_limit`).
+    pub storage_limit: crate::config::StorageLimit,
 }
 
 /// Applies `favordynmods` (see `RuntimeConfig::favor_dynamic_cgroups`) and says what happened.
@@ -286,12 +298,17 @@ impl SessionManager {
         ledger: Ledger,
         workload: tenantry_identity::WorkloadIssuer,
     ) -> Self {
-        let backend = match &settings.helper {
-            None => Backend::Unavailable("no sandbox helper is configured".into()),
-            Some((helper, args)) => {
+        let instance_run = settings
+            .run_root
+            .join(tenantry_runtime::reap::instance_id());
+        let (blanks, no_images) = storage::storage_images(&settings);
+        let backend = match (&settings.helper, no_images) {
+            (None, _) => Backend::Unavailable("no sandbox helper is configured".into()),
+            (Some(_), Some(why)) => Backend::Unavailable(why),
+            (Some((helper, args)), None) => {
                 let mut config = tenantry_runtime::ProcessSandboxConfig::new(helper);
                 config.helper_args = args.clone();
-                config.run_root = settings.run_root.join("sandboxes");
+                config.run_root = instance_run.join("sandboxes");
                 match ProcessSandbox::new(config) {
                     Ok(b) => {
                         if settings.favor_dynamic_cgroups {
@@ -314,6 +331,8 @@ impl SessionManager {
                 workload,
                 storage_root: settings.storage_root,
                 run_root: settings.run_root,
+                instance_run,
+                blanks,
                 ready_timeout: settings.ready_timeout,
                 time_divisor: settings.time_divisor.max(1),
                 node: settings.node,
@@ -510,7 +529,7 @@ impl SessionManager {
             permit,
         } = invocation;
         let scope = ctx.scope();
-        if live.over_quota.load(Ordering::Relaxed) {
+        if live.sandbox.image.is_none() && live.over_quota.load(Ordering::Relaxed) {
             return Err(storage_exceeded(live.storage_limit));
         }
         live.in_flight.fetch_add(1, Ordering::SeqCst);

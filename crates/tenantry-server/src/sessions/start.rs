@@ -187,7 +187,10 @@ impl SessionManager {
         }
         let storage = self.storage_dir(&ctx.tenant_uid, session_id);
         let storage_limit = u64::from(tier.sandbox.storage_mb) * 1024 * 1024;
-        if record.is_some() && measure_storage(storage.clone()).await > storage_limit {
+        if record.is_some()
+            && self.image_for(&storage).is_none()
+            && measure_storage(storage.clone()).await > storage_limit
+        {
             return Err(storage_exceeded(storage_limit));
         }
         let now = unix_now();

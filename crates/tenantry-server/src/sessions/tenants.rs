@@ -118,6 +118,53 @@ impl SessionManager {
         }
         self.adopt_legacy_storage().await;
         self.sweep_orphaned_storage().await;
+        self.reap_leftovers().await;
+    }
+
+    /// What platform processes of this node that are gone (killed without cleaning up) left
+    /// on the host: their sandboxes' cgroups, their run directories (bridge sockets, sandbox
+    /// run files) and the storage of their warm sandboxes (never bound to a session). Those of
+    /// a platform process still running beside this one are left alone.
+    async fn reap_leftovers(&self) {
+        let manager = self.clone();
+        let reaped = tokio::task::spawn_blocking(move || {
+            let inner = &manager.inner;
+            let cgroups = match &inner.backend {
+                Backend::Process(b) => b.reap_stale_cgroups(),
+                Backend::Unavailable(_) => 0,
+            };
+            let mut run_dirs = tenantry_runtime::reap::reap_run_dirs(&inner.run_root);
+            // Earlier builds kept every process's run files in these two directories.
+            for legacy in ["sandboxes", "bridges"] {
+                if std::fs::remove_dir_all(inner.run_root.join(legacy)).is_ok() {
+                    run_dirs += 1;
+                }
+            }
+            let mut warm = 0;
+            if let Ok(entries) = std::fs::read_dir(inner.storage_root.join(".warm")) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    warm += usize::from(removed.is_ok());
+                }
+            }
+            (cgroups, run_dirs, warm)
+        })
+        .await;
+        if let Ok((cgroups, run_dirs, warm)) = reaped
+            && cgroups + run_dirs + warm > 0
+        {
+            tracing::info!(
+                cgroups,
+                run_dirs,
+                warm_storage = warm,
+                "removed what platform processes that are gone left behind"
+            );
+        }
     }
 
     /// Earlier builds kept a tenant's session storage under its id; it moves under its uid.

@@ -13,7 +13,8 @@ impl SessionManager {
         storage: &Path,
         resumed: bool,
     ) -> Option<Sandboxed> {
-        if resumed || runtime.spec.warm_pool == 0 || storage.exists() {
+        if resumed || runtime.spec.warm_pool == 0 || storage.exists() || image_of(storage).exists()
+        {
             return None;
         }
         let mut warm = self.inner.warm.lock().ok()?;
@@ -23,17 +24,30 @@ impl SessionManager {
                 continue;
             }
             if let Some(parent) = storage.parent()
-                && std::fs::create_dir_all(parent).is_err()
+                && tenantry_runtime::storage::create_private_dir(parent).is_err()
             {
                 pool.push(candidate);
                 return None;
             }
-            // The sandbox has the warm directory mounted; renaming it keeps the mount, so the
-            // directory becomes this session's storage without touching the sandbox.
+            // The sandbox has the warm directory (or image) mounted; renaming it keeps the
+            // mount, so it becomes this session's storage without touching the sandbox.
+            let image = candidate
+                .image
+                .as_ref()
+                .map(|i| (i.clone(), image_of(storage)));
+            if let Some((from, to)) = &image
+                && std::fs::rename(from, to).is_err()
+            {
+                continue;
+            }
             if std::fs::rename(&candidate.storage_dir, storage).is_err() {
+                if let Some((from, to)) = &image {
+                    let _ = std::fs::rename(to, from);
+                }
                 continue;
             }
             candidate.storage_dir = storage.to_path_buf();
+            candidate.image = image.map(|(_, to)| to);
             return Some(candidate);
         }
         None

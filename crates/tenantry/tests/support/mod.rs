@@ -156,6 +156,21 @@ pub fn serve(config: &Path, port: u16) -> Serving {
     serve_logging(config, port, None)
 }
 
+/// `serve`, started by a shell that leaves descriptor `fd` open on `file` (read-only, not
+/// close-on-exec) in the server, as a careless launching script would.
+pub fn serve_holding(config: &Path, port: u16, fd: u32, file: &Path) -> Serving {
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!("exec \"$0\" serve --config \"$1\" {fd}<\"$2\""),
+        BIN,
+        config.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    command.env("TENANTRY_LOG", "warn").stderr(Stdio::null());
+    wait_until_listening(command, port)
+}
+
 /// `serve`, with its log (at DEBUG) appended to `log` when given.
 pub fn serve_logging(config: &Path, port: u16, log: Option<&Path>) -> Serving {
     let (level, stderr) = match log {
@@ -171,12 +186,19 @@ pub fn serve_logging(config: &Path, port: u16, log: Option<&Path>) -> Serving {
         ),
         None => ("warn", Stdio::null()),
     };
-    let child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("TENANTRY_LOG", level)
+        .stderr(stderr);
+    wait_until_listening(command, port)
+}
+
+/// Starts a server with `command` and waits until it listens on `port`.
+fn wait_until_listening(mut command: Command, port: u16) -> Serving {
+    let child = command
         .env_remove("TENANTRY_VAULT_MASTER_KEY")
         .stdout(Stdio::null())
-        .stderr(stderr)
         .spawn()
         .unwrap();
     let serving = Serving(child);
@@ -186,4 +208,74 @@ pub fn serve_logging(config: &Path, port: u16, log: Option<&Path>) -> Serving {
         std::thread::sleep(Duration::from_millis(50));
     }
     serving
+}
+
+/// An operator's view of a `tenantry serve` process: its URL, operator key and the `--config`
+/// to mint tokens with.
+pub struct Remote {
+    pub url: String,
+    pub admin: String,
+    pub config: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Remote {
+    /// The server of the state directory `dir` (made by `init_state`) on `port`.
+    pub fn new(dir: &Path, port: u16) -> Self {
+        let admin = std::fs::read_to_string(dir.join("admin.key")).unwrap();
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            admin: admin.trim().to_string(),
+            config: dir.join("tenantry.toml"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// An operator `POST`, which must answer 201.
+    pub async fn create(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+
+    /// A development token of `user` in `tenant`.
+    pub fn token(&self, tenant: &str, user: &str) -> String {
+        let config = self.config.to_str().unwrap();
+        ok(&[
+            "token", "issue", "--tenant", tenant, "--user", user, "--config", config,
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// One invocation of `runtime` in `session`; the status and the JSON answer.
+    pub async fn invoke(
+        &self,
+        runtime: &str,
+        token: &str,
+        session: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/runtimes/{runtime}/invocations", self.url))
+            .bearer_auth(token)
+            .header("X-Tenantry-Session-Id", session)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
 }
