@@ -37,6 +37,8 @@ pub struct Inner {
     pub sessions: crate::sessions::SessionManager,
     pub gateway: crate::gateway::Gateway,
     pub tools: crate::tools::Tools,
+    /// The usage ledger's writer, shared by the gateways and the sessions.
+    pub ledger: crate::ledger::Ledger,
 }
 
 impl std::ops::Deref for AppState {

@@ -28,6 +28,7 @@ mod migrate;
 mod policy;
 mod postgres;
 mod record;
+mod spend;
 mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -45,6 +46,7 @@ pub use record::{
     SettingRecord, TenantDeletion, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
     is_valid_session_id,
 };
+pub use spend::ModelSpend;
 pub use tool_target::ToolTargetRecord;
 pub use vault::{CredentialRecord, NewCredential, VaultKeyRecord, is_valid_credential_name};
 
@@ -490,6 +492,16 @@ impl Store {
         }
         dispatch!(self.record_usages(scope.tenant(), usages))
             .map_err(|e| missing_tenant(e, scope.tenant()))
+    }
+
+    /// The scope's model spend since `since` (unix seconds, inclusive), per user: what the
+    /// limiter's token and money budgets count, for seeding an in-process limiter at start-up.
+    pub async fn model_spend_since(
+        &self,
+        scope: &TenantScope,
+        since: i64,
+    ) -> Result<Vec<ModelSpend>, StoreError> {
+        dispatch!(self.model_spend_since(scope.tenant(), since))
     }
 
     /// The scope's ledger entries with `from <= at < to` (unix seconds), newest first (by `at`,

@@ -47,7 +47,9 @@ pub use error::{TargetError, ToolError, UpstreamError};
 pub use gateway::{GatewayConfig, ToolGateway};
 pub use hosted::{EndFuture, HostedFuture, HostedResponse, HostedRuntimes};
 pub use identity::{CallerIdentity, Secret};
-pub use meter::{AdmitFuture, CallStatus, NoMeter, Refusal, ToolCallRecord, ToolMeter};
+pub use meter::{
+    AdmitFuture, CallStatus, NoMeter, RecordFuture, Refusal, ToolCallRecord, ToolMeter,
+};
 pub use policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 pub use target::{
     CredentialPlacement, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, SpecSource, TOOL_SEPARATOR,

@@ -6,7 +6,8 @@
 //! limits and its metering are decided in `crate::gateway` from the verified caller only.
 //! A stream is passed on chunk by chunk as it arrives, never buffered; an upstream failure in
 //! the middle of a stream becomes an `error` event (the shape OpenAI clients raise on) and
-//! the end of the stream, without `[DONE]`.
+//! the end of the stream, without `[DONE]`. `[DONE]` is sent only after the stream's ledger
+//! entry is committed, so a client that saw it can rely on the call being billed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -184,8 +185,15 @@ fn error_event(code: ErrorCode, message: String, request_id: &str) -> Bytes {
     event(body.to_string().as_bytes())
 }
 
+/// Meters a stream that ended in an error: its caller gets that error, whatever the ledger says.
+async fn finish_failed(guard: &mut StreamGuard) {
+    if let Err(e) = guard.finish().await {
+        tracing::error!(error = %e, "a failed model stream's usage cannot be recorded");
+    }
+}
+
 /// The server-sent events of a stream: one `data:` event per chunk as it arrives, then
-/// `data: [DONE]`, or an error event.
+/// `data: [DONE]` once its usage is committed, or an error event.
 fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
     let state = Sse {
         stream,
@@ -202,7 +210,7 @@ fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
                 Ok(json) => event(&json),
                 Err(e) => {
                     s.done = true;
-                    s.guard.reached_end();
+                    finish_failed(&mut s.guard).await;
                     error_event(
                         ErrorCode::Internal,
                         format!("cannot encode a chunk: {e}"),
@@ -212,7 +220,7 @@ fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
             },
             Some(Err(e)) => {
                 s.done = true;
-                s.guard.reached_end();
+                finish_failed(&mut s.guard).await;
                 error_event(
                     e.code(),
                     format!("the model stream failed: {e}"),
@@ -221,8 +229,22 @@ fn sse(stream: ChatStream, guard: StreamGuard) -> Response {
             }
             None => {
                 s.done = true;
-                s.guard.reached_end();
-                Bytes::from_static(b"data: [DONE]\n\n")
+                // `[DONE]` only once the stream's usage is committed; otherwise the stream
+                // ends with an error event instead (its content was sent, but the client
+                // is told it did not complete).
+                match s.guard.finish().await {
+                    Ok(()) => Bytes::from_static(b"data: [DONE]\n\n"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a model stream's usage cannot be recorded");
+                        error_event(
+                            ErrorCode::Unavailable,
+                            "the usage of this stream cannot be recorded right now, so it is \
+                             not completed; retry shortly"
+                                .to_owned(),
+                            &s.request_id,
+                        )
+                    }
+                }
             }
         };
         Some((Ok::<_, Infallible>(bytes), s))
