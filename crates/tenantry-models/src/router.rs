@@ -357,6 +357,7 @@ impl Router {
             router.check_entry(&format!("catalog.{name}"), name, entry)?;
         }
         router.catalog = config.catalog.clone();
+        router.warm_tokenizers();
         for (tier, routes) in &config.tiers {
             router.check_tier(tier, routes)?;
         }
@@ -574,6 +575,32 @@ impl Router {
                 None => false,
             }
         })
+    }
+
+    /// Loads the BPE encodings of the catalogue's OpenAI models on a thread of their own (a
+    /// few hundred milliseconds each, once per process), so no call waits for it.
+    fn warm_tokenizers(&self) {
+        let models: Vec<String> = self
+            .catalog
+            .iter()
+            .filter(|(_, e)| {
+                self.providers
+                    .get(&e.provider)
+                    .is_some_and(|p| p.kind() == ProviderKind::Openai)
+            })
+            .map(|(name, e)| e.upstream_model.clone().unwrap_or_else(|| name.clone()))
+            .collect();
+        if models.is_empty() {
+            return;
+        }
+        // A thread that cannot start only delays the loading to the first call that needs it.
+        let _ = std::thread::Builder::new()
+            .name("tokenizers".into())
+            .spawn(move || {
+                for m in models {
+                    let _ = tokens::PromptBound::for_model(true, false, &m);
+                }
+            });
     }
 
     fn attempt(&self, tenant: Option<&TenantModels>, model: &str) -> Option<Attempt> {
