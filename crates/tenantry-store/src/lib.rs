@@ -33,6 +33,7 @@ mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod tool_target;
+mod usage_insert;
 mod vault;
 
 use tenantry_core::{
