@@ -357,8 +357,18 @@ impl StreamGuard {
             return Ok(());
         };
         let (entry, used, cost) = self.entry();
-        held.settle(&self.limiter, used, cost).await;
-        self.ledger.record(self.who.scope.clone(), entry).await
+        let (limiter, ledger, scope) = (
+            self.limiter.clone(),
+            self.ledger.clone(),
+            self.who.scope.clone(),
+        );
+        // On a task of its own: a caller that goes away while it waits cannot stop the
+        // settlement or the entry half-way.
+        let task = tokio::spawn(async move {
+            held.settle(&limiter, used, cost).await;
+            ledger.record(scope, entry).await
+        });
+        task.await.unwrap_or(Err(LedgerError::Stopped))
     }
 }
 

@@ -18,7 +18,7 @@ use tenantry_tools::{
     AdmitFuture, CallStatus, CallerIdentity, RecordFuture, Refusal, ToolCallRecord, ToolMeter,
 };
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::state::RegistryCache;
 
 /// `ToolMeter` over the limiter and the ledger.
@@ -157,7 +157,12 @@ impl ToolMeter for LedgerMeter {
                 return Err(unrecorded());
             };
             let entry = ledger_entry(&record);
-            self.ledger.record(scope, entry).await.map_err(|e| {
+            // On a task of its own: a caller that goes away while it waits cannot stop the
+            // entry before it is queued.
+            let ledger = self.ledger.clone();
+            let written = tokio::spawn(async move { ledger.record(scope, entry).await });
+            let written = written.await.unwrap_or(Err(LedgerError::Stopped));
+            written.map_err(|e| {
                 tracing::error!(tenant.id = %record.tenant, tool = %record.tool, error = %e,
                     "a tool call cannot be written to the ledger");
                 unrecorded()
