@@ -6,7 +6,8 @@
 //!   (or a stream's `[DONE]`) for is in the ledger (more may be: answered after the client
 //!   gave up, or committed just before the kill);
 //! * a monthly budget of 50 calls across a clean restart and a `kill -9` restart lets exactly
-//!   50 through.
+//!   50 through, on the in-process limiter (seeded from the ledger at start) and on Redis
+//!   (when `TENANTRY_TEST_REDIS_URL` is set).
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,10 +35,21 @@ struct Node {
 
 impl Node {
     fn new() -> Self {
+        Self::with_limiter("memory://")
+    }
+
+    /// A node whose limiter is at `limiter` (`memory://` or `redis://...`).
+    fn with_limiter(limiter: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = init_state(dir.path(), port);
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "url = \"memory://\"",
+            &format!("url = \"{limiter}\""),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
         let admin = std::fs::read_to_string(dir.path().join("admin.key"))
             .unwrap()
             .trim()
@@ -268,9 +280,29 @@ async fn kill_9_under_load_loses_no_acknowledged_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monthly_budget_holds_across_clean_and_kill_9_restarts() {
-    let node = Node::new();
+    budget_across_restarts(&Node::new(), "thrifty").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_budget_holds_across_restarts_on_redis() {
+    let Ok(redis) = std::env::var("TENANTRY_TEST_REDIS_URL") else {
+        eprintln!(
+            "SKIP a_monthly_budget_holds_across_restarts_on_redis: TENANTRY_TEST_REDIS_URL is not set"
+        );
+        return;
+    };
+    // Redis outlives the test: a tenant id of its own.
+    let tenant = format!(
+        "thrifty-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    budget_across_restarts(&Node::with_limiter(&redis), &tenant).await;
+}
+
+/// Spends a budget of 50 calls over a clean restart and a `kill -9` restart.
+async fn budget_across_restarts(node: &Node, tenant: &str) {
     let server = node.serve();
-    let key = node.tenant("thrifty", "premium").await;
+    let key = node.tenant(tenant, "premium").await;
     let url = node.url("/v1/chat/completions");
     // Calls with a fixed prompt and an output limit the mock's answer fills, so each one costs
     // what it reserves: the first one's cost, from the ledger, sets the budget to 50 calls.
@@ -290,13 +322,13 @@ async fn a_monthly_budget_holds_across_clean_and_kill_9_restarts() {
     };
     let (status, v) = chat(node.http.clone(), url.clone(), key.clone()).await;
     assert_eq!(status, 200, "{v}");
-    let first = node.ledger("thrifty").await;
+    let first = node.ledger(tenant).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].output_tokens, 5, "the answer fills max_tokens");
     let budget = tenantry_core::Money::from_micros(first[0].cost.micros() * 50);
     node.admin(
         "PUT",
-        "/v1/admin/tenants/thrifty/limits",
+        &format!("/v1/admin/tenants/{tenant}/limits"),
         json!({"budget_per_month": budget.to_string()}),
     )
     .await;
@@ -337,7 +369,7 @@ async fn a_monthly_budget_holds_across_clean_and_kill_9_restarts() {
     let _server = node.serve();
     assert_eq!(spend(1).await, 0, "a spent budget stays spent");
     let spent: i64 = node
-        .ledger("thrifty")
+        .ledger(tenant)
         .await
         .iter()
         .map(|e| e.cost.micros())
