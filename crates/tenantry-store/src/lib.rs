@@ -121,6 +121,17 @@ impl Store {
         }
     }
 
+    /// Runs SQL as the store's own user, outside every scope (feature `test-util`): for tests
+    /// that must break the database under a running server (a trigger that refuses writes).
+    #[cfg(feature = "test-util")]
+    pub async fn execute_unscoped_for_tests(&self, sql: &'static str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => sqlx::raw_sql(sql).execute(s.pool()).await.map(drop)?,
+            Backend::Postgres(p) => sqlx::raw_sql(sql).execute(p.pool()).await.map(drop)?,
+        }
+        Ok(())
+    }
+
     /// Checks that the database answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self.ping())
