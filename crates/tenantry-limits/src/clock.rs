@@ -101,6 +101,18 @@ impl Window {
         }
     }
 
+    /// When the window began (inclusive), in whole seconds since the epoch.
+    pub fn starts_at_secs(&self, kind: BudgetKind) -> i64 {
+        match kind {
+            BudgetKind::TokensPerMinute => self.id.saturating_mul(60),
+            BudgetKind::MoneyPerMonth => {
+                let (year, month0) = (self.id.div_euclid(12), self.id.rem_euclid(12));
+                let month = u32::try_from(month0 + 1).unwrap_or(1);
+                days_from_civil(year, month, 1).saturating_mul(SECS_PER_DAY)
+            }
+        }
+    }
+
     /// Time from `now_us` to the end of the window (zero if already over).
     pub fn remaining(&self, now_us: i64) -> Duration {
         micros_to_duration(self.ends_at_us.saturating_sub(now_us))
@@ -166,6 +178,19 @@ mod tests {
         assert_eq!(w.remaining(t), Duration::from_secs(30));
         let next = Window::at(BudgetKind::TokensPerMinute, w.ends_at_us);
         assert_eq!(next.id, w.id + 1);
+    }
+
+    #[test]
+    fn windows_know_where_they_began() {
+        // 2026-03-15T10:20:30.5Z
+        let t = 1_773_570_030_500_000;
+        let m = Window::at(BudgetKind::TokensPerMinute, t);
+        assert_eq!(m.starts_at_secs(BudgetKind::TokensPerMinute), 1_773_570_000);
+        let w = Window::at(BudgetKind::MoneyPerMonth, t);
+        // 2026-03-01T00:00:00Z
+        assert_eq!(w.starts_at_secs(BudgetKind::MoneyPerMonth), 1_772_323_200);
+        let jan = Window::at(BudgetKind::MoneyPerMonth, 1_767_225_600_000_000);
+        assert_eq!(jan.starts_at_secs(BudgetKind::MoneyPerMonth), 1_767_225_600);
     }
 
     #[test]

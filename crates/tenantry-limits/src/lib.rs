@@ -306,6 +306,14 @@ impl Limiter {
         self.add_used(key, window, None, amount.to_units()).await
     }
 
+    /// When the current window of `U`'s budgets began, in unix seconds: the start of this
+    /// calendar minute (tokens) or month (money), by the limiter's clock. Usage recorded since
+    /// then is what `record` should seed.
+    pub fn window_start<U: BudgetUnit>(&self) -> i64 {
+        let now = self.config.clock.now_unix_micros();
+        Window::at(U::KIND, now).starts_at_secs(U::KIND)
+    }
+
     async fn add_used<U: BudgetUnit>(
         &self,
         key: &BudgetKey<U>,

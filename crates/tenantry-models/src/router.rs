@@ -17,7 +17,8 @@ use futures_util::{StreamExt, stream};
 use tenantry_core::{Money, TenantId, Tier, TierName};
 
 use crate::config::{
-    CatalogEntry, ConfigError, ModelsConfig, TenantModels, TierRoutes, check_model_name, invalid,
+    CatalogEntry, ConfigError, ModelsConfig, ProviderKind, TenantModels, TierRoutes,
+    check_model_name, invalid,
 };
 use crate::error::{ProviderError, RouteError};
 use crate::providers::{ChatStream, Provider};
@@ -62,6 +63,8 @@ pub struct Attempt {
     /// The id the provider knows the model by.
     pub upstream_model: String,
     pub pricing: Pricing,
+    /// How its prompt tokens are bounded before the call.
+    pub bound: tokens::PromptBound,
 }
 
 /// The ordered models to try for one request.
@@ -88,21 +91,35 @@ impl RoutePlan {
             .unwrap_or(self.default_max_tokens)
     }
 
-    /// Tokens to reserve before the call: the counted prompt plus the output limit. The call
+    /// Tokens to reserve before the call: an upper bound of the prompt on every model of the
+    /// plan (each counted its own way, see `PromptBound`), plus the output limit. The call
     /// cannot produce more output than that, since the limit is sent upstream.
     pub fn token_estimate(&self, request: &ChatRequest) -> u64 {
-        tokens::count_prompt(request) + u64::from(self.max_output_tokens(request))
-    }
-
-    /// Money to reserve before the call: the token estimate priced at the dearest attempt.
-    pub fn cost_estimate(&self, request: &ChatRequest) -> Money {
-        let prompt = tokens::count_prompt(request);
         let output = u64::from(self.max_output_tokens(request));
         self.attempts
             .iter()
-            .map(|a| a.pricing.cost(prompt, output))
+            .map(|a| a.bound.prompt(request) + output)
+            .max()
+            .unwrap_or(output)
+    }
+
+    /// Money to reserve before the call: the dearest attempt's price of its own token bound.
+    pub fn cost_estimate(&self, request: &ChatRequest) -> Money {
+        let output = u64::from(self.max_output_tokens(request));
+        self.attempts
+            .iter()
+            .map(|a| a.pricing.cost(a.bound.prompt(request), output))
             .max()
             .unwrap_or(Money::ZERO)
+    }
+
+    /// Tokens and money to reserve before an embeddings call: the input's upper bound on
+    /// each model of the plan, the largest of each.
+    pub fn embeddings_estimate(&self, request: &EmbeddingsRequest) -> (u64, Money) {
+        self.attempts.iter().fold((0, Money::ZERO), |(t, m), a| {
+            let input = a.bound.embeddings(request);
+            (t.max(input), m.max(a.pricing.cost(input, 0)))
+        })
     }
 }
 
@@ -340,6 +357,7 @@ impl Router {
             router.check_entry(&format!("catalog.{name}"), name, entry)?;
         }
         router.catalog = config.catalog.clone();
+        router.warm_tokenizers();
         for (tier, routes) in &config.tiers {
             router.check_tier(tier, routes)?;
         }
@@ -559,21 +577,52 @@ impl Router {
         })
     }
 
+    /// Loads the BPE encodings of the catalogue's OpenAI models on a thread of their own (a
+    /// few hundred milliseconds each, once per process), so no call waits for it.
+    fn warm_tokenizers(&self) {
+        let models: Vec<String> = self
+            .catalog
+            .iter()
+            .filter(|(_, e)| {
+                self.providers
+                    .get(&e.provider)
+                    .is_some_and(|p| p.kind() == ProviderKind::Openai)
+            })
+            .map(|(name, e)| e.upstream_model.clone().unwrap_or_else(|| name.clone()))
+            .collect();
+        if models.is_empty() {
+            return;
+        }
+        // A thread that cannot start only delays the loading to the first call that needs it.
+        let _ = std::thread::Builder::new()
+            .name("tokenizers".into())
+            .spawn(move || {
+                for m in models {
+                    let _ = tokens::PromptBound::for_model(true, false, &m);
+                }
+            });
+    }
+
     fn attempt(&self, tenant: Option<&TenantModels>, model: &str) -> Option<Attempt> {
         let entry = tenant
             .and_then(|t| t.models.get(model))
             .or_else(|| self.catalog.get(model))?;
-        if !self.providers.contains_key(&entry.provider) {
-            return None;
-        }
+        let kind = self.providers.get(&entry.provider)?.kind();
+        let upstream_model = entry
+            .upstream_model
+            .clone()
+            .unwrap_or_else(|| model.to_owned());
+        let bound = tokens::PromptBound::for_model(
+            kind == ProviderKind::Openai,
+            kind == ProviderKind::Mock,
+            &upstream_model,
+        );
         Some(Attempt {
             model: model.to_owned(),
             provider: entry.provider.clone(),
-            upstream_model: entry
-                .upstream_model
-                .clone()
-                .unwrap_or_else(|| model.to_owned()),
+            upstream_model,
             pricing: Pricing::of(entry),
+            bound,
         })
     }
 

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod guardrails;
 pub mod json;
 pub mod key_cache;
+pub mod ledger;
 pub mod middleware;
 pub mod routes;
 pub mod runtimes;
@@ -95,6 +96,18 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         .await
         .map_err(limiter_err)?;
     limiter.ping().await.map_err(limiter_err)?;
+    let seeded = gateway::limits::seed_from_ledger(&store, &limiter)
+        .await
+        .map_err(|source| StartError::Store {
+            url: redact_url(&config.database.url),
+            source,
+        })?;
+    if seeded > 0 {
+        tracing::info!(
+            tenants = seeded,
+            "in-process budgets seeded from this month's ledger"
+        );
+    }
     let admin = AdminKeyCheck::new(&config.admin_key()?);
     let workload_key = &config.identity.workload_key_file;
     if !workload_key.exists() {
@@ -129,7 +142,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         config.identity.jwks_min_refresh_seconds,
     ));
     let env = config.models_env.clone();
-    let gateway = gateway::Gateway::start(&config.models, &|k| env.get(k), store.clone()).await?;
+    let ledger = ledger::Ledger::start(store.clone());
+    let gateway = gateway::Gateway::start(
+        &config.models,
+        &|k| env.get(k),
+        store.clone(),
+        ledger.clone(),
+    )
+    .await?;
     let registry = Arc::new(state::RegistryCache::default());
     let guardrails =
         guardrails::Guardrails::start(&config.guardrails.profiles, store.clone(), gateway.clone())
@@ -140,7 +160,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         registry.clone(),
         guardrails.clone(),
         limiter.clone(),
-        gateway.ledger().clone(),
+        ledger.clone(),
         actor.clone(),
     )
     .await?;
@@ -157,7 +177,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             storage_limit: config.runtime.storage_limit,
         },
         store.clone(),
-        gateway.ledger().clone(),
+        ledger.clone(),
         workload.clone(),
     );
     let metrics = Arc::new(tenantry_telemetry::Metrics::new(tenantry_telemetry::Caps {
@@ -187,6 +207,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             gateway,
             tools,
             guardrails,
+            ledger,
         }),
     };
     // Runtime-hosted tool targets run in this server's sessions (a weak reference: the state
@@ -301,7 +322,9 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections and waits (up to 10 s) for requests in flight.
+    /// Stops accepting connections, stops the sessions, waits (up to 10 s) for requests in
+    /// flight, and then (up to 10 s more) for the usage ledger to drain: every entry queued
+    /// by then, a compute sample of a stopped session or an abandoned stream's, is written.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.state.sessions.shutdown().await;
@@ -314,6 +337,7 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("requests still in flight after 10 s; stopping anyway"),
         }
+        self.state.ledger.drain(Duration::from_secs(10)).await;
     }
 
     /// Serves until the task ends (it does not, short of an I/O error).

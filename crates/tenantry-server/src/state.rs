@@ -44,6 +44,8 @@ pub struct Inner {
     pub gateway: crate::gateway::Gateway,
     pub tools: crate::tools::Tools,
     pub guardrails: crate::guardrails::Guardrails,
+    /// The usage ledger's writer, shared by the gateways and the sessions.
+    pub ledger: crate::ledger::Ledger,
 }
 
 impl std::ops::Deref for AppState {

@@ -54,7 +54,7 @@ pub async fn delete(
     }
     state.registry.forget_tenant(id);
     let sessions = state.sessions.forget_tenant(&tenant.uid).await;
-    if !state.gateway.ledger().flush(Duration::from_secs(10)).await {
+    if !state.ledger.flush(Duration::from_secs(10)).await {
         tracing::warn!(tenant.id = %id, "the ledger did not flush within 10 s while deleting a tenant");
     }
     let Some(rows) = state.store.delete_tenant(id, purge_usage).await? else {

@@ -11,17 +11,19 @@ use std::sync::{Arc, Mutex};
 use gateway_support::*;
 use serde_json::json;
 use tenantry_models::testing::{MockUpstream, Reply};
+use tenantry_models::tokens::PromptBound;
 use tenantry_models::wire::ChatRequest;
 
 #[tokio::test]
 async fn two_hundred_concurrent_calls_on_a_budget_for_ten() {
-    // The upstream uses exactly the prompt (as counted) and max_tokens, so a call costs exactly
-    // its estimate, and it sums up the usage it reported.
+    // The upstream uses exactly the prompt's upper bound (its model's tokenizer is not one the
+    // gateway ships, so the bound is the prompt's bytes and framing) and max_tokens, so a call
+    // costs exactly its estimate, and it sums up the usage it reported.
     let reported = Arc::new(Mutex::new((0u64, 0u64, 0u64)));
     let tally = reported.clone();
     let up = MockUpstream::start(move |r| {
         let req: ChatRequest = serde_json::from_slice(&r.body).unwrap();
-        let prompt = tenantry_models::tokens::count_prompt(&req);
+        let prompt = PromptBound::Bytes.prompt(&req);
         let completion = u64::from(req.max_tokens.unwrap());
         let mut t = tally.lock().unwrap();
         *t = (t.0 + 1, t.1 + prompt, t.2 + completion);
@@ -42,7 +44,7 @@ async fn two_hundred_concurrent_calls_on_a_budget_for_ten() {
     let mut body = chat("default", "what does this cost");
     body["max_tokens"] = json!(20);
     let req: ChatRequest = serde_json::from_value(body.clone()).unwrap();
-    let (p, m) = (tenantry_models::tokens::count_prompt(&req), 20u64);
+    let (p, m) = (PromptBound::Bytes.prompt(&req), 20u64);
     // 1 micro-dollar per input token, 2 per output token.
     let cost = p + 2 * m;
     let budget = tenantry_core::Money::from_micros(i64::try_from(10 * cost).unwrap());

@@ -1,5 +1,6 @@
 //! Law 4 at the model gateway: when the limiter cannot decide (its Redis goes away), a model
-//! call is refused with 503 `unavailable`, never let through, and reaches no upstream. Start-up
+//! call is refused with 503 `unavailable`, never let through, and reaches no upstream; when its
+//! usage cannot be written to the ledger, its answer is withheld (503). Start-up
 //! refuses a `[models]` section that does not hold together, naming the key.
 //!
 //! The first test needs Redis (`TENANTRY_TEST_REDIS_URL`, set by CI) and prints SKIP without it.
@@ -148,4 +149,74 @@ async fn start_up_refuses_models_that_do_not_hold_together() {
         .to_string();
     assert!(err.contains("models.providers.claude.api_key_env"), "{err}");
     assert!(err.contains("TENANTRY_TEST_NO_SUCH_KEY"), "{err}");
+}
+
+/// A call whose usage cannot be written to the ledger is not given away: a whole answer is
+/// withheld (503 `unavailable`, retryable), a stream ends with an error event instead of
+/// `[DONE]`. Another tenant's calls go on, and the first recovers with its database.
+#[tokio::test]
+async fn a_call_whose_usage_cannot_be_recorded_is_refused() {
+    let s = TestServer::start().await;
+    s.create_tenant("broke", "standard").await;
+    s.create_tenant("fine", "standard").await;
+    let (broke, fine) = (s.token("broke", "ann", &[]), s.token("fine", "bob", &[]));
+    let store = &s.server().state.store;
+    store
+        .execute_unscoped_for_tests(
+            "CREATE TRIGGER refuse_usage BEFORE INSERT ON usage_records \
+             WHEN NEW.tenant_id = 'broke' BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await
+        .unwrap();
+
+    let r = s
+        .send_json(
+            "POST",
+            "/v1/chat/completions",
+            &broke,
+            chat("default", "hello"),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.code(), "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.body["choices"].is_null(), "no answer: {}", r.text);
+
+    let mut body = chat("default", "hello");
+    body["stream"] = json!(true);
+    let r = s
+        .send_json("POST", "/v1/chat/completions", &broke, body.clone())
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(!r.text.contains("[DONE]"), "{}", r.text);
+    assert!(r.text.contains("\"code\":\"unavailable\""), "{}", r.text);
+
+    let r = s
+        .send_json(
+            "POST",
+            "/v1/chat/completions",
+            &fine,
+            chat("default", "hello"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "another tenant is unaffected: {}", r.text);
+
+    store
+        .execute_unscoped_for_tests("DROP TRIGGER refuse_usage")
+        .await
+        .unwrap();
+    let r = s
+        .send_json("POST", "/v1/chat/completions", &broke, body)
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("data: [DONE]"), "{}", r.text);
+    let r = s
+        .send_json(
+            "POST",
+            "/v1/chat/completions",
+            &broke,
+            chat("default", "hello"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }

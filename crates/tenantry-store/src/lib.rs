@@ -30,10 +30,12 @@ mod migrate;
 mod policy;
 mod postgres;
 mod record;
+mod spend;
 mod sqlite;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod tool_target;
+mod usage_insert;
 mod vault;
 
 use tenantry_core::{
@@ -49,6 +51,7 @@ pub use record::{
     SettingRecord, TenantDeletion, UsageGroup, UsageKind, UsageQuery, UsageRecord, UsageRow,
     is_valid_session_id,
 };
+pub use spend::ModelSpend;
 pub use tool_target::ToolTargetRecord;
 pub use vault::{CredentialRecord, NewCredential, VaultKeyRecord, is_valid_credential_name};
 
@@ -120,6 +123,17 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// Runs SQL as the store's own user, outside every scope (feature `test-util`): for tests
+    /// that must break the database under a running server (a trigger that refuses writes).
+    #[cfg(feature = "test-util")]
+    pub async fn execute_unscoped_for_tests(&self, sql: &'static str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => sqlx::raw_sql(sql).execute(s.pool()).await.map(drop)?,
+            Backend::Postgres(p) => sqlx::raw_sql(sql).execute(p.pool()).await.map(drop)?,
+        }
+        Ok(())
     }
 
     /// Checks that the database answers (for readiness probes).
@@ -494,6 +508,16 @@ impl Store {
         }
         dispatch!(self.record_usages(scope.tenant(), usages))
             .map_err(|e| missing_tenant(e, scope.tenant()))
+    }
+
+    /// The scope's model spend since `since` (unix seconds, inclusive), per user: what the
+    /// limiter's token and money budgets count, for seeding an in-process limiter at start-up.
+    pub async fn model_spend_since(
+        &self,
+        scope: &TenantScope,
+        since: i64,
+    ) -> Result<Vec<ModelSpend>, StoreError> {
+        dispatch!(self.model_spend_since(scope.tenant(), since))
     }
 
     /// The scope's ledger entries with `from <= at < to` (unix seconds), newest first (by `at`,

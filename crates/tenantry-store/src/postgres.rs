@@ -37,6 +37,7 @@ use crate::record::{
     tenant_setting_from_row, tier_from_row, tier_setting_from_row, to_json, usage_from_row,
     usage_row_from_row,
 };
+use crate::usage_insert::{ROWS_PER_INSERT, batch_conflict, usage_insert};
 
 /// The role of tenant-scoped transactions (created by migration 0001).
 const APP_ROLE: &str = "tenantry_app";
@@ -1009,36 +1010,12 @@ impl PgStore {
         usages: &[UsageRecord],
     ) -> Result<(), StoreError> {
         let mut tx = self.scoped(tenant).await?;
-        for u in usages {
-            sqlx::query(concat!(
-                "INSERT INTO usage_records (",
-                usage_cols!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                           $17, $18)"
-            ))
-            .bind(tenant.as_str())
-            .bind(&u.id)
-            .bind(u.user_id.as_ref().map(UserId::as_str))
-            .bind(u.runtime.as_ref().map(RuntimeName::as_str))
-            .bind(u.session_id.as_deref())
-            .bind(u.kind.as_str())
-            .bind(u.resource.as_deref())
-            .bind(u.provider.as_deref())
-            .bind(u.input_tokens)
-            .bind(u.output_tokens)
-            .bind(u.cpu_ms)
-            .bind(u.memory_mb_ms)
-            .bind(u.calls)
-            .bind(u.cost.micros())
-            .bind(u.latency_ms)
-            .bind(u.ttft_ms)
-            .bind(&u.status)
-            .bind(u.at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                StoreError::from(e).conflict_as(|| format!("usage record {} already exists", u.id))
-            })?;
+        for chunk in usages.chunks(ROWS_PER_INSERT) {
+            usage_insert!(sqlx::Postgres, tenant, chunk)
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from(e).conflict_as(|| batch_conflict(chunk.len())))?;
         }
         tx.commit().await?;
         Ok(())

@@ -435,19 +435,32 @@ impl ToolGateway {
         let latency = started.elapsed();
         tracing::info!(tenant = %caller.tenant, user = %caller.user, tool = name,
             status = %status.ledger_status(), latency_ms = latency.as_millis() as u64, "tool call");
-        self.meter.record(ToolCallRecord {
-            tenant: caller.tenant.clone(),
-            user: caller.user.clone(),
-            session: session.map(str::to_owned),
-            target: target.spec.name.clone(),
-            tool: name.to_owned(),
-            latency,
-            status,
-            price,
-            credential: caller.credential.clone(),
-            scope: caller.scope().cloned(),
-        });
-        outcome
+        let recorded = self
+            .meter
+            .record(ToolCallRecord {
+                tenant: caller.tenant.clone(),
+                user: caller.user.clone(),
+                session: session.map(str::to_owned),
+                target: target.spec.name.clone(),
+                tool: name.to_owned(),
+                latency,
+                status,
+                price,
+                credential: caller.credential.clone(),
+                scope: caller.scope().cloned(),
+            })
+            .await;
+        match (outcome, recorded) {
+            // A result the tool produced is sent only once the call is in the ledger; a call
+            // that cannot be recorded is refused instead of given away unbilled.
+            (Ok(_), Err(refusal)) => Err(ToolError::Refused(refusal)),
+            (outcome, Ok(())) => outcome,
+            (Err(e), Err(refusal)) => {
+                tracing::error!(tenant = %caller.tenant, tool = name, reason = refusal.reason,
+                    "a failed tool call cannot be recorded");
+                Err(e)
+            }
+        }
     }
 
     /// Tells the policy which tools a target offers.

@@ -48,8 +48,8 @@ pub use gateway::{GatewayConfig, ToolGateway};
 pub use hosted::{EndFuture, HostedFuture, HostedResponse, HostedRuntimes};
 pub use identity::{CallerIdentity, Secret};
 pub use meter::{
-    AdmitFuture, CallStatus, GuardFuture, NoGuard, NoMeter, Refusal, ToolCallRecord, ToolGuard,
-    ToolMeter,
+    AdmitFuture, CallStatus, GuardFuture, NoGuard, NoMeter, RecordFuture, Refusal, ToolCallRecord,
+    ToolGuard, ToolMeter,
 };
 pub use policy::{OfferedTool, ToolAuthzRequest, ToolDecision, ToolPolicy, ToolRef};
 pub use target::{

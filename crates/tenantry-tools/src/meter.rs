@@ -77,15 +77,20 @@ pub struct ToolCallRecord {
 /// The future of an admission check.
 pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send + 'a>>;
 
+/// The future of recording a call.
+pub type RecordFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send + 'a>>;
+
 /// The server's limits and metering around tool calls.
 pub trait ToolMeter: Send + Sync + std::fmt::Debug {
     /// Called before each `tools/call` is resolved; a refusal ends it with an MCP error.
     /// `tool` is the name the caller asked for, which may not exist.
     fn admit<'a>(&'a self, caller: &'a CallerIdentity, tool: &'a str) -> AdmitFuture<'a>;
 
-    /// Called once for every admitted call that named one of the caller's targets. Must not
-    /// block: hand the record to a writer task.
-    fn record(&self, record: ToolCallRecord);
+    /// Called once for every admitted call that named one of the caller's targets, before its
+    /// answer is sent; resolves once the record is durable. A refusal means it could not be
+    /// recorded: the gateway then withholds a successful result (fail closed) and answers
+    /// with the refusal instead.
+    fn record<'a>(&'a self, record: ToolCallRecord) -> RecordFuture<'a>;
 }
 
 /// The future of a guard's check: the value to use instead (masked), `None` to keep it as it
@@ -144,5 +149,7 @@ impl ToolMeter for NoMeter {
         Box::pin(async { Ok(()) })
     }
 
-    fn record(&self, _record: ToolCallRecord) {}
+    fn record<'a>(&'a self, _record: ToolCallRecord) -> RecordFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -114,14 +114,7 @@ async fn sessions_carry_context_persist_storage_and_belong_to_their_owner() {
 
     // Compute is metered per session when it stops (through the ledger's writer).
     s.delete(&format!("/v1/sessions/{session}"), &alice).await;
-    assert!(
-        s.server()
-            .state
-            .gateway
-            .ledger()
-            .flush(Duration::from_secs(5))
-            .await
-    );
+    assert!(s.server().state.ledger.flush(Duration::from_secs(5)).await);
     let scope = tenantry_core::TenantScope::for_operator(
         tenantry_core::OperatorGrant::verified(),
         tenantry_core::TenantId::new("acme").unwrap(),

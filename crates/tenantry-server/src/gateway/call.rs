@@ -5,9 +5,12 @@
 //!
 //! A whole answer (chat or embeddings) runs to its end in a task of its own, so a caller that
 //! goes away cannot leave reservations unsettled or attempts unmetered; it costs what the
-//! upstream charged. A stream is different: dropping it cancels the upstream call, and its
-//! `StreamGuard` settles and meters the usage so far when the response body is dropped, at the
-//! end of the stream or when the caller disconnects.
+//! upstream charged. The answer is returned only once its ledger entries are committed; when
+//! they cannot be, the call answers 503 instead (the answer is withheld, not given away
+//! unbilled). A stream is different: dropping it cancels the upstream call. Its `StreamGuard`
+//! settles and meters it at the end of the stream, and the last event (`[DONE]`) is sent only
+//! once the entry is committed; when the caller disconnects first, the guard settles and
+//! queues the usage so far as it is dropped.
 
 use std::sync::Arc;
 
@@ -16,14 +19,14 @@ use tenantry_limits::{Decision, Limiter};
 use tenantry_models::wire::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 use tenantry_models::{
     Attempt, ChatStream, ExecFailure, FailedAttempt, RouteError, RoutePlan, Router, StreamMeter,
-    tokens,
 };
+use tenantry_store::UsageRecord;
 
 use super::Gateway;
-use super::ledger::Ledger;
 use super::limits::{self, Held, ModelLimits, Refusal};
 use super::metering::{Attribution, Metered, Outcome};
 use crate::error::ApiError;
+use crate::ledger::{Ledger, LedgerError};
 
 /// A call that passed the rate check and was routed.
 #[derive(Debug)]
@@ -96,16 +99,27 @@ pub async fn route(
     })
 }
 
-async fn record_failures(ledger: &Ledger, who: &Attribution, failures: &[FailedAttempt]) {
-    for f in failures {
-        tracing::warn!(
-            model = %f.model,
-            provider = %f.provider,
-            reason = f.error.reason(),
-            error = %f.error,
-            "model attempt failed"
-        );
-        ledger.record(who.scope.clone(), who.failed(f)).await;
+/// The entries of the attempts that failed before an answer (or before the call gave up).
+fn failure_entries(who: &Attribution, failures: &[FailedAttempt]) -> Vec<UsageRecord> {
+    failures
+        .iter()
+        .map(|f| {
+            tracing::warn!(
+                model = %f.model,
+                provider = %f.provider,
+                reason = f.error.reason(),
+                error = %f.error,
+                "model attempt failed"
+            );
+            who.failed(f)
+        })
+        .collect()
+}
+
+/// Logs a ledger failure of a call that failed anyway (its caller gets the call's own error).
+fn log_unrecorded(recorded: Result<(), LedgerError>) {
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "the failed attempts of a model call are not in the ledger");
     }
 }
 
@@ -138,14 +152,16 @@ pub async fn chat(
     let who = Attribution::of(ctx);
     let ledger = gateway.ledger().clone();
     let limiter = limiter.clone();
+    // The answer goes out only once its entries are committed: a caller that received it can
+    // rely on it being billed (and on the budget counting it after a restart).
     let task = tokio::spawn(async move {
         let result = router.execute(&plan, request).await;
-        match &result {
+        let recorded = match &result {
             Ok(a) => {
                 let used = a.usage.prompt_tokens + a.usage.completion_tokens;
                 held.settle(&limiter, used, a.cost).await;
-                record_failures(&ledger, &who, &a.failures).await;
-                let entry = who.entry(&Metered {
+                let mut entries = failure_entries(&who, &a.failures);
+                entries.push(who.entry(&Metered {
                     model: &a.attempt.model,
                     provider: &a.attempt.provider,
                     input_tokens: a.usage.prompt_tokens,
@@ -154,19 +170,24 @@ pub async fn chat(
                     latency: a.latency,
                     ttft: None,
                     outcome: Outcome::Ok,
-                });
-                ledger.record(who.scope.clone(), entry).await;
+                }));
+                ledger.record_all(who.scope.clone(), entries).await
             }
             Err(f) => {
                 held.settle(&limiter, 0, Money::ZERO).await;
-                record_failures(&ledger, &who, &f.failures).await;
+                let entries = failure_entries(&who, &f.failures);
+                ledger.record_all(who.scope.clone(), entries).await
             }
-        }
-        result
+        };
+        (result, recorded)
     });
     match task.await {
-        Ok(Ok(answer)) => Ok(answer.response),
-        Ok(Err(failure)) => Err(Refusal::from(exec_error(&failure))),
+        Ok((Ok(answer), Ok(()))) => Ok(answer.response),
+        Ok((Ok(_), Err(unrecorded))) => Err(Refusal::from(ApiError::from(unrecorded))),
+        Ok((Err(failure), recorded)) => {
+            log_unrecorded(recorded);
+            Err(Refusal::from(exec_error(&failure)))
+        }
         Err(e) => Err(internal(e)),
     }
 }
@@ -185,30 +206,19 @@ pub async fn embeddings(
         limits,
         ..
     } = routed;
-    let input: u64 = request
-        .input
-        .texts()
-        .iter()
-        .map(|t| tokens::count_text(t))
-        .sum();
-    let cost = plan
-        .attempts
-        .iter()
-        .map(|a| a.pricing.cost(input, 0))
-        .max()
-        .unwrap_or(Money::ZERO);
+    let (input, cost) = plan.embeddings_estimate(&request);
     let held = limits::reserve(limiter, ctx, &limits, input, cost).await?;
     let who = Attribution::of(ctx);
     let ledger = gateway.ledger().clone();
     let limiter = limiter.clone();
     let task = tokio::spawn(async move {
         let result = router.embeddings(&plan, request).await;
-        match &result {
+        let recorded = match &result {
             Ok(a) => {
                 let used = a.response.usage.prompt_tokens;
                 held.settle(&limiter, used, a.cost).await;
-                record_failures(&ledger, &who, &a.failures).await;
-                let entry = who.entry(&Metered {
+                let mut entries = failure_entries(&who, &a.failures);
+                entries.push(who.entry(&Metered {
                     model: &a.attempt.model,
                     provider: &a.attempt.provider,
                     input_tokens: used,
@@ -217,19 +227,24 @@ pub async fn embeddings(
                     latency: a.latency,
                     ttft: None,
                     outcome: Outcome::Ok,
-                });
-                ledger.record(who.scope.clone(), entry).await;
+                }));
+                ledger.record_all(who.scope.clone(), entries).await
             }
             Err(f) => {
                 held.settle(&limiter, 0, Money::ZERO).await;
-                record_failures(&ledger, &who, &f.failures).await;
+                let entries = failure_entries(&who, &f.failures);
+                ledger.record_all(who.scope.clone(), entries).await
             }
-        }
-        result
+        };
+        (result, recorded)
     });
     match task.await {
-        Ok(Ok(answer)) => Ok(answer.response),
-        Ok(Err(failure)) => Err(Refusal::from(exec_error(&failure))),
+        Ok((Ok(answer), Ok(()))) => Ok(answer.response),
+        Ok((Ok(_), Err(unrecorded))) => Err(Refusal::from(ApiError::from(unrecorded))),
+        Ok((Err(failure), recorded)) => {
+            log_unrecorded(recorded);
+            Err(Refusal::from(exec_error(&failure)))
+        }
         Err(e) => Err(internal(e)),
     }
 }
@@ -265,7 +280,12 @@ pub async fn chat_stream(
     let task = tokio::spawn(async move {
         match router.execute_stream(&plan, request).await {
             Ok(answer) => {
-                record_failures(&ledger, &who, &answer.failures).await;
+                // The attempts that failed before the stream opened are no part of its answer:
+                // they are written with the next batch, and the end of the stream waits for
+                // the batch that carries the stream's own entry (a later one).
+                for entry in failure_entries(&who, &answer.failures) {
+                    ledger.submit(who.scope.clone(), entry).await;
+                }
                 let guard = StreamGuard {
                     held: Some(held),
                     limiter,
@@ -279,7 +299,8 @@ pub async fn chat_stream(
             }
             Err(f) => {
                 held.settle(&limiter, 0, Money::ZERO).await;
-                record_failures(&ledger, &who, &f.failures).await;
+                let entries = failure_entries(&who, &f.failures);
+                log_unrecorded(ledger.record_all(who.scope.clone(), entries).await);
                 Err(f)
             }
         }
@@ -291,7 +312,8 @@ pub async fn chat_stream(
     }
 }
 
-/// Settles and meters a stream when dropped.
+/// Settles and meters a stream: `finish` at its end (the end waits for the commit), or, when
+/// the caller went away first, when dropped.
 #[derive(Debug)]
 pub struct StreamGuard {
     held: Option<Held>,
@@ -304,18 +326,8 @@ pub struct StreamGuard {
 }
 
 impl StreamGuard {
-    /// The stream was read to its end (or to its error): whatever happens next, the caller did
-    /// not cancel it.
-    pub fn reached_end(&mut self) {
-        self.reached_end = true;
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
+    /// The entry of the usage so far, and the tokens and money to settle.
+    fn entry(&self) -> (UsageRecord, u64, Money) {
         let snap = self.meter.snapshot();
         let outcome = match (&snap.error, self.reached_end) {
             (Some(e), _) => Outcome::of_error(e),
@@ -333,6 +345,42 @@ impl Drop for StreamGuard {
             outcome,
         });
         let used = snap.usage.prompt_tokens + snap.usage.completion_tokens;
+        (entry, used, snap.cost)
+    }
+
+    /// The stream was read to its end (or to its error): settles the reservations and waits
+    /// until the stream's entry is committed. The caller sends the stream's last event only
+    /// after this returns `Ok`.
+    pub async fn finish(&mut self) -> Result<(), LedgerError> {
+        self.reached_end = true;
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let (entry, used, cost) = self.entry();
+        let (limiter, ledger, scope) = (
+            self.limiter.clone(),
+            self.ledger.clone(),
+            self.who.scope.clone(),
+        );
+        // On a task of its own: a caller that goes away while it waits cannot stop the
+        // settlement or the entry half-way.
+        let task = tokio::spawn(async move {
+            held.settle(&limiter, used, cost).await;
+            ledger.record(scope, entry).await
+        });
+        task.await.unwrap_or(Err(LedgerError::Stopped))
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.held.is_none() {
+            return;
+        }
+        let (entry, used, cost) = self.entry();
+        let Some(held) = self.held.take() else {
+            return;
+        };
         let (limiter, ledger, scope) = (
             self.limiter.clone(),
             self.ledger.clone(),
@@ -341,8 +389,8 @@ impl Drop for StreamGuard {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    held.settle(&limiter, used, snap.cost).await;
-                    ledger.record(scope, entry).await;
+                    held.settle(&limiter, used, cost).await;
+                    ledger.submit(scope, entry).await;
                 });
             }
             Err(_) => tracing::error!(

@@ -14,11 +14,15 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tenantry_core::{ErrorCode, Money, TenantContext, Tier, UserLimits};
+use tenantry_core::{
+    ErrorCode, Money, OperatorGrant, TenantContext, TenantScope, Tier, UserLimits,
+};
 use tenantry_limits::{
     BudgetKey, Decision, Dimension, LimitError, Limiter, Rate, RateKey, Reservation, Subject,
     Tokens,
 };
+
+use tenantry_store::{Store, StoreError};
 
 use crate::error::ApiError;
 
@@ -322,5 +326,70 @@ fn budget_refusal(e: LimitError, message: String, limit: String) -> Refusal {
         | LimitError::ConcurrencyExceeded { .. }
         | LimitError::Unavailable(_)
         | LimitError::InvalidConfig(_) => Refusal::from(ApiError::from(e)),
+    }
+}
+
+/// Seeds an in-process limiter with the model spend the ledger holds for the current windows
+/// (this calendar month's money, this minute's tokens) of every tenant and of each of its users,
+/// so a restart, clean or not, forgets no budget. A shared limiter (Redis) keeps its own state
+/// and is not seeded. Only spend since the tenant's creation counts: a tenant deleted and
+/// created again under the same id starts afresh, as it does on Redis (deletion clears its
+/// budgets there), though the ledger keeps the old tenant's entries under that id for billing.
+/// Returns the number of tenants with spend in the month.
+pub async fn seed_from_ledger(store: &Store, limiter: &Limiter) -> Result<usize, StoreError> {
+    if limiter.backend() != "memory" {
+        return Ok(0);
+    }
+    let month = limiter.window_start::<Money>();
+    let minute = limiter.window_start::<Tokens>();
+    let mut seeded = 0;
+    for tenant in store.list_tenants().await? {
+        let scope = TenantScope::for_operator(OperatorGrant::verified(), tenant.id.clone());
+        let spent = store
+            .model_spend_since(&scope, month.max(tenant.created_at))
+            .await?;
+        if spent.is_empty() {
+            continue;
+        }
+        seeded += 1;
+        let recent = store
+            .model_spend_since(&scope, minute.max(tenant.created_at))
+            .await?;
+        let mut total = (Money::ZERO, 0u64);
+        for s in &spent {
+            total.0 = Money::from_micros(total.0.micros().saturating_add(s.cost.micros()));
+            if let Some(user) = &s.user_id {
+                let key = BudgetKey::money(Subject::user(tenant.id.clone(), user.clone()));
+                record(limiter.record(&key, s.cost).await);
+            }
+        }
+        for s in &recent {
+            let tokens = u64::try_from(s.tokens).unwrap_or(0);
+            total.1 = total.1.saturating_add(tokens);
+            if let Some(user) = &s.user_id {
+                let key = BudgetKey::tokens(Subject::user(tenant.id.clone(), user.clone()));
+                record(limiter.record(&key, Tokens(tokens)).await);
+            }
+        }
+        let subject = Subject::tenant(tenant.id.clone());
+        record(
+            limiter
+                .record(&BudgetKey::money(subject.clone()), total.0)
+                .await,
+        );
+        record(
+            limiter
+                .record(&BudgetKey::tokens(subject), Tokens(total.1))
+                .await,
+        );
+        tracing::debug!(tenant.id = %tenant.id, spent = %total.0, "budget seeded from the ledger");
+    }
+    Ok(seeded)
+}
+
+fn record(r: Result<(), LimitError>) {
+    // The in-process backend does not fail.
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot seed a budget from the ledger");
     }
 }

@@ -1,5 +1,5 @@
 //! The model gateway's state in the server: the live model router, the tenants' own routing,
-//! and the usage ledger writer; the calls themselves are in `call`, the HTTP surface in
+//! and a handle on the server's usage ledger (`crate::ledger`); the calls themselves are in `call`, the HTTP surface in
 //! `routes::models`.
 //!
 //! Routing changes at run time without a restart. The router built from `[models]` at start-up
@@ -11,7 +11,6 @@
 //! changed) are skipped with an error in the log, never half-applied.
 
 pub mod call;
-pub mod ledger;
 pub mod limits;
 pub mod metering;
 mod persist;
@@ -24,9 +23,9 @@ use tenantry_core::{TenantId, TierName};
 use tenantry_models::{ConfigError, ModelsConfig, Router, TenantModels, TierRoutes};
 use tenantry_store::{Store, StoreError};
 
+use crate::ledger::Ledger;
 use crate::state::REGISTRY_TTL;
 
-pub use ledger::Ledger;
 pub use limits::LimitOverrides;
 
 /// Where the routes of a tier come from.
@@ -74,16 +73,17 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the router from `[models]` (credentials through `env`), applies the tier routes
-    /// kept in the store, and starts the ledger writer and the refresh of routes. Must be called
-    /// within a Tokio runtime.
+    /// kept in the store, and starts the refresh of routes; calls are metered into `ledger`.
+    /// Must be called within a Tokio runtime.
     pub async fn start(
         config: &ModelsConfig,
         env: &dyn Fn(&str) -> Option<String>,
         store: Store,
+        ledger: Ledger,
     ) -> Result<Self, GatewayStartError> {
         let base = Arc::new(Router::new(config, env)?);
         let shared = Arc::new(Shared {
-            ledger: Ledger::start(store.clone()),
+            ledger,
             store,
             current: RwLock::new(base.clone()),
             base,

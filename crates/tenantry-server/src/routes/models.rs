@@ -6,7 +6,8 @@
 //! limits and its metering are decided in `crate::gateway` from the verified caller only.
 //! A stream is passed on chunk by chunk as it arrives, never buffered; an upstream failure in
 //! the middle of a stream becomes an `error` event (the shape OpenAI clients raise on) and
-//! the end of the stream, without `[DONE]`.
+//! the end of the stream, without `[DONE]`. `[DONE]` is sent only after the stream's ledger
+//! entry is committed, so a client that saw it can rely on the call being billed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -200,7 +201,7 @@ async fn chunk_event(s: &mut Sse, mut chunk: ChatChunk) -> Bytes {
     if let Some(o) = &mut s.output {
         if let Err(message) = o.chunk(&mut chunk).await {
             s.done = true;
-            s.guard.reached_end();
+            finish_failed(&mut s.guard).await;
             return error_event(ErrorCode::GuardrailBlocked, message, &s.request_id);
         }
         s.last = Some((chunk.id.clone(), chunk.created, chunk.model.clone()));
@@ -209,7 +210,7 @@ async fn chunk_event(s: &mut Sse, mut chunk: ChatChunk) -> Bytes {
         Ok(json) => event(&json),
         Err(e) => {
             s.done = true;
-            s.guard.reached_end();
+            finish_failed(&mut s.guard).await;
             error_event(
                 ErrorCode::Internal,
                 format!("cannot encode a chunk: {e}"),
@@ -219,8 +220,9 @@ async fn chunk_event(s: &mut Sse, mut chunk: ChatChunk) -> Bytes {
     }
 }
 
-/// The end of the stream: the text the output checks still held, then `[DONE]` (or an error
-/// event if they block).
+/// The end of the stream: the text the output checks still held, then `[DONE]` once the
+/// stream's usage is committed (or an error event if the checks block or the ledger cannot
+/// record it: the content was sent, but the client is told the stream did not complete).
 async fn end_events(s: &mut Sse) -> Bytes {
     let mut out = Vec::new();
     if let Some(o) = &mut s.output {
@@ -238,6 +240,7 @@ async fn end_events(s: &mut Sse) -> Bytes {
                 }
             }
             Err(message) => {
+                finish_failed(&mut s.guard).await;
                 out.extend_from_slice(&error_event(
                     ErrorCode::GuardrailBlocked,
                     message,
@@ -247,7 +250,19 @@ async fn end_events(s: &mut Sse) -> Bytes {
             }
         }
     }
-    out.extend_from_slice(b"data: [DONE]\n\n");
+    match s.guard.finish().await {
+        Ok(()) => out.extend_from_slice(b"data: [DONE]\n\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "a model stream's usage cannot be recorded");
+            out.extend_from_slice(&error_event(
+                ErrorCode::Unavailable,
+                "the usage of this stream cannot be recorded right now, so it is not \
+                 completed; retry shortly"
+                    .to_owned(),
+                &s.request_id,
+            ));
+        }
+    }
     Bytes::from(out)
 }
 
@@ -271,8 +286,15 @@ fn error_event(code: ErrorCode, message: String, request_id: &str) -> Bytes {
     event(body.to_string().as_bytes())
 }
 
+/// Meters a stream that ended in an error: its caller gets that error, whatever the ledger says.
+async fn finish_failed(guard: &mut StreamGuard) {
+    if let Err(e) = guard.finish().await {
+        tracing::error!(error = %e, "a failed model stream's usage cannot be recorded");
+    }
+}
+
 /// The server-sent events of a stream: one `data:` event per chunk as it arrives, then
-/// `data: [DONE]`, or an error event.
+/// `data: [DONE]` once its usage is committed, or an error event.
 fn sse(stream: ChatStream, guard: StreamGuard, output: Option<OutputGuard>) -> Response {
     let state = Sse {
         stream,
@@ -290,7 +312,7 @@ fn sse(stream: ChatStream, guard: StreamGuard, output: Option<OutputGuard>) -> R
             Some(Ok(chunk)) => chunk_event(&mut s, chunk).await,
             Some(Err(e)) => {
                 s.done = true;
-                s.guard.reached_end();
+                finish_failed(&mut s.guard).await;
                 error_event(
                     e.code(),
                     format!("the model stream failed: {e}"),
@@ -299,7 +321,6 @@ fn sse(stream: ChatStream, guard: StreamGuard, output: Option<OutputGuard>) -> R
             }
             None => {
                 s.done = true;
-                s.guard.reached_end();
                 end_events(&mut s).await
             }
         };

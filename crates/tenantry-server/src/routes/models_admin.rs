@@ -362,12 +362,7 @@ async fn usage(
         require_tenant(&state, t).await?;
     }
     // This replica's pending ledger entries first, so the operator reads their own calls.
-    if !state
-        .gateway
-        .ledger()
-        .flush(std::time::Duration::from_secs(5))
-        .await
-    {
+    if !state.ledger.flush(std::time::Duration::from_secs(5)).await {
         tracing::warn!("the usage report does not wait longer for the ledger writer");
     }
     let query = UsageQuery {

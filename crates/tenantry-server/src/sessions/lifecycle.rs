@@ -130,7 +130,9 @@ impl SessionManager {
             at: unix_now(),
         };
         let scope = TenantScope::for_operator(OperatorGrant::verified(), live.tenant.clone());
-        self.inner.ledger.record(scope, record).await;
+        // No answer waits for a compute sample: it is queued, and `Ledger::drain` writes it at
+        // shutdown.
+        self.inner.ledger.submit(scope, record).await;
     }
 
     /// One pass of the lifecycle: idle timeout (unless the agent says `HealthyBusy`), maximum

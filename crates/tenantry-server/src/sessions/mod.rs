@@ -42,7 +42,7 @@ use tenantry_runtime::{
 use tenantry_store::{SessionRecord, SessionStatus, Store, UsageKind, UsageRecord};
 
 use crate::error::ApiError;
-use crate::gateway::Ledger;
+use crate::ledger::Ledger;
 use crate::runtimes::{Protocol, Runtime};
 
 mod agent;

@@ -6,16 +6,19 @@
 //! sharing their bucket (each `/mcp` POST also counts as a request at ingress). A limiter that
 //! cannot decide refuses (law 4). Ledger entries are `UsageKind::Tool`: tenant, user, the
 //! runtime session of an agent's call, the tool (`resource`), its target (`provider`),
-//! latency, status and price; they go through the server's ledger writer, never waited on.
+//! latency, status and price. The call's answer waits for the commit of its entry (group
+//! commit, `crate::ledger`); a call that cannot be recorded is refused with 503.
 
 use std::sync::Arc;
 
 use tenantry_core::{CredentialKind, ErrorCode, Money, RuntimeName};
 use tenantry_limits::{Dimension, Limiter, Rate, RateKey, Subject};
 use tenantry_store::{Store, UsageKind, UsageRecord};
-use tenantry_tools::{AdmitFuture, CallStatus, CallerIdentity, Refusal, ToolCallRecord, ToolMeter};
+use tenantry_tools::{
+    AdmitFuture, CallStatus, CallerIdentity, RecordFuture, Refusal, ToolCallRecord, ToolMeter,
+};
 
-use crate::gateway::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::state::RegistryCache;
 
 /// `ToolMeter` over the limiter and the ledger.
@@ -146,14 +149,36 @@ impl ToolMeter for LedgerMeter {
         })
     }
 
-    fn record(&self, record: ToolCallRecord) {
-        let Some(scope) = record.scope.clone() else {
-            tracing::error!(tenant.id = %record.tenant, tool = %record.tool,
-                "a tool call without a verified scope cannot be written to the ledger");
-            return;
-        };
-        let entry = ledger_entry(&record);
-        let ledger = self.ledger.clone();
-        tokio::spawn(async move { ledger.record(scope, entry).await });
+    fn record<'a>(&'a self, record: ToolCallRecord) -> RecordFuture<'a> {
+        Box::pin(async move {
+            let Some(scope) = record.scope.clone() else {
+                tracing::error!(tenant.id = %record.tenant, tool = %record.tool,
+                    "a tool call without a verified scope cannot be written to the ledger");
+                return Err(unrecorded());
+            };
+            let entry = ledger_entry(&record);
+            // On a task of its own: a caller that goes away while it waits cannot stop the
+            // entry before it is queued.
+            let ledger = self.ledger.clone();
+            let written = tokio::spawn(async move { ledger.record(scope, entry).await });
+            let written = written.await.unwrap_or(Err(LedgerError::Stopped));
+            written.map_err(|e| {
+                tracing::error!(tenant.id = %record.tenant, tool = %record.tool, error = %e,
+                    "a tool call cannot be written to the ledger");
+                unrecorded()
+            })
+        })
+    }
+}
+
+/// The refusal of a call whose use cannot be recorded (503, retryable).
+fn unrecorded() -> Refusal {
+    Refusal {
+        code: ErrorCode::Unavailable,
+        reason: "usage_unrecorded",
+        message: "the usage of this tool call cannot be recorded right now, so its result is \
+                  withheld; retry shortly"
+            .into(),
+        retry_after: Some(std::time::Duration::from_secs(1)),
     }
 }

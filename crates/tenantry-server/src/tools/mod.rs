@@ -27,7 +27,7 @@ use tenantry_tools::{Catalog, GatewayConfig, TargetName, TargetSpec, ToolGateway
 use tenantry_vault::{MasterKey, Vault, VaultError};
 
 use crate::config::Config;
-use crate::gateway::Ledger;
+use crate::ledger::Ledger;
 use crate::state::{REGISTRY_TTL, RegistryCache};
 
 pub use credentials::VaultCredentials;

@@ -111,11 +111,7 @@ pub fn row<'a>(report: &'a Value, group: &str) -> Option<&'a Value> {
 /// group, so the tests read entries through the store directly.
 pub async fn ledger(s: &TestServer, tenant: &str) -> Vec<tenantry_store::UsageRecord> {
     let state = &s.server().state;
-    state
-        .gateway
-        .ledger()
-        .flush(std::time::Duration::from_secs(5))
-        .await;
+    state.ledger.flush(std::time::Duration::from_secs(5)).await;
     let scope = tenantry_core::TenantScope::for_operator(
         tenantry_core::OperatorGrant::verified(),
         tenantry_core::TenantId::new(tenant).unwrap(),

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tenantry_core::{CredentialKind, TenantId, TierName, UserId};
 use tenantry_tools::{
     AdmitFuture, CallerIdentity, Catalog, CredentialError, CredentialFuture, CredentialSource,
-    Refusal, Secret, TargetSpec, ToolAuthzRequest, ToolCallRecord, ToolDecision, ToolGateway,
-    ToolMeter, ToolPolicy, ToolRef,
+    RecordFuture, Refusal, Secret, TargetSpec, ToolAuthzRequest, ToolCallRecord, ToolDecision,
+    ToolGateway, ToolMeter, ToolPolicy, ToolRef,
 };
 
 /// The stand-in auth layer: `Authorization: Bearer TENANT:USER:TIER` becomes the caller.
@@ -140,8 +140,9 @@ impl ToolMeter for RecordingMeter {
             Ok(())
         })
     }
-    fn record(&self, record: ToolCallRecord) {
+    fn record<'a>(&'a self, record: ToolCallRecord) -> RecordFuture<'a> {
         self.records.lock().unwrap().push(record);
+        Box::pin(async { Ok(()) })
     }
 }
 
