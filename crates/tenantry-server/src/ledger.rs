@@ -27,10 +27,11 @@
 //! written. A failed write is logged with its tenant and the entry's numbers (never a
 //! credential).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tenantry_core::{ErrorCode, TenantScope};
-use tenantry_store::{Store, StoreError, UsageRecord};
+use tenantry_store::{Store, StoreError, UsageKind, UsageRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -83,6 +84,8 @@ enum Msg {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Msg>,
+    /// The metrics that committed entries are counted in, once the server has them.
+    metrics: Arc<OnceLock<Arc<tenantry_telemetry::Metrics>>>,
 }
 
 /// Entries of one request in a batch, with whom to tell.
@@ -97,6 +100,8 @@ impl Ledger {
     /// Starts the writer on the current Tokio runtime.
     pub fn start(store: Store) -> Self {
         let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
+        let metrics: Arc<OnceLock<Arc<tenantry_telemetry::Metrics>>> = Arc::default();
+        let counted = metrics.clone();
         tokio::spawn(async move {
             let mut batch: Vec<Pending> = Vec::new();
             let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
@@ -125,6 +130,11 @@ impl Ledger {
                     }
                 }
                 write(&store, &mut batch).await;
+                if let Some(m) = counted.get() {
+                    for p in batch.iter().filter(|p| p.result.is_ok()) {
+                        p.records.iter().for_each(|r| observe(m, r));
+                    }
+                }
                 for p in batch.drain(..) {
                     if let Some(done) = p.done {
                         // The caller may have gone away; its entries are written all the same.
@@ -136,7 +146,13 @@ impl Ledger {
                 }
             }
         });
-        Self { tx }
+        Self { tx, metrics }
+    }
+
+    /// Counts committed entries in these metrics from now on (model calls, tokens and cost,
+    /// tool calls, sandbox compute, per tenant).
+    pub fn set_metrics(&self, metrics: Arc<tenantry_telemetry::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Appends an entry and waits until it is committed.
@@ -257,6 +273,32 @@ async fn write_one_by_one(
         }
     }
     result
+}
+
+/// One committed entry in the metrics.
+fn observe(m: &tenantry_telemetry::Metrics, r: &UsageRecord) {
+    let tenant = r.tenant_id.as_str();
+    let resource = r.resource.as_deref().unwrap_or("");
+    let outcome = r.status.strip_prefix("error:").unwrap_or(&r.status);
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    match r.kind {
+        UsageKind::Model => m.model_call(
+            tenant,
+            resource,
+            outcome,
+            count(r.input_tokens),
+            count(r.output_tokens),
+            r.cost.micros() as f64 / 1e6,
+        ),
+        UsageKind::Tool => m.tool_call(tenant, resource, outcome),
+        UsageKind::Compute => m.sandbox_compute(
+            tenant,
+            Duration::from_millis(count(r.cpu_ms)),
+            // megabyte-milliseconds to gigabyte-seconds
+            r.memory_mb_ms as f64 / 1_024_000.0,
+        ),
+        UsageKind::Storage => {}
+    }
 }
 
 fn log_lost(record: &UsageRecord, e: &LedgerError) {

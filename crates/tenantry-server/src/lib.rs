@@ -185,6 +185,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         ..tenantry_telemetry::Caps::default()
     }));
     sessions.set_metrics(metrics.clone());
+    ledger.set_metrics(metrics.clone());
     let audit = audit::Audit::start(store.clone(), config.telemetry.audit_retention_days);
     tools.set_audit(audit.clone());
     guardrails.set_observers(audit.clone(), metrics.clone());

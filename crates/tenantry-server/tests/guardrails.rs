@@ -102,6 +102,20 @@ async fn a_basic_profile_blocks_what_a_premium_profile_only_logs() {
     assert!(metrics.contains(
         r#"tenantry_guardrail_decisions_total{action="block",category="denied_topic:weapons",stage="model_input",tenant="acme"} 1"#
     ), "{metrics}");
+    // The call that passed is counted from the ledger's commit, with its tokens.
+    let has = |family: &str, label: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(family) && l.contains(label) && l.contains(r#"tenant="globex""#))
+    };
+    assert!(
+        has("tenantry_model_calls_total{", r#"outcome="ok""#),
+        "{metrics}"
+    );
+    assert!(
+        has("tenantry_model_tokens_total{", r#"direction="input""#),
+        "{metrics}"
+    );
     assert!(
         s.server()
             .state
