@@ -158,16 +158,17 @@ pub async fn ingress(State(state): State<AppState>, mut req: Request, next: Next
         } else {
             detail = serde_json::json!({ "status": status });
         }
-        REQUEST_ID.sync_scope(request_id.clone(), || {
-            state.audit.record(crate::audit::event(
-                concerned,
-                actor,
-                crate::audit::action_of(&method, route),
-                note.target.or_else(|| Some(path.clone())),
-                outcome,
-                detail,
-            ))
-        });
+        let mut event = crate::audit::event(
+            concerned,
+            actor,
+            crate::audit::action_of(&method, route),
+            note.target.or_else(|| Some(path.clone())),
+            outcome,
+            detail,
+        );
+        // The response is out of the request id's task-local scope here.
+        event.request_id = Some(request_id.clone());
+        state.audit.record(event);
     }
     span.in_scope(|| {
         if status >= 500 {
