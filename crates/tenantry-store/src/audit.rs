@@ -94,6 +94,16 @@ enum Whose<'a> {
     Everyone,
 }
 
+impl<'a> Whose<'a> {
+    /// The two bind values of the `(all OR tenant_id = tenant)` filter both dialects use.
+    fn bind(self) -> (bool, Option<&'a str>) {
+        match self {
+            Whose::Tenant(t) => (false, Some(t.as_str())),
+            Whose::Everyone => (true, None),
+        }
+    }
+}
+
 // ---- SQLite ------------------------------------------------------------------------------------
 
 pub(crate) mod sqlite {
@@ -129,10 +139,7 @@ pub(crate) mod sqlite {
         whose: Whose<'_>,
         q: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let (all, tenant) = match whose {
-            Whose::Tenant(t) => (false, Some(t.as_str())),
-            Whose::Everyone => (true, None),
-        };
+        let (all, tenant) = whose.bind();
         let rows = sqlx::query(
             "SELECT id, tenant_id, at, actor, action, target, outcome, request_id, detail
              FROM audit_events
@@ -197,10 +204,7 @@ pub(crate) mod postgres {
         whose: Whose<'_>,
         q: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let (all, tenant) = match whose {
-            Whose::Tenant(t) => (false, Some(t.as_str())),
-            Whose::Everyone => (true, None),
-        };
+        let (all, tenant) = whose.bind();
         let rows = sqlx::query(
             r#"SELECT id, tenant_id, at, actor, action, target, outcome, request_id,
                       detail::text AS detail
