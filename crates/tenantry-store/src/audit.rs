@@ -4,14 +4,15 @@
 //! Events are appended in batches and never updated; they are deleted only by retention
 //! (`delete_audit_events_before`). A tenant's events outlive the tenant: the table has no
 //! foreign key, and deleting a tenant leaves its trail. A tenant's events are read only
-//! through its `TenantScope`; reading across tenants takes the `OperatorGrant`. Both dialects
-//! live in this module.
+//! through its `TenantScope`; reading across tenants takes the `OperatorGrant`. The table has
+//! no row-level security (it is no tenant table): the filter of each read is its only guard.
 
 use serde::{Deserialize, Serialize};
 use tenantry_core::{OperatorGrant, TenantId, TenantScope};
 
-use crate::StoreError;
-use crate::record::{Columns, to_json};
+use crate::db::sql;
+use crate::row::{Row, json_col, to_json};
+use crate::{Store, StoreError};
 
 /// One audit event as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,23 +68,28 @@ impl AuditQuery {
     }
 }
 
-fn event_from_row(row: &impl Columns) -> Result<AuditEvent, StoreError> {
-    let detail = row.text("detail")?;
+/// The columns of `audit_events`: `names` for an insert, or a select list of `sqlite` or
+/// `postgres`.
+macro_rules! event_cols {
+    ($dialect:ident) => {
+        concat!(
+            "id, tenant_id, at, actor, action, target, outcome, request_id, ",
+            json_col!($dialect, "detail")
+        )
+    };
+}
+
+fn event_from_row(row: &Row) -> Result<AuditEvent, StoreError> {
     Ok(AuditEvent {
         id: row.text("id")?,
-        tenant: row
-            .opt_text("tenant_id")?
-            .map(TenantId::new)
-            .transpose()
-            .map_err(StoreError::corrupt)?,
+        tenant: row.opt_parsed("tenant_id", TenantId::new)?,
         at: row.int("at")?,
         actor: row.text("actor")?,
         action: row.text("action")?,
         target: row.opt_text("target")?,
         outcome: row.text("outcome")?,
         request_id: row.opt_text("request_id")?,
-        detail: serde_json::from_str(&detail)
-            .map_err(|e| StoreError::corrupt(format!("audit event detail: {e}")))?,
+        detail: row.json("audit event", "detail")?,
     })
 }
 
@@ -104,149 +110,31 @@ impl<'a> Whose<'a> {
     }
 }
 
-// ---- SQLite ------------------------------------------------------------------------------------
-
-pub(crate) mod sqlite {
-    use sqlx::SqlitePool;
-
-    use super::*;
-
-    pub(crate) async fn insert(pool: &SqlitePool, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let mut tx = pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (id, tenant_id, at, actor, action, target, outcome,
-                     request_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .bind(&e.id)
-            .bind(e.tenant.as_ref().map(TenantId::as_str))
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.action)
-            .bind(e.target.as_deref())
-            .bind(&e.outcome)
-            .bind(e.request_id.as_deref())
-            .bind(to_json(&e.detail)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(super) async fn list(
-        pool: &SqlitePool,
-        whose: Whose<'_>,
-        q: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let (all, tenant) = whose.bind();
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, at, actor, action, target, outcome, request_id, detail
-             FROM audit_events
-             WHERE (?1 OR tenant_id = ?2)
-               AND (?3 IS NULL OR at >= ?3)
-               AND (?4 IS NULL OR action LIKE ?4 ESCAPE '\\')
-               AND (?5 IS NULL OR id < ?5)
-             ORDER BY id DESC LIMIT ?6",
-        )
-        .bind(all)
-        .bind(tenant)
-        .bind(q.since)
-        .bind(q.action_like())
-        .bind(q.before.as_deref())
-        .bind(q.limit())
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    pub(crate) async fn delete_before(pool: &SqlitePool, at: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM audit_events WHERE at < ?1")
-            .bind(at)
-            .execute(pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-}
-
-// ---- PostgreSQL --------------------------------------------------------------------------------
-
-pub(crate) mod postgres {
-    use sqlx::PgPool;
-
-    use super::*;
-
-    pub(crate) async fn insert(pool: &PgPool, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let mut tx = pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (id, tenant_id, at, actor, action, target, outcome,
-                     request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
-            )
-            .bind(&e.id)
-            .bind(e.tenant.as_ref().map(TenantId::as_str))
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.action)
-            .bind(e.target.as_deref())
-            .bind(&e.outcome)
-            .bind(e.request_id.as_deref())
-            .bind(to_json(&e.detail)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(super) async fn list(
-        pool: &PgPool,
-        whose: Whose<'_>,
-        q: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let (all, tenant) = whose.bind();
-        let rows = sqlx::query(
-            r#"SELECT id, tenant_id, at, actor, action, target, outcome, request_id,
-                      detail::text AS detail
-               FROM audit_events
-               WHERE ($1 OR tenant_id = $2)
-                 AND ($3::bigint IS NULL OR at >= $3)
-                 AND ($4::text IS NULL OR action LIKE $4 ESCAPE '\')
-                 AND ($5::text IS NULL OR id < $5 COLLATE "C")
-               ORDER BY id COLLATE "C" DESC LIMIT $6"#,
-        )
-        .bind(all)
-        .bind(tenant)
-        .bind(q.since)
-        .bind(q.action_like())
-        .bind(q.before.as_deref())
-        .bind(q.limit())
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    pub(crate) async fn delete_before(pool: &PgPool, at: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
-            .bind(at)
-            .execute(pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-}
-
-// ---- the public API ----------------------------------------------------------------------------
-
-impl crate::Store {
+impl Store {
     /// Appends events, all or none.
     pub async fn insert_audit_events(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::insert(s.pool(), events).await,
-            crate::Backend::Postgres(p) => postgres::insert(p.pool(), events).await,
+        let mut db = self.operator_data_tx().await?;
+        for e in events {
+            sql!(db.execute(
+                sqlite: concat!("INSERT INTO audit_events (", event_cols!(names), ")
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                postgres: concat!("INSERT INTO audit_events (", event_cols!(names), ")
+                                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)"),
+                &e.id,
+                e.tenant.as_ref().map(TenantId::as_str),
+                e.at,
+                &e.actor,
+                &e.action,
+                e.target.as_deref(),
+                &e.outcome,
+                e.request_id.as_deref(),
+                to_json(&e.detail)?,
+            ))?;
         }
+        db.commit().await
     }
 
     /// One tenant's events, newest first.
@@ -255,11 +143,7 @@ impl crate::Store {
         scope: &TenantScope,
         q: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let whose = Whose::Tenant(scope.tenant());
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::list(s.pool(), whose, q).await,
-            crate::Backend::Postgres(p) => postgres::list(p.pool(), whose, q).await,
-        }
+        self.audit_events(Whose::Tenant(scope.tenant()), q).await
     }
 
     /// Every tenant's events and the platform's, newest first: the operator's view.
@@ -268,17 +152,46 @@ impl crate::Store {
         _grant: &OperatorGrant,
         q: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::list(s.pool(), Whose::Everyone, q).await,
-            crate::Backend::Postgres(p) => postgres::list(p.pool(), Whose::Everyone, q).await,
-        }
+        self.audit_events(Whose::Everyone, q).await
+    }
+
+    async fn audit_events(
+        &self,
+        whose: Whose<'_>,
+        q: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let (all, tenant) = whose.bind();
+        let mut db = self.operator_data().await?;
+        let rows = sql!(db.fetch_all(
+            sqlite: concat!("SELECT ", event_cols!(sqlite), " FROM audit_events
+                 WHERE (?1 OR tenant_id = ?2)
+                   AND (?3 IS NULL OR at >= ?3)
+                   AND (?4 IS NULL OR action LIKE ?4 ESCAPE '\\')
+                   AND (?5 IS NULL OR id < ?5)
+                 ORDER BY id DESC LIMIT ?6"),
+            postgres: concat!("SELECT ", event_cols!(postgres), r#" FROM audit_events
+                 WHERE ($1 OR tenant_id = $2)
+                   AND ($3::bigint IS NULL OR at >= $3)
+                   AND ($4::text IS NULL OR action LIKE $4 ESCAPE '\')
+                   AND ($5::text IS NULL OR id < $5 COLLATE "C")
+                 ORDER BY id COLLATE "C" DESC LIMIT $6"#),
+            all,
+            tenant,
+            q.since,
+            q.action_like(),
+            q.before.as_deref(),
+            q.limit(),
+        ))?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Retention: deletes events older than `at` (unix seconds); how many went.
     pub async fn delete_audit_events_before(&self, at: i64) -> Result<u64, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::delete_before(s.pool(), at).await,
-            crate::Backend::Postgres(p) => postgres::delete_before(p.pool(), at).await,
-        }
+        let mut db = self.operator_data().await?;
+        sql!(db.execute(
+            sqlite: "DELETE FROM audit_events WHERE at < ?1",
+            postgres: "DELETE FROM audit_events WHERE at < $1",
+            at,
+        ))
     }
 }

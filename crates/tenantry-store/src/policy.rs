@@ -4,8 +4,7 @@
 //! Policy sets are the operator's, like tiers and runtimes, so they have no row-level security
 //! and are read and written as the connecting user. A tenant's policy sets are deleted with the
 //! tenant (`Store::delete_tenant`); the foreign keys refuse a set of a tier or tenant that does
-//! not exist. Both dialects live in this module (the statements are the same but for
-//! placeholders and types), so the policy tables are found in one place.
+//! not exist. The versioning is `versions`', shared with guardrail profiles.
 //!
 //! The store keeps a set's text as the operator wrote it; parsing and validating it is
 //! `tenantry-policy`'s job, before `put_policy_set`. This module must never query a tenant
@@ -14,8 +13,10 @@
 use serde::{Deserialize, Serialize};
 use tenantry_core::{TenantId, TierName};
 
-use crate::StoreError;
-use crate::record::Columns;
+use crate::db::{Db, sql};
+use crate::row::Row;
+use crate::versions::{Owner, Versions, pg_lock, versioned_cols, versions};
+use crate::{Store, StoreError};
 
 /// Whose policy set it is. The platform set applies to every caller; a tier's to the tenants
 /// on that tier; a tenant's to that tenant only.
@@ -131,9 +132,21 @@ pub struct PolicySetRecord {
 /// The largest policy text the store accepts, in bytes.
 pub const MAX_POLICY_TEXT_BYTES: usize = 256 * 1024;
 
-/// Columns: `scope_kind`, `scope_key`, `version`, `text`, `mode`, `created_at`, and `active`
-/// as the integer `active_int` (0 or 1) on both dialects.
-fn record_from_row(row: &impl Columns) -> Result<PolicySetRecord, StoreError> {
+/// The columns of `policy_sets` besides `active`, the same in both dialects.
+macro_rules! policy_cols {
+    () => {
+        "scope_kind, scope_key, version, text, mode, created_at"
+    };
+}
+
+const POLICY_SETS: Versions = versions!(
+    "policy_sets",
+    policy_cols!(),
+    r#"scope_kind COLLATE "C", scope_key COLLATE "C""#
+);
+
+/// Columns: those of `policy_cols!`, and `active` as the integer `active_int` (0 or 1).
+fn record_from_row(row: &Row) -> Result<PolicySetRecord, StoreError> {
     let scope = PolicyScope::parse(&row.text("scope_kind")?, &row.text("scope_key")?)?;
     let mode_text = row.text("mode")?;
     let mode = PolicyMode::parse(&mode_text)
@@ -148,345 +161,8 @@ fn record_from_row(row: &impl Columns) -> Result<PolicySetRecord, StoreError> {
     })
 }
 
-macro_rules! sqlite_cols {
-    () => {
-        "scope_kind, scope_key, version, text, mode, created_at, active AS active_int"
-    };
-}
-
-macro_rules! pg_cols {
-    () => {
-        "scope_kind, scope_key, version, text, mode, created_at, active::int::int8 AS active_int"
-    };
-}
-
-// ---- SQLite ------------------------------------------------------------------------------------
-
-pub(crate) mod sqlite {
-    use sqlx::SqlitePool;
-
-    use super::*;
-
-    pub(crate) async fn put(
-        pool: &SqlitePool,
-        scope: &PolicyScope,
-        text: &str,
-        mode: PolicyMode,
-        at: i64,
-    ) -> Result<PolicySetRecord, StoreError> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let next: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(max(version), 0) + 1 FROM policy_sets
-             WHERE scope_kind = ?1 AND scope_key = ?2",
-        )
-        .bind(scope.kind())
-        .bind(scope.key())
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE policy_sets SET active = 0 WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1",
-        )
-        .bind(scope.kind())
-        .bind(scope.key())
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO policy_sets (scope_kind, scope_key, tier, tenant_id, version, text, mode,
-                                      created_at, active)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
-             RETURNING ",
-            sqlite_cols!()
-        ))
-        .bind(scope.kind())
-        .bind(scope.key())
-        .bind(scope.tier())
-        .bind(scope.tenant())
-        .bind(next)
-        .bind(text)
-        .bind(mode.as_str())
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        record_from_row(&row)
-    }
-
-    pub(crate) async fn list(
-        pool: &SqlitePool,
-        scope: &PolicyScope,
-    ) -> Result<Vec<PolicySetRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            sqlite_cols!(),
-            " FROM policy_sets WHERE scope_kind = ?1 AND scope_key = ?2 ORDER BY version DESC"
-        ))
-        .bind(scope.kind())
-        .bind(scope.key())
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
-    }
-
-    pub(crate) async fn get_active(
-        pool: &SqlitePool,
-        scope: &PolicyScope,
-    ) -> Result<Option<PolicySetRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            sqlite_cols!(),
-            " FROM policy_sets WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1"
-        ))
-        .bind(scope.kind())
-        .bind(scope.key())
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    pub(crate) async fn list_active(pool: &SqlitePool) -> Result<Vec<PolicySetRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            sqlite_cols!(),
-            " FROM policy_sets WHERE active = 1 ORDER BY scope_kind, scope_key"
-        ))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
-    }
-
-    pub(crate) async fn activate(
-        pool: &SqlitePool,
-        scope: &PolicyScope,
-        version: Option<i64>,
-    ) -> Result<Option<PolicySetRecord>, StoreError> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(version) = version {
-            let exists: Option<i64> = sqlx::query_scalar(
-                "SELECT version FROM policy_sets
-                 WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3",
-            )
-            .bind(scope.kind())
-            .bind(scope.key())
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if exists.is_none() {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-        }
-        sqlx::query(
-            "UPDATE policy_sets SET active = 0 WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1",
-        )
-        .bind(scope.kind())
-        .bind(scope.key())
-        .execute(&mut *tx)
-        .await?;
-        let row = match version {
-            Some(version) => Some(
-                sqlx::query(concat!(
-                    "UPDATE policy_sets SET active = 1
-                     WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3
-                     RETURNING ",
-                    sqlite_cols!()
-                ))
-                .bind(scope.kind())
-                .bind(scope.key())
-                .bind(version)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
-            None => None,
-        };
-        tx.commit().await?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-}
-
-// ---- PostgreSQL --------------------------------------------------------------------------------
-
-pub(crate) mod postgres {
-    use sqlx::PgPool;
-
-    use super::*;
-
-    pub(crate) async fn put(
-        pool: &PgPool,
-        scope: &PolicyScope,
-        text: &str,
-        mode: PolicyMode,
-        at: i64,
-    ) -> Result<PolicySetRecord, StoreError> {
-        let mut tx = pool.begin().await?;
-        // The scope's tier or tenant is locked first, as the foreign key would lock it but
-        // before this transaction holds any policy row: a deletion of that tenant locks its
-        // row and then deletes its policy rows, so taking the two in the other order (update
-        // the active row, then the insert's foreign-key check) could deadlock with it.
-        let owner = match scope {
-            PolicyScope::Platform => None,
-            PolicyScope::Tier(t) => Some((
-                "SELECT 1 FROM tiers WHERE name = $1 FOR KEY SHARE",
-                t.as_str(),
-                "tier",
-            )),
-            PolicyScope::Tenant(t) => Some((
-                "SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE",
-                t.as_str(),
-                "tenant",
-            )),
-        };
-        if let Some((sql, key, kind)) = owner {
-            let found: Option<i32> = sqlx::query_scalar(sql)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(StoreError::Missing(format!("{kind} {key} not found")));
-            }
-        }
-        // Serialises writers of one scope (replicas included) so versions are dense and the
-        // single active row is never contended: a lock per scope, ended by the transaction.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("policy_sets/{}/{}", scope.kind(), scope.key()))
-            .execute(&mut *tx)
-            .await?;
-        let next: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(max(version), 0) + 1 FROM policy_sets
-             WHERE scope_kind = $1 AND scope_key = $2",
-        )
-        .bind(scope.kind())
-        .bind(scope.key())
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE policy_sets SET active = false
-             WHERE scope_kind = $1 AND scope_key = $2 AND active",
-        )
-        .bind(scope.kind())
-        .bind(scope.key())
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO policy_sets (scope_kind, scope_key, tier, tenant_id, version, text, mode,
-                                      created_at, active)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
-             RETURNING ",
-            pg_cols!()
-        ))
-        .bind(scope.kind())
-        .bind(scope.key())
-        .bind(scope.tier())
-        .bind(scope.tenant())
-        .bind(next)
-        .bind(text)
-        .bind(mode.as_str())
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        record_from_row(&row)
-    }
-
-    pub(crate) async fn list(
-        pool: &PgPool,
-        scope: &PolicyScope,
-    ) -> Result<Vec<PolicySetRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            pg_cols!(),
-            " FROM policy_sets WHERE scope_kind = $1 AND scope_key = $2 ORDER BY version DESC"
-        ))
-        .bind(scope.kind())
-        .bind(scope.key())
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
-    }
-
-    pub(crate) async fn get_active(
-        pool: &PgPool,
-        scope: &PolicyScope,
-    ) -> Result<Option<PolicySetRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            pg_cols!(),
-            " FROM policy_sets WHERE scope_kind = $1 AND scope_key = $2 AND active"
-        ))
-        .bind(scope.kind())
-        .bind(scope.key())
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    pub(crate) async fn list_active(pool: &PgPool) -> Result<Vec<PolicySetRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            pg_cols!(),
-            r#" FROM policy_sets WHERE active
-               ORDER BY scope_kind COLLATE "C", scope_key COLLATE "C""#
-        ))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
-    }
-
-    pub(crate) async fn activate(
-        pool: &PgPool,
-        scope: &PolicyScope,
-        version: Option<i64>,
-    ) -> Result<Option<PolicySetRecord>, StoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("policy_sets/{}/{}", scope.kind(), scope.key()))
-            .execute(&mut *tx)
-            .await?;
-        if let Some(version) = version {
-            let exists: Option<i64> = sqlx::query_scalar(
-                "SELECT version FROM policy_sets
-                 WHERE scope_kind = $1 AND scope_key = $2 AND version = $3",
-            )
-            .bind(scope.kind())
-            .bind(scope.key())
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if exists.is_none() {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-        }
-        sqlx::query(
-            "UPDATE policy_sets SET active = false
-             WHERE scope_kind = $1 AND scope_key = $2 AND active",
-        )
-        .bind(scope.kind())
-        .bind(scope.key())
-        .execute(&mut *tx)
-        .await?;
-        let row = match version {
-            Some(version) => Some(
-                sqlx::query(concat!(
-                    "UPDATE policy_sets SET active = true
-                     WHERE scope_kind = $1 AND scope_key = $2 AND version = $3
-                     RETURNING ",
-                    pg_cols!()
-                ))
-                .bind(scope.kind())
-                .bind(scope.key())
-                .bind(version)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
-            None => None,
-        };
-        tx.commit().await?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-}
-
 /// Checks what the tables cannot: the text's size.
-pub(crate) fn check_text(text: &str) -> Result<(), StoreError> {
+fn check_text(text: &str) -> Result<(), StoreError> {
     if text.len() > MAX_POLICY_TEXT_BYTES {
         return Err(StoreError::Database(format!(
             "refusing to store a policy set of {} bytes (at most {MAX_POLICY_TEXT_BYTES})",
@@ -496,9 +172,7 @@ pub(crate) fn check_text(text: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-// ---- the public API ----------------------------------------------------------------------------
-
-impl crate::Store {
+impl Store {
     /// Stores `text` as the next version of `scope`'s policy set and makes it the active one
     /// (the previous active version stays, inactive, for rollback). A set of a tier or tenant
     /// that does not exist (or was deleted meanwhile) is `StoreError::Missing`.
@@ -510,15 +184,58 @@ impl crate::Store {
         at: i64,
     ) -> Result<PolicySetRecord, StoreError> {
         check_text(text)?;
-        let put = match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::put(s.pool(), scope, text, mode, at).await,
-            crate::Backend::Postgres(p) => postgres::put(p.pool(), scope, text, mode, at).await,
-        };
-        put.map_err(|e| match scope {
-            PolicyScope::Platform => e,
-            PolicyScope::Tier(t) => e.missing_as(|| format!("tier {t} not found")),
-            PolicyScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
-        })
+        self.insert_policy_set(scope, text, mode, at)
+            .await
+            .map_err(|e| match scope {
+                PolicyScope::Platform => e,
+                PolicyScope::Tier(t) => e.missing_as(|| format!("tier {t} not found")),
+                PolicyScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
+            })
+    }
+
+    async fn insert_policy_set(
+        &self,
+        scope: &PolicyScope,
+        text: &str,
+        mode: PolicyMode,
+        at: i64,
+    ) -> Result<PolicySetRecord, StoreError> {
+        let mut db = self.operator_data_tx().await?;
+        if let Db::Postgres(held) = &mut db {
+            let owner = match scope {
+                PolicyScope::Platform => None,
+                PolicyScope::Tier(t) => Some(Owner::Tier(t.as_str())),
+                PolicyScope::Tenant(t) => Some(Owner::Tenant(t.as_str())),
+            };
+            pg_lock(held.conn(), owner, POLICY_SETS.table, &lock_name(scope)).await?;
+        }
+        let next = POLICY_SETS
+            .start_next(&mut db, scope.kind(), scope.key())
+            .await?;
+        let row = sql!(db.fetch_one(
+            sqlite: concat!(
+                "INSERT INTO policy_sets (scope_kind, scope_key, tier, tenant_id, version, text,
+                                          mode, created_at, active)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
+                 RETURNING ", versioned_cols!(sqlite, policy_cols!())
+            ),
+            postgres: concat!(
+                "INSERT INTO policy_sets (scope_kind, scope_key, tier, tenant_id, version, text,
+                                          mode, created_at, active)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
+                 RETURNING ", versioned_cols!(postgres, policy_cols!())
+            ),
+            scope.kind(),
+            scope.key(),
+            scope.tier(),
+            scope.tenant(),
+            next,
+            text,
+            mode.as_str(),
+            at,
+        ))?;
+        db.commit().await?;
+        record_from_row(&row)
     }
 
     /// Every version of `scope`'s policy set, newest first.
@@ -526,10 +243,9 @@ impl crate::Store {
         &self,
         scope: &PolicyScope,
     ) -> Result<Vec<PolicySetRecord>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::list(s.pool(), scope).await,
-            crate::Backend::Postgres(p) => postgres::list(p.pool(), scope).await,
-        }
+        let db = self.operator_data().await?;
+        let rows = POLICY_SETS.list(db, scope.kind(), scope.key()).await?;
+        rows.iter().map(record_from_row).collect()
     }
 
     /// The active version of `scope`'s policy set; `None` if it has none.
@@ -537,19 +253,27 @@ impl crate::Store {
         &self,
         scope: &PolicyScope,
     ) -> Result<Option<PolicySetRecord>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::get_active(s.pool(), scope).await,
-            crate::Backend::Postgres(p) => postgres::get_active(p.pool(), scope).await,
-        }
+        let mut db = self.operator_data().await?;
+        let row = sql!(db.fetch_optional(
+            sqlite: concat!(
+                "SELECT ", versioned_cols!(sqlite, policy_cols!()), " FROM policy_sets
+                 WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1"
+            ),
+            postgres: concat!(
+                "SELECT ", versioned_cols!(postgres, policy_cols!()), " FROM policy_sets
+                 WHERE scope_kind = $1 AND scope_key = $2 AND active"
+            ),
+            scope.kind(),
+            scope.key(),
+        ))?;
+        row.as_ref().map(record_from_row).transpose()
     }
 
     /// The active version of every scope, ordered by scope kind, then key (byte order): what
     /// the policy engine loads.
     pub async fn list_active_policy_sets(&self) -> Result<Vec<PolicySetRecord>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::list_active(s.pool()).await,
-            crate::Backend::Postgres(p) => postgres::list_active(p.pool()).await,
-        }
+        let rows = POLICY_SETS.list_active(self.operator_data().await?).await?;
+        rows.iter().map(record_from_row).collect()
     }
 
     /// Makes `version` the active version of `scope` (a rollback, or a roll forward again) and
@@ -559,19 +283,32 @@ impl crate::Store {
         scope: &PolicyScope,
         version: i64,
     ) -> Result<Option<PolicySetRecord>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::activate(s.pool(), scope, Some(version)).await,
-            crate::Backend::Postgres(p) => postgres::activate(p.pool(), scope, Some(version)).await,
-        }
+        let row = self.switch_policy_set(scope, Some(version)).await?;
+        row.as_ref().map(record_from_row).transpose()
     }
 
     /// Leaves `scope` without an active policy set (its versions stay, for a later
     /// `activate_policy_set`).
     pub async fn deactivate_policy_set(&self, scope: &PolicyScope) -> Result<(), StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::activate(s.pool(), scope, None).await,
-            crate::Backend::Postgres(p) => postgres::activate(p.pool(), scope, None).await,
-        }
-        .map(|_| ())
+        self.switch_policy_set(scope, None).await.map(drop)
     }
+
+    async fn switch_policy_set(
+        &self,
+        scope: &PolicyScope,
+        version: Option<i64>,
+    ) -> Result<Option<Row>, StoreError> {
+        let mut db = self.operator_data_tx().await?;
+        if let Db::Postgres(held) = &mut db {
+            pg_lock(held.conn(), None, POLICY_SETS.table, &lock_name(scope)).await?;
+        }
+        POLICY_SETS
+            .activate(db, scope.kind(), scope.key(), version)
+            .await
+    }
+}
+
+/// The name of `scope`'s advisory lock within the table's.
+fn lock_name(scope: &PolicyScope) -> String {
+    format!("{}/{}", scope.kind(), scope.key())
 }

@@ -7,12 +7,11 @@
 //! the budgets (tool prices and compute are billed, not budgeted). A tenant's read, in its
 //! scope like every tenant read (on PostgreSQL under row-level security).
 
-use tenantry_core::{Money, UserId};
+use tenantry_core::{Money, TenantScope, UserId};
 
-use crate::StoreError;
-use crate::postgres::PgStore;
-use crate::record::Columns;
-use crate::sqlite::SqliteStore;
+use crate::db::sql;
+use crate::row::Row;
+use crate::{Store, StoreError};
 
 /// The model spend of one user of a tenant over a period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +23,7 @@ pub struct ModelSpend {
     pub cost: Money,
 }
 
-fn spend_from_row(row: &impl Columns) -> Result<ModelSpend, StoreError> {
+fn spend_from_row(row: &Row) -> Result<ModelSpend, StoreError> {
     let user_id = match row.text("user_id")?.as_str() {
         "" => None,
         u => Some(UserId::new(u).map_err(StoreError::corrupt)?),
@@ -36,49 +35,35 @@ fn spend_from_row(row: &impl Columns) -> Result<ModelSpend, StoreError> {
     })
 }
 
-impl SqliteStore {
-    pub(crate) async fn model_spend_since(
+impl Store {
+    /// The scope's model spend since `since` (unix seconds, inclusive), per user: what the
+    /// limiter's token and money budgets count, for seeding an in-process limiter at start-up.
+    pub async fn model_spend_since(
         &self,
-        tenant: &tenantry_core::TenantId,
+        scope: &TenantScope,
         since: i64,
     ) -> Result<Vec<ModelSpend>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(user_id, '') AS user_id,
-                    sum(input_tokens + output_tokens) AS tokens, sum(cost_micros) AS cost_micros
-             FROM usage_records
-             WHERE tenant_id = ?1 AND kind = 'model' AND at >= ?2
-             GROUP BY COALESCE(user_id, '')
-             ORDER BY 1",
-        )
-        .bind(tenant.as_str())
-        .bind(since)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(spend_from_row).collect()
-    }
-}
-
-impl PgStore {
-    pub(crate) async fn model_spend_since(
-        &self,
-        tenant: &tenantry_core::TenantId,
-        since: i64,
-    ) -> Result<Vec<ModelSpend>, StoreError> {
-        let mut tx = self.scoped(tenant).await?;
-        let rows = sqlx::query(
-            "SELECT COALESCE(user_id, '') AS user_id,
-                    CAST(sum(input_tokens + output_tokens) AS BIGINT) AS tokens,
-                    CAST(sum(cost_micros) AS BIGINT) AS cost_micros
-             FROM usage_records
-             WHERE tenant_id = $1 AND kind = 'model' AND at >= $2
-             GROUP BY COALESCE(user_id, '')
-             ORDER BY 1",
-        )
-        .bind(tenant.as_str())
-        .bind(since)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let tenant = scope.tenant();
+        let mut db = self.tenant_data(tenant).await?;
+        let rows = sql!(db.fetch_all(
+            sqlite: "SELECT COALESCE(user_id, '') AS user_id,
+                            sum(input_tokens + output_tokens) AS tokens,
+                            sum(cost_micros) AS cost_micros
+                     FROM usage_records
+                     WHERE tenant_id = ?1 AND kind = 'model' AND at >= ?2
+                     GROUP BY COALESCE(user_id, '')
+                     ORDER BY 1",
+            postgres: "SELECT COALESCE(user_id, '') AS user_id,
+                              CAST(sum(input_tokens + output_tokens) AS BIGINT) AS tokens,
+                              CAST(sum(cost_micros) AS BIGINT) AS cost_micros
+                       FROM usage_records
+                       WHERE tenant_id = $1 AND kind = 'model' AND at >= $2
+                       GROUP BY COALESCE(user_id, '')
+                       ORDER BY 1",
+            tenant.as_str(),
+            since,
+        ))?;
+        db.commit().await?;
         rows.iter().map(spend_from_row).collect()
     }
 }

@@ -4,7 +4,7 @@
 //! Targets are the operator's, like runtimes, so they have no row-level security and are read
 //! and written as the connecting user. A target of one tenant (silo) is deleted with that
 //! tenant (`Store::delete_tenant`); the foreign key refuses a target of a tenant that does not
-//! exist. Both dialects live in this module, as for policy sets.
+//! exist.
 //!
 //! The store keeps the spec (`body`) as opaque JSON: its shape, and the check that a name
 //! means one owner, belong to `tenantry-tools`. A spec never holds a secret (credentials live
@@ -13,8 +13,9 @@
 use serde::{Deserialize, Serialize};
 use tenantry_core::TenantId;
 
-use crate::StoreError;
-use crate::record::{Columns, to_json};
+use crate::db::{Db, sql};
+use crate::row::{Row, json_col, to_json};
+use crate::{Backend, Store, StoreError, missing_tenant};
 
 /// A registered tool target as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,18 +43,35 @@ fn check_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Columns: `name`, `tenant_id`, `body` (JSON text), `created_at`, `updated_at`.
-fn record_from_row(row: &impl Columns) -> Result<ToolTargetRecord, StoreError> {
+/// The columns of `tool_targets`: `names` for an insert, or a select list of `sqlite` or
+/// `postgres`.
+macro_rules! target_cols {
+    ($dialect:ident) => {
+        concat!(
+            "name, tenant_id, ",
+            json_col!($dialect, "body"),
+            ", created_at, updated_at"
+        )
+    };
+}
+
+/// Binds a target's columns, in the order of `target_cols!`, to the query `$query`.
+macro_rules! bind_target {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind(&$r.name)
+            .bind($r.tenant.as_ref().map(TenantId::as_str))
+            .bind(to_json(&$r.body)?)
+            .bind($r.created_at)
+            .bind($r.updated_at)
+    };
+}
+
+fn record_from_row(row: &Row) -> Result<ToolTargetRecord, StoreError> {
     let name = row.text("name")?;
-    let body_text = row.text("body")?;
-    let body = serde_json::from_str(&body_text)
-        .map_err(|e| StoreError::corrupt(format!("tool target {name} body: {e}")))?;
+    let body = row.json(&format!("tool target {name}"), "body")?;
     Ok(ToolTargetRecord {
-        tenant: row
-            .opt_text("tenant_id")?
-            .map(TenantId::new)
-            .transpose()
-            .map_err(StoreError::corrupt)?,
+        tenant: row.opt_parsed("tenant_id", TenantId::new)?,
         body,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
@@ -61,187 +79,107 @@ fn record_from_row(row: &impl Columns) -> Result<ToolTargetRecord, StoreError> {
     })
 }
 
-// ---- SQLite ------------------------------------------------------------------------------------
-
-pub(crate) mod sqlite {
-    use sqlx::SqlitePool;
-
-    use super::*;
-
-    macro_rules! cols {
-        () => {
-            "name, tenant_id, body, created_at, updated_at"
-        };
-    }
-
-    pub(crate) async fn put(pool: &SqlitePool, r: &ToolTargetRecord) -> Result<bool, StoreError> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existed: Option<String> =
-            sqlx::query_scalar("SELECT name FROM tool_targets WHERE name = ?1")
-                .bind(&r.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        sqlx::query(
-            "INSERT INTO tool_targets (name, tenant_id, body, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id,
-                 body = excluded.body, updated_at = excluded.updated_at",
-        )
-        .bind(&r.name)
-        .bind(r.tenant.as_ref().map(TenantId::as_str))
-        .bind(to_json(&r.body)?)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(existed.is_none())
-    }
-
-    pub(crate) async fn get(
-        pool: &SqlitePool,
-        name: &str,
-    ) -> Result<Option<ToolTargetRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            cols!(),
-            " FROM tool_targets WHERE name = ?1"
-        ))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    pub(crate) async fn list(pool: &SqlitePool) -> Result<Vec<ToolTargetRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cols!(),
-            " FROM tool_targets ORDER BY name"
-        ))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
-    }
-
-    pub(crate) async fn delete(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM tool_targets WHERE name = ?1")
-            .bind(name)
-            .execute(pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-}
-
-// ---- PostgreSQL --------------------------------------------------------------------------------
-
-pub(crate) mod postgres {
-    use sqlx::PgPool;
-
-    use super::*;
-
-    macro_rules! cols {
-        () => {
-            "name, tenant_id, body::text AS body, created_at, updated_at"
-        };
-    }
-
-    pub(crate) async fn put(pool: &PgPool, r: &ToolTargetRecord) -> Result<bool, StoreError> {
-        // `xmax = 0` holds for a freshly inserted row, not for one the upsert updated.
-        let inserted: bool = sqlx::query_scalar(
-            "INSERT INTO tool_targets (name, tenant_id, body, created_at, updated_at)
-             VALUES ($1, $2, $3::jsonb, $4, $5)
-             ON CONFLICT (name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
-                 body = EXCLUDED.body, updated_at = EXCLUDED.updated_at
-             RETURNING (xmax = 0)",
-        )
-        .bind(&r.name)
-        .bind(r.tenant.as_ref().map(TenantId::as_str))
-        .bind(to_json(&r.body)?)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .fetch_one(pool)
-        .await?;
-        Ok(inserted)
-    }
-
-    pub(crate) async fn get(
-        pool: &PgPool,
-        name: &str,
-    ) -> Result<Option<ToolTargetRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            cols!(),
-            " FROM tool_targets WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    pub(crate) async fn list(pool: &PgPool) -> Result<Vec<ToolTargetRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cols!(),
-            r#" FROM tool_targets ORDER BY name COLLATE "C""#
-        ))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record_from_row).collect()
-    }
-
-    pub(crate) async fn delete(pool: &PgPool, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM tool_targets WHERE name = $1")
-            .bind(name)
-            .execute(pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-}
-
-// ---- the public API ----------------------------------------------------------------------------
-
-impl crate::Store {
+impl Store {
     /// Stores the target, replacing the one of the same name (its `created_at` is kept);
     /// `true` if it was new. A target of a tenant that does not exist (or was deleted
     /// meanwhile) is `StoreError::Missing`.
     pub async fn put_tool_target(&self, r: &ToolTargetRecord) -> Result<bool, StoreError> {
         check_name(&r.name)?;
-        let put = match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::put(s.pool(), r).await,
-            crate::Backend::Postgres(p) => postgres::put(p.pool(), r).await,
+        self.upsert_tool_target(r)
+            .await
+            .map_err(|e| match &r.tenant {
+                Some(t) => missing_tenant(e, t),
+                None => e,
+            })
+    }
+
+    /// SQLite cannot tell an upsert's insert from its update, so it looks first, in the same
+    /// write transaction. PostgreSQL tells from the row, in one statement: `xmax = 0` holds for
+    /// a freshly inserted row, not for one the upsert updated.
+    async fn upsert_tool_target(&self, r: &ToolTargetRecord) -> Result<bool, StoreError> {
+        let mut db = match &self.backend {
+            Backend::Sqlite(_) => self.operator_data_tx().await?,
+            Backend::Postgres(_) => self.operator_data().await?,
         };
-        put.map_err(|e| match &r.tenant {
-            Some(t) => e.missing_as(|| format!("tenant {t} not found")),
-            None => e,
-        })
+        let inserted = match &mut db {
+            Db::Sqlite(held) => {
+                let existed: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM tool_targets WHERE name = ?1")
+                        .bind(&r.name)
+                        .fetch_optional(held.conn())
+                        .await?;
+                bind_target!(
+                    sqlx::query(concat!(
+                        "INSERT INTO tool_targets (",
+                        target_cols!(names),
+                        ")
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id,
+                         body = excluded.body, updated_at = excluded.updated_at"
+                    )),
+                    r
+                )
+                .execute(held.conn())
+                .await?;
+                existed.is_none()
+            }
+            Db::Postgres(held) => {
+                bind_target!(
+                    sqlx::query_scalar(concat!(
+                        "INSERT INTO tool_targets (",
+                        target_cols!(names),
+                        ")
+                 VALUES ($1, $2, $3::jsonb, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
+                     body = EXCLUDED.body, updated_at = EXCLUDED.updated_at
+                 RETURNING (xmax = 0)"
+                    )),
+                    r
+                )
+                .fetch_one(held.conn())
+                .await?
+            }
+        };
+        db.commit().await?;
+        Ok(inserted)
     }
 
     pub async fn get_tool_target(
         &self,
         name: &str,
     ) -> Result<Option<ToolTargetRecord>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::get(s.pool(), name).await,
-            crate::Backend::Postgres(p) => postgres::get(p.pool(), name).await,
-        }
+        let mut db = self.operator_data().await?;
+        let row = sql!(db.fetch_optional(
+            sqlite: concat!("SELECT ", target_cols!(sqlite), " FROM tool_targets WHERE name = ?1"),
+            postgres: concat!(
+                "SELECT ", target_cols!(postgres), " FROM tool_targets WHERE name = $1"
+            ),
+            name,
+        ))?;
+        row.as_ref().map(record_from_row).transpose()
     }
 
     /// Every target, shared ones and every tenant's, ordered by name (byte order on both
     /// backends): what the tool gateway loads at start.
     pub async fn list_tool_targets(&self) -> Result<Vec<ToolTargetRecord>, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::list(s.pool()).await,
-            crate::Backend::Postgres(p) => postgres::list(p.pool()).await,
-        }
+        let mut db = self.operator_data().await?;
+        let rows = sql!(db.fetch_all(
+            sqlite: concat!("SELECT ", target_cols!(sqlite), " FROM tool_targets ORDER BY name"),
+            postgres: concat!(
+                "SELECT ", target_cols!(postgres), r#" FROM tool_targets ORDER BY name COLLATE "C""#
+            ),
+        ))?;
+        rows.iter().map(record_from_row).collect()
     }
 
     /// Deletes the target; `false` if there was none.
     pub async fn delete_tool_target(&self, name: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::delete(s.pool(), name).await,
-            crate::Backend::Postgres(p) => postgres::delete(p.pool(), name).await,
-        }
+        let mut db = self.operator_data().await?;
+        let deleted = sql!(db.execute(
+            sqlite: "DELETE FROM tool_targets WHERE name = ?1",
+            postgres: "DELETE FROM tool_targets WHERE name = $1",
+            name,
+        ))?;
+        Ok(deleted == 1)
     }
 }

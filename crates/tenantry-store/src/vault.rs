@@ -5,13 +5,13 @@
 //! never sees a plaintext secret or a key that is not wrapped. Like every tenant table, each
 //! query filters by the scope's tenant, and on PostgreSQL runs in the scoped transaction
 //! (`tenantry_app`, `app.tenant_id`) so row-level security refuses other tenants' rows too.
-//! Both dialects live in this module so the vault's tables are found in one place.
 
 use serde::Serialize;
 use tenantry_core::{TenantId, TenantScope, UserId};
 
-use crate::StoreError;
-use crate::record::{Columns, to_json};
+use crate::db::{Db, sql};
+use crate::row::{Row, json_col, to_json};
+use crate::{Store, StoreError, missing_tenant};
 
 /// A tenant's data key, wrapped by the platform's master key.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -108,7 +108,7 @@ pub fn is_valid_credential_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
 }
 
-pub(crate) fn check_new(c: &NewCredential<'_>) -> Result<(), StoreError> {
+fn check_new(c: &NewCredential<'_>) -> Result<(), StoreError> {
     if !is_valid_credential_name(c.name) {
         return Err(StoreError::Database(format!(
             "refusing to store a credential named {:?}: use 1 to 128 letters, digits and -_.:/",
@@ -127,23 +127,32 @@ fn user_key(user: Option<&UserId>) -> &str {
     user.map_or("", UserId::as_str)
 }
 
+/// The columns of `vault_credentials`: `names` for an insert, or a select list of `sqlite` or
+/// `postgres`.
+macro_rules! cred_cols {
+    ($dialect:ident) => {
+        concat!(
+            "tenant_id, name, user_id, version, kind, ",
+            json_col!($dialect, "metadata"),
+            ", ciphertext, created_at"
+        )
+    };
+}
+
 /// Columns: `tenant_id`, `master_key_id`, `wrapped_key`, `created_at`.
-fn key_from_row(row: &impl Columns) -> Result<VaultKeyRecord, StoreError> {
+fn key_from_row(row: &Row) -> Result<VaultKeyRecord, StoreError> {
     Ok(VaultKeyRecord {
-        tenant_id: TenantId::new(row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        tenant_id: row.parsed("tenant_id", TenantId::new)?,
         master_key_id: row.text("master_key_id")?,
         wrapped_key: row.bytes("wrapped_key")?,
         created_at: row.int("created_at")?,
     })
 }
 
-/// Columns: `tenant_id`, `name`, `user_id`, `version`, `kind`, `metadata` (JSON text),
-/// `ciphertext`, `created_at`.
-fn credential_from_row(row: &impl Columns) -> Result<CredentialRecord, StoreError> {
+fn credential_from_row(row: &Row) -> Result<CredentialRecord, StoreError> {
     let user = row.text("user_id")?;
-    let metadata_text = row.text("metadata")?;
     Ok(CredentialRecord {
-        tenant_id: TenantId::new(row.text("tenant_id")?).map_err(StoreError::corrupt)?,
+        tenant_id: row.parsed("tenant_id", TenantId::new)?,
         name: row.text("name")?,
         user_id: if user.is_empty() {
             None
@@ -152,315 +161,29 @@ fn credential_from_row(row: &impl Columns) -> Result<CredentialRecord, StoreErro
         },
         version: row.int("version")?,
         kind: row.text("kind")?,
-        metadata: serde_json::from_str(&metadata_text)
-            .map_err(|e| StoreError::corrupt(format!("credential metadata: {e}")))?,
+        metadata: row.json("credential", "metadata")?,
         ciphertext: row.bytes("ciphertext")?,
         created_at: row.int("created_at")?,
     })
 }
 
-// ---- SQLite ------------------------------------------------------------------------------------
-
-pub(crate) mod sqlite {
-    use sqlx::SqlitePool;
-
-    use super::*;
-
-    macro_rules! cred_cols {
-        () => {
-            "tenant_id, name, user_id, version, kind, metadata, ciphertext, created_at"
-        };
-    }
-
-    pub(crate) async fn get_key(
-        pool: &SqlitePool,
-        tenant: &TenantId,
-    ) -> Result<Option<VaultKeyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
-             WHERE tenant_id = ?1",
-        )
-        .bind(tenant.as_str())
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(key_from_row).transpose()
-    }
-
-    pub(crate) async fn insert_key(
-        pool: &SqlitePool,
-        tenant: &TenantId,
-        key: &VaultKeyRecord,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(tenant.as_str())
-        .bind(&key.master_key_id)
-        .bind(&key.wrapped_key)
-        .bind(key.created_at)
-        .execute(pool)
-        .await
-        .map_err(|e| {
-            StoreError::from(e).conflict_as(|| format!("tenant {tenant} already has a data key"))
-        })?;
-        Ok(())
-    }
-
-    pub(crate) async fn insert_credential(
-        pool: &SqlitePool,
-        tenant: &TenantId,
-        c: &NewCredential<'_>,
-    ) -> Result<CredentialRecord, StoreError> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO vault_credentials (",
-            cred_cols!(),
-            ")
-             SELECT ?1, ?2, ?3, COALESCE(max(version), 0) + 1, ?4, ?5, ?6, ?7
-             FROM vault_credentials WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
-             RETURNING ",
-            cred_cols!()
-        ))
-        .bind(tenant.as_str())
-        .bind(c.name)
-        .bind(user_key(c.user_id))
-        .bind(c.kind)
-        .bind(to_json(c.metadata)?)
-        .bind(c.ciphertext)
-        .bind(c.created_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        credential_from_row(&row)
-    }
-
-    pub(crate) async fn get_credential(
-        pool: &SqlitePool,
-        tenant: &TenantId,
-        name: &str,
-        user: Option<&UserId>,
-        version: Option<i64>,
-    ) -> Result<Option<CredentialRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            cred_cols!(),
-            " FROM vault_credentials
-             WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3 AND (?4 IS NULL OR version = ?4)
-             ORDER BY version DESC LIMIT 1"
-        ))
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(user_key(user))
-        .bind(version)
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(credential_from_row).transpose()
-    }
-
-    pub(crate) async fn list_credentials(
-        pool: &SqlitePool,
-        tenant: &TenantId,
-    ) -> Result<Vec<CredentialRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cred_cols!(),
-            " FROM vault_credentials WHERE tenant_id = ?1
-             ORDER BY name, user_id, version DESC"
-        ))
-        .bind(tenant.as_str())
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(credential_from_row).collect()
-    }
-
-    pub(crate) async fn delete_credential(
-        pool: &SqlitePool,
-        tenant: &TenantId,
-        name: &str,
-        user: Option<&UserId>,
-        version: Option<i64>,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM vault_credentials
-             WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3 AND (?4 IS NULL OR version = ?4)",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(user_key(user))
-        .bind(version)
-        .execute(pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-}
-
-// ---- PostgreSQL (every statement in the tenant's scoped transaction) ---------------------------
-
-pub(crate) mod postgres {
-    use sqlx::{Postgres, Transaction};
-
-    use super::*;
-
-    macro_rules! cred_cols {
-        () => {
-            "tenant_id, name, user_id, version, kind, metadata::text AS metadata, ciphertext,
-             created_at"
-        };
-    }
-
-    type Tx = Transaction<'static, Postgres>;
-
-    pub(crate) async fn get_key(
-        mut tx: Tx,
-        tenant: &TenantId,
-    ) -> Result<Option<VaultKeyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
-             WHERE tenant_id = $1",
-        )
-        .bind(tenant.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.as_ref().map(key_from_row).transpose()
-    }
-
-    pub(crate) async fn insert_key(
-        mut tx: Tx,
-        tenant: &TenantId,
-        key: &VaultKeyRecord,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant.as_str())
-        .bind(&key.master_key_id)
-        .bind(&key.wrapped_key)
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            StoreError::from(e).conflict_as(|| format!("tenant {tenant} already has a data key"))
-        })?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn insert_credential(
-        mut tx: Tx,
-        tenant: &TenantId,
-        c: &NewCredential<'_>,
-    ) -> Result<CredentialRecord, StoreError> {
-        // Serialises writers of one credential (replicas included) so versions are dense.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!(
-                "vault_credentials/{tenant}/{}/{}",
-                c.name,
-                user_key(c.user_id)
-            ))
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO vault_credentials (tenant_id, name, user_id, version, kind, metadata,
-                                            ciphertext, created_at)
-             SELECT $1, $2, $3, COALESCE(max(version), 0) + 1, $4, $5::jsonb, $6, $7
-             FROM vault_credentials WHERE tenant_id = $1 AND name = $2 AND user_id = $3
-             RETURNING ",
-            cred_cols!()
-        ))
-        .bind(tenant.as_str())
-        .bind(c.name)
-        .bind(user_key(c.user_id))
-        .bind(c.kind)
-        .bind(to_json(c.metadata)?)
-        .bind(c.ciphertext)
-        .bind(c.created_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        credential_from_row(&row)
-    }
-
-    pub(crate) async fn get_credential(
-        mut tx: Tx,
-        tenant: &TenantId,
-        name: &str,
-        user: Option<&UserId>,
-        version: Option<i64>,
-    ) -> Result<Option<CredentialRecord>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            cred_cols!(),
-            " FROM vault_credentials
-             WHERE tenant_id = $1 AND name = $2 AND user_id = $3
-               AND ($4::bigint IS NULL OR version = $4)
-             ORDER BY version DESC LIMIT 1"
-        ))
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(user_key(user))
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.as_ref().map(credential_from_row).transpose()
-    }
-
-    pub(crate) async fn list_credentials(
-        mut tx: Tx,
-        tenant: &TenantId,
-    ) -> Result<Vec<CredentialRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cred_cols!(),
-            r#" FROM vault_credentials WHERE tenant_id = $1
-               ORDER BY name COLLATE "C", user_id COLLATE "C", version DESC"#
-        ))
-        .bind(tenant.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter().map(credential_from_row).collect()
-    }
-
-    pub(crate) async fn delete_credential(
-        mut tx: Tx,
-        tenant: &TenantId,
-        name: &str,
-        user: Option<&UserId>,
-        version: Option<i64>,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM vault_credentials
-             WHERE tenant_id = $1 AND name = $2 AND user_id = $3
-               AND ($4::bigint IS NULL OR version = $4)",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(user_key(user))
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
-    }
-}
-
-// ---- the public API ----------------------------------------------------------------------------
-
-impl crate::Store {
+impl Store {
     /// The scope's wrapped data key; `None` if the tenant has none yet.
     pub async fn get_vault_key(
         &self,
         scope: &TenantScope,
     ) -> Result<Option<VaultKeyRecord>, StoreError> {
         let tenant = scope.tenant();
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::get_key(s.pool(), tenant).await,
-            crate::Backend::Postgres(p) => postgres::get_key(p.scoped(tenant).await?, tenant).await,
-        }
+        let mut db = self.tenant_data(tenant).await?;
+        let row = sql!(db.fetch_optional(
+            sqlite: "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
+                     WHERE tenant_id = ?1",
+            postgres: "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
+                       WHERE tenant_id = $1",
+            tenant.as_str(),
+        ))?;
+        db.commit().await?;
+        row.as_ref().map(key_from_row).transpose()
     }
 
     /// Stores the scope's wrapped data key. Its `tenant_id` must be the scope's tenant;
@@ -478,13 +201,20 @@ impl crate::Store {
                 key.tenant_id
             )));
         }
-        let inserted = match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::insert_key(s.pool(), tenant, key).await,
-            crate::Backend::Postgres(p) => {
-                postgres::insert_key(p.scoped(tenant).await?, tenant, key).await
-            }
-        };
-        inserted.map_err(|e| e.missing_as(|| format!("tenant {tenant} not found")))
+        let mut db = self.tenant_data(tenant).await?;
+        sql!(db.execute(
+            sqlite: "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+            postgres: "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
+                       VALUES ($1, $2, $3, $4)",
+            tenant.as_str(),
+            &key.master_key_id,
+            &key.wrapped_key,
+            key.created_at,
+        ))
+        .map_err(|e| e.conflict_as(|| format!("tenant {tenant} already has a data key")))
+        .map_err(|e| missing_tenant(e, tenant))?;
+        db.commit().await.map_err(|e| missing_tenant(e, tenant))
     }
 
     /// Stores the next version of the scope's credential `(name, user)` and returns it.
@@ -495,15 +225,47 @@ impl crate::Store {
     ) -> Result<CredentialRecord, StoreError> {
         check_new(credential)?;
         let tenant = scope.tenant();
-        let inserted = match &self.backend {
-            crate::Backend::Sqlite(s) => {
-                sqlite::insert_credential(s.pool(), tenant, credential).await
-            }
-            crate::Backend::Postgres(p) => {
-                postgres::insert_credential(p.scoped(tenant).await?, tenant, credential).await
-            }
-        };
-        inserted.map_err(|e| e.missing_as(|| format!("tenant {tenant} not found")))
+        self.insert_credential_version(tenant, credential)
+            .await
+            .map_err(|e| missing_tenant(e, tenant))
+    }
+
+    async fn insert_credential_version(
+        &self,
+        tenant: &TenantId,
+        c: &NewCredential<'_>,
+    ) -> Result<CredentialRecord, StoreError> {
+        let mut db = self.tenant_data_tx(tenant).await?;
+        if let Db::Postgres(held) = &mut db {
+            // Serialises writers of one credential (replicas included) so versions are dense.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!(
+                    "vault_credentials/{tenant}/{}/{}",
+                    c.name,
+                    user_key(c.user_id)
+                ))
+                .execute(held.conn())
+                .await?;
+        }
+        let row = sql!(db.fetch_one(
+            sqlite: concat!("INSERT INTO vault_credentials (", cred_cols!(names), ")
+                 SELECT ?1, ?2, ?3, COALESCE(max(version), 0) + 1, ?4, ?5, ?6, ?7
+                 FROM vault_credentials WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
+                 RETURNING ", cred_cols!(sqlite)),
+            postgres: concat!("INSERT INTO vault_credentials (", cred_cols!(names), ")
+                 SELECT $1, $2, $3, COALESCE(max(version), 0) + 1, $4, $5::jsonb, $6, $7
+                 FROM vault_credentials WHERE tenant_id = $1 AND name = $2 AND user_id = $3
+                 RETURNING ", cred_cols!(postgres)),
+            tenant.as_str(),
+            c.name,
+            user_key(c.user_id),
+            c.kind,
+            to_json(c.metadata)?,
+            c.ciphertext,
+            c.created_at,
+        ))?;
+        db.commit().await?;
+        credential_from_row(&row)
     }
 
     /// The scope's credential `(name, user)` at `version`, or its current (highest) version
@@ -516,14 +278,23 @@ impl crate::Store {
         version: Option<i64>,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         let tenant = scope.tenant();
-        match &self.backend {
-            crate::Backend::Sqlite(s) => {
-                sqlite::get_credential(s.pool(), tenant, name, user, version).await
-            }
-            crate::Backend::Postgres(p) => {
-                postgres::get_credential(p.scoped(tenant).await?, tenant, name, user, version).await
-            }
-        }
+        let mut db = self.tenant_data(tenant).await?;
+        let row = sql!(db.fetch_optional(
+            sqlite: concat!("SELECT ", cred_cols!(sqlite), " FROM vault_credentials
+                 WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
+                   AND (?4 IS NULL OR version = ?4)
+                 ORDER BY version DESC LIMIT 1"),
+            postgres: concat!("SELECT ", cred_cols!(postgres), " FROM vault_credentials
+                 WHERE tenant_id = $1 AND name = $2 AND user_id = $3
+                   AND ($4::bigint IS NULL OR version = $4)
+                 ORDER BY version DESC LIMIT 1"),
+            tenant.as_str(),
+            name,
+            user_key(user),
+            version,
+        ))?;
+        db.commit().await?;
+        row.as_ref().map(credential_from_row).transpose()
     }
 
     /// Every version of every credential of the scope, ordered by name, user (the tenant's
@@ -533,12 +304,18 @@ impl crate::Store {
         scope: &TenantScope,
     ) -> Result<Vec<CredentialRecord>, StoreError> {
         let tenant = scope.tenant();
-        match &self.backend {
-            crate::Backend::Sqlite(s) => sqlite::list_credentials(s.pool(), tenant).await,
-            crate::Backend::Postgres(p) => {
-                postgres::list_credentials(p.scoped(tenant).await?, tenant).await
-            }
-        }
+        let mut db = self.tenant_data(tenant).await?;
+        let rows = sql!(db.fetch_all(
+            sqlite: concat!("SELECT ", cred_cols!(sqlite), " FROM vault_credentials
+                 WHERE tenant_id = ?1
+                 ORDER BY name, user_id, version DESC"),
+            postgres: concat!("SELECT ", cred_cols!(postgres), r#" FROM vault_credentials
+                 WHERE tenant_id = $1
+                 ORDER BY name COLLATE "C", user_id COLLATE "C", version DESC"#),
+            tenant.as_str(),
+        ))?;
+        db.commit().await?;
+        rows.iter().map(credential_from_row).collect()
     }
 
     /// Deletes one version of the scope's credential `(name, user)`, or all of them when
@@ -551,14 +328,20 @@ impl crate::Store {
         version: Option<i64>,
     ) -> Result<u64, StoreError> {
         let tenant = scope.tenant();
-        match &self.backend {
-            crate::Backend::Sqlite(s) => {
-                sqlite::delete_credential(s.pool(), tenant, name, user, version).await
-            }
-            crate::Backend::Postgres(p) => {
-                postgres::delete_credential(p.scoped(tenant).await?, tenant, name, user, version)
-                    .await
-            }
-        }
+        let mut db = self.tenant_data(tenant).await?;
+        let deleted = sql!(db.execute(
+            sqlite: "DELETE FROM vault_credentials
+                     WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
+                       AND (?4 IS NULL OR version = ?4)",
+            postgres: "DELETE FROM vault_credentials
+                       WHERE tenant_id = $1 AND name = $2 AND user_id = $3
+                         AND ($4::bigint IS NULL OR version = $4)",
+            tenant.as_str(),
+            name,
+            user_key(user),
+            version,
+        ))?;
+        db.commit().await?;
+        Ok(deleted)
     }
 }
