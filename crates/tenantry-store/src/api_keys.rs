@@ -10,7 +10,7 @@
 use serde::Serialize;
 use tenantry_core::{TenantId, TenantScope, UserId};
 
-use crate::db::{Db, sql};
+use crate::db::sql;
 use crate::row::{Row, json_col, to_json};
 use crate::{Store, StoreError, missing_tenant};
 
@@ -86,24 +86,6 @@ fn check_api_key(found: Option<ApiKeyRecord>, presented: &[u8], now: i64) -> Opt
     }
 }
 
-/// `tenant`'s key `key_id`.
-async fn find(
-    mut db: Db,
-    tenant: &TenantId,
-    key_id: &str,
-) -> Result<Option<ApiKeyRecord>, StoreError> {
-    let row = sql!(db.fetch_optional(
-        sqlite: concat!("SELECT ", key_cols!(sqlite), " FROM api_keys
-                         WHERE tenant_id = ?1 AND id = ?2"),
-        postgres: concat!("SELECT ", key_cols!(postgres), " FROM api_keys
-                           WHERE tenant_id = $1 AND id = $2"),
-        tenant.as_str(),
-        key_id,
-    ))?;
-    db.commit().await?;
-    row.as_ref().map(api_key_from_row).transpose()
-}
-
 impl Store {
     /// Stores a new key. Its `tenant_id` must be the scope's tenant (anything else is refused
     /// as a bug); `StoreError::Conflict` if the tenant already has a key with that id.
@@ -119,8 +101,7 @@ impl Store {
                 key.tenant_id
             )));
         }
-        let mut db = self.tenant_data(tenant).await?;
-        sql!(db.execute(
+        sql!(self.tenant_data(tenant) => execute(
             sqlite: concat!("INSERT INTO api_keys (", key_cols!(names), ")
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             postgres: concat!("INSERT INTO api_keys (", key_cols!(names), ")
@@ -138,7 +119,7 @@ impl Store {
         ))
         .map_err(|e| e.conflict_as(|| format!("API key {} already exists", key.id)))
         .map_err(|e| missing_tenant(e, tenant))?;
-        db.commit().await.map_err(|e| missing_tenant(e, tenant))
+        Ok(())
     }
 
     /// The scope's keys (revoked ones included), ordered by `created_at`, then id.
@@ -147,15 +128,13 @@ impl Store {
         scope: &TenantScope,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.tenant_data(tenant) => fetch_all(
             sqlite: concat!("SELECT ", key_cols!(sqlite), " FROM api_keys
                              WHERE tenant_id = ?1 ORDER BY created_at, id"),
             postgres: concat!("SELECT ", key_cols!(postgres), r#" FROM api_keys
                                WHERE tenant_id = $1 ORDER BY created_at, id COLLATE "C""#),
             tenant.as_str(),
         ))?;
-        db.commit().await?;
         rows.iter().map(api_key_from_row).collect()
     }
 
@@ -165,12 +144,7 @@ impl Store {
         scope: &TenantScope,
         key_id: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        find(
-            self.tenant_data(scope.tenant()).await?,
-            scope.tenant(),
-            key_id,
-        )
-        .await
+        self.find_api_key(scope.tenant(), key_id).await
     }
 
     /// Marks the key revoked at `at` (unix seconds) and returns it; `None` if the scope's
@@ -182,8 +156,7 @@ impl Store {
         at: i64,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
             sqlite: concat!("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3)
                              WHERE tenant_id = ?1 AND id = ?2
                              RETURNING ", key_cols!(sqlite)),
@@ -194,7 +167,6 @@ impl Store {
             key_id,
             at,
         ))?;
-        db.commit().await?;
         row.as_ref().map(api_key_from_row).transpose()
     }
 
@@ -208,7 +180,24 @@ impl Store {
         key_id: &str,
         secret_hash: &[u8],
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let found = find(self.tenant_data(tenant).await?, tenant, key_id).await?;
+        let found = self.find_api_key(tenant, key_id).await?;
         Ok(check_api_key(found, secret_hash, tenantry_core::unix_now()))
+    }
+
+    /// `tenant`'s key `key_id`.
+    async fn find_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
+            sqlite: concat!("SELECT ", key_cols!(sqlite), " FROM api_keys
+                             WHERE tenant_id = ?1 AND id = ?2"),
+            postgres: concat!("SELECT ", key_cols!(postgres), " FROM api_keys
+                               WHERE tenant_id = $1 AND id = $2"),
+            tenant.as_str(),
+            key_id,
+        ))?;
+        row.as_ref().map(api_key_from_row).transpose()
     }
 }

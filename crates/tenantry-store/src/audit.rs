@@ -161,8 +161,7 @@ impl Store {
         q: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let (all, tenant) = whose.bind();
-        let mut db = self.operator_data().await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.operator_data() => fetch_all(
             sqlite: concat!("SELECT ", event_cols!(sqlite), " FROM audit_events
                  WHERE (?1 OR tenant_id = ?2)
                    AND (?3 IS NULL OR at >= ?3)
@@ -187,8 +186,7 @@ impl Store {
 
     /// Retention: deletes events older than `at` (unix seconds); how many went.
     pub async fn delete_audit_events_before(&self, at: i64) -> Result<u64, StoreError> {
-        let mut db = self.operator_data().await?;
-        sql!(db.execute(
+        sql!(self.operator_data() => execute(
             sqlite: "DELETE FROM audit_events WHERE at < ?1",
             postgres: "DELETE FROM audit_events WHERE at < $1",
             at,

@@ -162,13 +162,32 @@ macro_rules! run {
     }};
 }
 
+/// Opens a `Db` with `$open`, runs one statement on it (`run!`) and commits.
+macro_rules! once {
+    ($query:ident, $then:path, $open:expr => $fetch:ident ($($args:tt)*)) => {
+        async {
+            let mut db = $open.await?;
+            let out = $crate::db::run!($query, $then, db.$fetch($($args)*))?;
+            db.commit().await?;
+            Ok::<_, $crate::StoreError>(out)
+        }
+        .await
+    };
+}
+
 /// `sql!(db.FETCH(sqlite: "...?1...", postgres: "...$1...", bind, ...))` runs the statement of
 /// `db`'s dialect with the binds, in order, with sqlx's `FETCH` (`execute`, `fetch_one`,
 /// `fetch_optional`, `fetch_all`), and answers `Result<_, StoreError>` of `Row`s (or, for
 /// `execute`, the number of rows affected). `sql!(db.FETCH(SQL, bind, ...))` takes a `Sql`.
+///
+/// `sql!(self.tenant_data(tenant) => FETCH(...))` is a statement on its own: it opens the
+/// `Db`, runs the statement and commits.
 macro_rules! sql {
     ($db:ident . $fetch:ident ($($args:tt)*)) => {
         $crate::db::run!(query, $crate::db::Unify::unify, $db.$fetch($($args)*))
+    };
+    ($open:expr => $fetch:ident ($($args:tt)*)) => {
+        $crate::db::once!(query, $crate::db::Unify::unify, $open => $fetch($($args)*))
     };
 }
 
@@ -177,9 +196,12 @@ macro_rules! scalar {
     ($db:ident . $fetch:ident ($($args:tt)*)) => {
         $crate::db::run!(query_scalar, ::std::convert::identity, $db.$fetch($($args)*))
     };
+    ($open:expr => $fetch:ident ($($args:tt)*)) => {
+        $crate::db::once!(query_scalar, ::std::convert::identity, $open => $fetch($($args)*))
+    };
 }
 
-pub(crate) use {run, scalar, sql};
+pub(crate) use {once, run, scalar, sql};
 
 impl Store {
     /// Operator data (tiers, tenants, runtimes, settings, policy sets...), as the connecting

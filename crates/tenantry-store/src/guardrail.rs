@@ -12,7 +12,7 @@ use tenantry_core::TenantId;
 
 use crate::db::{Db, sql};
 use crate::row::Row;
-use crate::versions::{Owner, Versions, pg_lock, versioned_cols, versions};
+use crate::versions::{Owner, Versions, pg_lock, versions};
 use crate::{Store, StoreError};
 
 /// Whose profile it is: a named profile (tiers refer to it) or one tenant's override.
@@ -102,11 +102,13 @@ macro_rules! profile_cols {
     };
 }
 
-const PROFILES: Versions = versions!(
-    "guardrail_profiles",
-    profile_cols!(),
-    "scope_kind, scope_key"
-);
+const PROFILES: Versions = versions! {
+    table: "guardrail_profiles",
+    columns: profile_cols!(),
+    insert: "scope_kind, scope_key, tenant_id, version, body, created_at",
+    values: ["?1, ?2, ?3, ?4, ?5, ?6", "$1, $2, $3, $4, $5, $6"],
+    postgres_order: "scope_kind, scope_key",
+};
 
 fn record_from_row(row: &Row) -> Result<GuardrailRecord, StoreError> {
     Ok(GuardrailRecord {
@@ -152,18 +154,7 @@ impl Store {
             .start_next(&mut db, scope.kind(), scope.key())
             .await?;
         let row = sql!(db.fetch_one(
-            sqlite: concat!(
-                "INSERT INTO guardrail_profiles (scope_kind, scope_key, tenant_id, version, body,
-                                                 created_at, active)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)
-                 RETURNING ", versioned_cols!(sqlite, profile_cols!())
-            ),
-            postgres: concat!(
-                "INSERT INTO guardrail_profiles (scope_kind, scope_key, tenant_id, version, body,
-                                                 created_at, active)
-                 VALUES ($1, $2, $3, $4, $5, $6, true)
-                 RETURNING ", versioned_cols!(postgres, profile_cols!())
-            ),
+            PROFILES.insert,
             scope.kind(),
             scope.key(),
             scope.tenant(),
@@ -180,14 +171,13 @@ impl Store {
         &self,
         scope: &GuardrailScope,
     ) -> Result<Vec<GuardrailRecord>, StoreError> {
-        let db = self.operator_data().await?;
-        let rows = PROFILES.list(db, scope.kind(), scope.key()).await?;
+        let rows = PROFILES.list(self, scope.kind(), scope.key()).await?;
         rows.iter().map(record_from_row).collect()
     }
 
     /// The active version of every scope: what the guardrails load.
     pub async fn list_active_guardrail_profiles(&self) -> Result<Vec<GuardrailRecord>, StoreError> {
-        let rows = PROFILES.list_active(self.operator_data().await?).await?;
+        let rows = PROFILES.list_active(self).await?;
         rows.iter().map(record_from_row).collect()
     }
 

@@ -25,7 +25,8 @@
 //! its record types and both dialects of each of its statements side by side (`tiers`,
 //! `tenants`, `settings`, `runtimes`, `api_keys`, `sessions`, `usage`, `spend`, `policy`,
 //! `guardrail`, `tool_target`, `vault`, `audit`). `db` is how a statement runs on either
-//! backend; `sqlite` and `postgres` only connect, migrate and open the scoped transactions.
+//! backend; `sqlite` and `postgres` only connect and open the transactions of their dialect,
+//! and `migrate` applies the migrations of either.
 
 #![forbid(unsafe_code)]
 
@@ -109,7 +110,12 @@ impl Store {
                 "unsupported scheme {scheme:?}: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DB"
             )));
         };
-        Ok(Store { backend })
+        let store = Store { backend };
+        store.migrate().await?;
+        if let Backend::Postgres(p) = &store.backend {
+            p.verify_isolation().await?;
+        }
+        Ok(store)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -133,8 +139,7 @@ impl Store {
 
     /// Checks that the database answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut db = self.operator_data().await?;
-        sql!(db.execute(sqlite: "SELECT 1", postgres: "SELECT 1"))?;
+        sql!(self.operator_data() => execute(sqlite: "SELECT 1", postgres: "SELECT 1"))?;
         Ok(())
     }
 }

@@ -13,7 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::StoreError;
+use tenantry_core::unix_now;
+
+use crate::db::{Db, Held, sql};
+use crate::{Backend, Store, StoreError};
 
 /// SQLite migrations, in order.
 pub(crate) const SQLITE: &[(&str, &str)] = &[
@@ -140,6 +143,88 @@ pub(crate) fn pending(
         }
     }
     Ok(out)
+}
+
+impl Store {
+    /// Applies the pending migrations of the store's dialect, each with its record in one
+    /// transaction of its own that holds the migration lock.
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        let all = match &self.backend {
+            Backend::Sqlite(_) => SQLITE,
+            Backend::Postgres(_) => POSTGRES,
+        };
+        let mut db = self.migration_tx().await?;
+        script(
+            &mut db,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    INTEGER NOT NULL PRIMARY KEY,
+                name       TEXT    NOT NULL,
+                applied_at INTEGER NOT NULL
+            ) STRICT",
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    BIGINT NOT NULL PRIMARY KEY,
+                name       TEXT   NOT NULL,
+                applied_at BIGINT NOT NULL
+            )",
+        )
+        .await?;
+        let recorded = applied(&mut db).await?;
+        db.commit().await?;
+
+        for Migration { version, name, sql } in pending(all, &recorded)? {
+            let mut db = self.migration_tx().await?;
+            // Another process or replica may have applied it since we looked.
+            if applied(&mut db).await?.contains_key(&version) {
+                continue;
+            }
+            script(&mut db, sql, sql)
+                .await
+                .map_err(|e| StoreError::Migration(format!("{name}: {e}")))?;
+            sql!(db.execute(
+                sqlite: "INSERT INTO schema_migrations (version, name, applied_at)
+                         VALUES (?1, ?2, ?3)",
+                postgres: "INSERT INTO schema_migrations (version, name, applied_at)
+                           VALUES ($1, $2, $3)",
+                version,
+                name,
+                unix_now(),
+            ))?;
+            db.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A transaction of the connecting user that holds the migration lock: `BEGIN IMMEDIATE`
+    /// on SQLite, `PG_ADVISORY_LOCK_KEY` on PostgreSQL.
+    async fn migration_tx(&self) -> Result<Db, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.operator_data_tx().await,
+            Backend::Postgres(p) => Ok(Db::Postgres(Held::Tx(p.locked().await?))),
+        }
+    }
+}
+
+/// Runs a script that may hold several statements (unprepared), of `db`'s dialect.
+async fn script(
+    db: &mut Db,
+    sqlite: &'static str,
+    postgres: &'static str,
+) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Sqlite(held) => sqlx::raw_sql(sqlite).execute(held.conn()).await.map(drop),
+        Db::Postgres(held) => sqlx::raw_sql(postgres).execute(held.conn()).await.map(drop),
+    }
+}
+
+/// The migrations the database recorded: version -> name.
+async fn applied(db: &mut Db) -> Result<BTreeMap<i64, String>, StoreError> {
+    let rows = sql!(db.fetch_all(
+        sqlite: "SELECT version, name FROM schema_migrations",
+        postgres: "SELECT version, name FROM schema_migrations",
+    ))?;
+    rows.iter()
+        .map(|row| Ok((row.int("version")?, row.text("name")?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -139,11 +139,13 @@ macro_rules! policy_cols {
     };
 }
 
-const POLICY_SETS: Versions = versions!(
-    "policy_sets",
-    policy_cols!(),
-    r#"scope_kind COLLATE "C", scope_key COLLATE "C""#
-);
+const POLICY_SETS: Versions = versions! {
+    table: "policy_sets",
+    columns: policy_cols!(),
+    insert: "scope_kind, scope_key, tier, tenant_id, version, text, mode, created_at",
+    values: ["?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8", "$1, $2, $3, $4, $5, $6, $7, $8"],
+    postgres_order: r#"scope_kind COLLATE "C", scope_key COLLATE "C""#,
+};
 
 /// Columns: those of `policy_cols!`, and `active` as the integer `active_int` (0 or 1).
 fn record_from_row(row: &Row) -> Result<PolicySetRecord, StoreError> {
@@ -213,18 +215,7 @@ impl Store {
             .start_next(&mut db, scope.kind(), scope.key())
             .await?;
         let row = sql!(db.fetch_one(
-            sqlite: concat!(
-                "INSERT INTO policy_sets (scope_kind, scope_key, tier, tenant_id, version, text,
-                                          mode, created_at, active)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)
-                 RETURNING ", versioned_cols!(sqlite, policy_cols!())
-            ),
-            postgres: concat!(
-                "INSERT INTO policy_sets (scope_kind, scope_key, tier, tenant_id, version, text,
-                                          mode, created_at, active)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)
-                 RETURNING ", versioned_cols!(postgres, policy_cols!())
-            ),
+            POLICY_SETS.insert,
             scope.kind(),
             scope.key(),
             scope.tier(),
@@ -243,8 +234,7 @@ impl Store {
         &self,
         scope: &PolicyScope,
     ) -> Result<Vec<PolicySetRecord>, StoreError> {
-        let db = self.operator_data().await?;
-        let rows = POLICY_SETS.list(db, scope.kind(), scope.key()).await?;
+        let rows = POLICY_SETS.list(self, scope.kind(), scope.key()).await?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -253,8 +243,7 @@ impl Store {
         &self,
         scope: &PolicyScope,
     ) -> Result<Option<PolicySetRecord>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.operator_data() => fetch_optional(
             sqlite: concat!(
                 "SELECT ", versioned_cols!(sqlite, policy_cols!()), " FROM policy_sets
                  WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1"
@@ -272,7 +261,7 @@ impl Store {
     /// The active version of every scope, ordered by scope kind, then key (byte order): what
     /// the policy engine loads.
     pub async fn list_active_policy_sets(&self) -> Result<Vec<PolicySetRecord>, StoreError> {
-        let rows = POLICY_SETS.list_active(self.operator_data().await?).await?;
+        let rows = POLICY_SETS.list_active(self).await?;
         rows.iter().map(record_from_row).collect()
     }
 

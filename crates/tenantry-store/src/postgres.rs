@@ -18,21 +18,20 @@
 //! connecting user itself sees no tenant rows unless it is a superuser. No statement of the
 //! store may query a tenant table outside these two kinds of transaction.
 //!
-//! At connect it verifies, after migrating, that the guarantees hold in the actual database
+//! At connect (`Store::connect`) it verifies, after migrating, that the guarantees hold in the actual database
 //! (neither role can bypass row-level security or owns a tenant table, `tenantry_app` is no
 //! member of `tenantry_operator`, which cannot write tenant data; every tenant table has RLS
 //! enabled and forced), and refuses to start otherwise.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
-use tenantry_core::{TenantId, unix_now};
+use tenantry_core::TenantId;
 
 use crate::StoreError;
-use crate::migrate::{self, Migration};
+use crate::migrate;
 use crate::tenants::TENANT_TABLES;
 
 /// The role of tenant-scoped transactions (created by migration 0001).
@@ -56,14 +55,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        let store = Self { pool };
-        store.migrate().await?;
-        store.verify_isolation().await?;
-        Ok(store)
+        Ok(Self { pool })
     }
 
     /// Begins a transaction of the connecting user that holds the migration lock.
-    async fn locked(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(crate) async fn locked(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(migrate::PG_ADVISORY_LOCK_KEY)
@@ -72,42 +68,8 @@ impl PgStore {
         Ok(tx)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    BIGINT NOT NULL PRIMARY KEY,
-                name       TEXT   NOT NULL,
-                applied_at BIGINT NOT NULL
-            )";
-        let mut tx = self.locked().await?;
-        sqlx::raw_sql(CREATE).execute(&mut *tx).await?;
-        let applied = applied(&mut tx).await?;
-        tx.commit().await?;
-
-        for Migration { version, name, sql } in migrate::pending(migrate::POSTGRES, &applied)? {
-            let mut tx = self.locked().await?;
-            // Another replica may have applied it while we waited for the lock.
-            if applied_now(&mut tx, version).await? {
-                continue;
-            }
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::Migration(format!("{name}: {e}")))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(version)
-            .bind(name)
-            .bind(unix_now())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-
     /// Refuses to run if row-level security would not actually isolate tenants here.
-    async fn verify_isolation(&self) -> Result<(), StoreError> {
+    pub(crate) async fn verify_isolation(&self) -> Result<(), StoreError> {
         let role = sqlx::query(
             "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = $1",
         )
@@ -231,20 +193,4 @@ pub(crate) async fn leave_scope(conn: &mut PgConnection) -> Result<(), StoreErro
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-async fn applied(conn: &mut PgConnection) -> Result<BTreeMap<i64, String>, StoreError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT version, name FROM schema_migrations")
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-async fn applied_now(conn: &mut PgConnection, version: i64) -> Result<bool, StoreError> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-            .bind(version)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(found.is_some())
 }

@@ -62,8 +62,7 @@ impl Store {
     /// Registers a runtime; `StoreError::Conflict` if the name is taken. A runtime dedicated to
     /// a tenant that does not exist (or was deleted meanwhile) is `StoreError::Missing`.
     pub async fn create_runtime(&self, r: &RuntimeRecord) -> Result<(), StoreError> {
-        let mut db = self.operator_data().await?;
-        sql!(db.execute(
+        sql!(self.operator_data() => execute(
             sqlite: concat!("INSERT INTO runtimes (", runtime_cols!(names), ")
                              VALUES (?1, ?2, ?3, ?4, ?5)"),
             postgres: concat!("INSERT INTO runtimes (", runtime_cols!(names), ")
@@ -83,8 +82,7 @@ impl Store {
         &self,
         name: &RuntimeName,
     ) -> Result<Option<RuntimeRecord>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.operator_data() => fetch_optional(
             sqlite: concat!("SELECT ", runtime_cols!(sqlite), " FROM runtimes WHERE name = ?1"),
             postgres: concat!("SELECT ", runtime_cols!(postgres), " FROM runtimes WHERE name = $1"),
             name.as_str(),
@@ -94,8 +92,7 @@ impl Store {
 
     /// All runtimes, ordered by name (byte order on both backends).
     pub async fn list_runtimes(&self) -> Result<Vec<RuntimeRecord>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.operator_data() => fetch_all(
             sqlite: concat!("SELECT ", runtime_cols!(sqlite), " FROM runtimes ORDER BY name"),
             postgres: concat!(
                 "SELECT ", runtime_cols!(postgres), r#" FROM runtimes ORDER BY name COLLATE "C""#
@@ -107,8 +104,7 @@ impl Store {
     /// Replaces `dedicated_tenant`, `body` and `updated_at` (not `name` nor `created_at`);
     /// `false` if absent.
     pub async fn update_runtime(&self, r: &RuntimeRecord) -> Result<bool, StoreError> {
-        let mut db = self.operator_data().await?;
-        let updated = sql!(db.execute(
+        let updated = sql!(self.operator_data() => execute(
             sqlite: "UPDATE runtimes SET dedicated_tenant = ?2, body = ?3, updated_at = ?4
                      WHERE name = ?1",
             postgres: "UPDATE runtimes SET dedicated_tenant = $2, body = $3::jsonb, updated_at = $4
@@ -125,8 +121,7 @@ impl Store {
     /// Deletes the runtime; `false` if absent. Its sessions' rows stay (they are the tenants'
     /// data, resolved by the runtime name) until they are stopped and swept.
     pub async fn delete_runtime(&self, name: &RuntimeName) -> Result<bool, StoreError> {
-        let mut db = self.operator_data().await?;
-        let deleted = sql!(db.execute(
+        let deleted = sql!(self.operator_data() => execute(
             sqlite: "DELETE FROM runtimes WHERE name = ?1",
             postgres: "DELETE FROM runtimes WHERE name = $1",
             name.as_str(),

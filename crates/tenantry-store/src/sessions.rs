@@ -134,8 +134,7 @@ impl Store {
             )));
         }
         let s = session;
-        let mut db = self.tenant_data(tenant).await?;
-        sql!(db.execute(
+        sql!(self.tenant_data(tenant) => execute(
             sqlite: concat!("INSERT INTO sessions (", session_cols!(), ")
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             postgres: concat!("INSERT INTO sessions (", session_cols!(), ")
@@ -153,7 +152,7 @@ impl Store {
         ))
         .map_err(|e| e.conflict_as(|| format!("session {} already exists", s.id)))
         .map_err(|e| missing_tenant(e, tenant))?;
-        db.commit().await.map_err(|e| missing_tenant(e, tenant))
+        Ok(())
     }
 
     /// The scope's session `id`; `None` if the scope's tenant has no such session. Whether the
@@ -164,8 +163,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
             sqlite: concat!("SELECT ", session_cols!(), " FROM sessions
                              WHERE tenant_id = ?1 AND id = ?2"),
             postgres: concat!("SELECT ", session_cols!(), " FROM sessions
@@ -173,7 +171,6 @@ impl Store {
             tenant.as_str(),
             id,
         ))?;
-        db.commit().await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -186,8 +183,7 @@ impl Store {
         runtime: Option<&RuntimeName>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.tenant_data(tenant) => fetch_all(
             sqlite: concat!("SELECT ", session_cols!(), " FROM sessions
                 WHERE tenant_id = ?1 AND (?2 IS NULL OR user_id = ?2)
                   AND (?3 IS NULL OR runtime = ?3)
@@ -203,7 +199,6 @@ impl Store {
             runtime.map(RuntimeName::as_str),
             i64::from(LIST_SESSIONS_LIMIT),
         ))?;
-        db.commit().await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -225,8 +220,7 @@ impl Store {
         at: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
             sqlite: concat!("UPDATE sessions SET
                      stopped_at = CASE WHEN ?3 = 'active' THEN NULL
                                        WHEN status = 'active' THEN ?5
@@ -257,7 +251,6 @@ impl Store {
             reason,
             at,
         ))?;
-        db.commit().await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -272,8 +265,7 @@ impl Store {
         at: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
             sqlite: concat!("UPDATE sessions SET status = 'active', stopped_at = NULL,
                      stop_reason = NULL, last_active_at = MAX(last_active_at, ?4), node = ?3
                  WHERE tenant_id = ?1 AND id = ?2
@@ -287,7 +279,6 @@ impl Store {
             node,
             at,
         ))?;
-        db.commit().await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -300,8 +291,7 @@ impl Store {
         at: i64,
     ) -> Result<bool, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let touched = sql!(db.execute(
+        let touched = sql!(self.tenant_data(tenant) => execute(
             sqlite: "UPDATE sessions SET last_active_at = MAX(last_active_at, ?3)
                      WHERE tenant_id = ?1 AND id = ?2",
             postgres: "UPDATE sessions SET last_active_at = GREATEST(last_active_at, $3)
@@ -310,7 +300,6 @@ impl Store {
             id,
             at,
         ))?;
-        db.commit().await?;
         Ok(touched == 1)
     }
 
@@ -321,8 +310,7 @@ impl Store {
         runtime: Option<&RuntimeName>,
     ) -> Result<u64, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let n: i64 = scalar!(db.fetch_one(
+        let n: i64 = scalar!(self.tenant_data(tenant) => fetch_one(
             sqlite: "SELECT count(*) FROM sessions
                      WHERE tenant_id = ?1 AND status = 'active' AND (?2 IS NULL OR runtime = ?2)",
             postgres: "SELECT count(*) FROM sessions
@@ -331,7 +319,6 @@ impl Store {
             tenant.as_str(),
             runtime.map(RuntimeName::as_str),
         ))?;
-        db.commit().await?;
         u64::try_from(n).map_err(|_| StoreError::corrupt(format!("session count {n}")))
     }
 
@@ -340,14 +327,12 @@ impl Store {
     /// `sessions_idle_before` named.
     pub async fn delete_session(&self, scope: &TenantScope, id: &str) -> Result<bool, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let deleted = sql!(db.execute(
+        let deleted = sql!(self.tenant_data(tenant) => execute(
             sqlite: "DELETE FROM sessions WHERE tenant_id = ?1 AND id = ?2",
             postgres: "DELETE FROM sessions WHERE tenant_id = $1 AND id = $2",
             tenant.as_str(),
             id,
         ))?;
-        db.commit().await?;
         Ok(deleted == 1)
     }
 
@@ -362,8 +347,7 @@ impl Store {
         before: i64,
         limit: u32,
     ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
-        let mut db = self.all_tenants(&grant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.all_tenants(&grant) => fetch_all(
             sqlite: "SELECT tenant_id, id, runtime FROM sessions
                      WHERE status IN ('stopped', 'expired') AND last_active_at < ?1
                      ORDER BY last_active_at, tenant_id, id
@@ -375,7 +359,6 @@ impl Store {
             before,
             i64::from(limit),
         ))?;
-        db.commit().await?;
         rows.iter()
             .map(|row| {
                 Ok((
@@ -396,8 +379,7 @@ impl Store {
         node: &str,
         limit: u32,
     ) -> Result<Vec<(TenantId, String)>, StoreError> {
-        let mut db = self.all_tenants(&grant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.all_tenants(&grant) => fetch_all(
             sqlite: "SELECT tenant_id, id FROM sessions WHERE node = ?1 AND status = 'active'
                      ORDER BY tenant_id, id LIMIT ?2",
             postgres: r#"SELECT tenant_id, id FROM sessions WHERE node = $1 AND status = 'active'
@@ -405,7 +387,6 @@ impl Store {
             node,
             i64::from(limit),
         ))?;
-        db.commit().await?;
         rows.iter()
             .map(|row| Ok((row.parsed("tenant_id", TenantId::new)?, row.text("id")?)))
             .collect()

@@ -137,8 +137,7 @@ impl Store {
         &self,
         kind: SettingKind,
     ) -> Result<Vec<SettingRecord<TierName>>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.operator_data() => fetch_all(
             sqlite: "SELECT tier, kind, body, updated_at FROM tier_settings
                      WHERE kind = ?1 ORDER BY tier",
             postgres: r#"SELECT tier, kind, body::text AS body, updated_at FROM tier_settings
@@ -172,8 +171,7 @@ impl Store {
         tenant: &TenantId,
         kind: SettingKind,
     ) -> Result<Option<SettingRecord<TenantId>>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.operator_data() => fetch_optional(
             sqlite: "SELECT tenant_id, kind, body, updated_at FROM tenant_settings
                      WHERE tenant_id = ?1 AND kind = ?2",
             postgres: "SELECT tenant_id, kind, body::text AS body, updated_at FROM tenant_settings
@@ -210,8 +208,7 @@ impl Store {
         owner: &str,
         s: &SettingRecord<K>,
     ) -> Result<(), StoreError> {
-        let mut db = self.operator_data().await?;
-        sql!(db.execute(
+        sql!(self.operator_data() => execute(
             table.put,
             owner,
             s.kind.as_str(),
@@ -227,8 +224,7 @@ impl Store {
         owner: &str,
         kind: SettingKind,
     ) -> Result<bool, StoreError> {
-        let mut db = self.operator_data().await?;
-        let deleted = sql!(db.execute(table.delete, owner, kind.as_str()))?;
+        let deleted = sql!(self.operator_data() => execute(table.delete, owner, kind.as_str()))?;
         Ok(deleted == 1)
     }
 }

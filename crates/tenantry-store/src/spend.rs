@@ -44,8 +44,7 @@ impl Store {
         since: i64,
     ) -> Result<Vec<ModelSpend>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.tenant_data(tenant) => fetch_all(
             sqlite: "SELECT COALESCE(user_id, '') AS user_id,
                             sum(input_tokens + output_tokens) AS tokens,
                             sum(cost_micros) AS cost_micros
@@ -63,7 +62,6 @@ impl Store {
             tenant.as_str(),
             since,
         ))?;
-        db.commit().await?;
         rows.iter().map(spend_from_row).collect()
     }
 }

@@ -1,5 +1,5 @@
 //! The SQLite backend's plumbing: opening the database file (private to its owner, in WAL
-//! mode) and applying its migrations. The statements of each table live with the table's
+//! mode); `migrate` applies its migrations. The statements of each table live with the table's
 //! other dialect (`tiers`, `sessions`...).
 //!
 //! SQLite has no roles and no row-level security, so the isolation of tenant data rests on
@@ -9,17 +9,14 @@
 //! (busy timeout) instead of failing when two writers meet. This module must never query a
 //! tenant table.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use tenantry_core::unix_now;
 
 use crate::StoreError;
-use crate::migrate::{self, Migration};
 
 /// Makes the database file the owner's alone before SQLite opens it: creates it (and missing
 /// directories, 0700) with mode 0600, and takes group and other access away from an existing
@@ -102,55 +99,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    INTEGER NOT NULL PRIMARY KEY,
-                name       TEXT    NOT NULL,
-                applied_at INTEGER NOT NULL
-            ) STRICT";
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::raw_sql(CREATE).execute(&mut *tx).await?;
-        let applied = self.applied(&mut tx).await?;
-        tx.commit().await?;
-
-        for Migration { version, name, sql } in migrate::pending(migrate::SQLITE, &applied)? {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            // Another process may have applied it since we looked.
-            let now_applied = self.applied(&mut tx).await?;
-            if now_applied.contains_key(&version) {
-                continue;
-            }
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::Migration(format!("{name}: {e}")))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            )
-            .bind(version)
-            .bind(name)
-            .bind(unix_now())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-
-    async fn applied(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-    ) -> Result<BTreeMap<i64, String>, StoreError> {
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT version, name FROM schema_migrations")
-                .fetch_all(&mut *conn)
-                .await?;
-        Ok(rows.into_iter().collect())
+        Ok(Self { pool })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

@@ -116,8 +116,7 @@ async fn pg_begin_deletion(conn: &mut PgConnection, id: &TenantId) -> Result<boo
 impl Store {
     /// Registers a tenant; `StoreError::Conflict` if the id is taken.
     pub async fn create_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
-        let mut db = self.operator_data().await?;
-        sql!(db.execute(
+        sql!(self.operator_data() => execute(
             sqlite: concat!("INSERT INTO tenants (", tenant_cols!(names), ")
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             postgres: concat!("INSERT INTO tenants (", tenant_cols!(names), ")
@@ -141,8 +140,7 @@ impl Store {
 
     /// All tenants, ordered by id (byte order on both backends).
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.operator_data() => fetch_all(
             sqlite: concat!("SELECT ", tenant_cols!(sqlite), " FROM tenants ORDER BY id"),
             postgres: concat!(
                 "SELECT ", tenant_cols!(postgres), r#" FROM tenants ORDER BY id COLLATE "C""#
@@ -152,8 +150,7 @@ impl Store {
     }
 
     pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.operator_data() => fetch_optional(
             sqlite: concat!("SELECT ", tenant_cols!(sqlite), " FROM tenants WHERE id = ?1"),
             postgres: concat!("SELECT ", tenant_cols!(postgres), " FROM tenants WHERE id = $1"),
             id.as_str(),
@@ -163,8 +160,7 @@ impl Store {
 
     /// Replaces every field of the tenant except `id` and `created_at`; `false` if absent.
     pub async fn update_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
-        let mut db = self.operator_data().await?;
-        let updated = sql!(db.execute(
+        let updated = sql!(self.operator_data() => execute(
             sqlite: "UPDATE tenants SET name = ?2, tier = ?3, status = ?4, region = ?5,
                             isolation = ?6, features = ?7, entitlements = ?8, updated_at = ?9
                      WHERE id = ?1",

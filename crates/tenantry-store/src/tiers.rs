@@ -26,8 +26,7 @@ fn tier_from_row(row: &Row) -> Result<Tier, StoreError> {
 impl Store {
     /// All tiers, ordered by name (byte order on both backends).
     pub async fn list_tiers(&self) -> Result<Vec<Tier>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.operator_data() => fetch_all(
             sqlite: "SELECT name, body FROM tiers ORDER BY name",
             postgres: r#"SELECT name, body::text AS body FROM tiers ORDER BY name COLLATE "C""#,
         ))?;
@@ -35,8 +34,7 @@ impl Store {
     }
 
     pub async fn get_tier(&self, name: &TierName) -> Result<Option<Tier>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.operator_data() => fetch_optional(
             sqlite: "SELECT name, body FROM tiers WHERE name = ?1",
             postgres: "SELECT name, body::text AS body FROM tiers WHERE name = $1",
             name.as_str(),
@@ -46,8 +44,7 @@ impl Store {
 
     /// Inserts or replaces the tier.
     pub async fn put_tier(&self, tier: &Tier) -> Result<(), StoreError> {
-        let mut db = self.operator_data().await?;
-        sql!(db.execute(
+        sql!(self.operator_data() => execute(
             sqlite: "INSERT INTO tiers (name, body, updated_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (name) DO UPDATE SET body = excluded.body,
                                                       updated_at = excluded.updated_at",
@@ -64,8 +61,7 @@ impl Store {
     /// Inserts the tier only if no tier of that name exists; `true` if it was inserted. Used to
     /// seed tiers from config without overwriting the operator's later edits.
     pub async fn seed_tier(&self, tier: &Tier) -> Result<bool, StoreError> {
-        let mut db = self.operator_data().await?;
-        let inserted = sql!(db.execute(
+        let inserted = sql!(self.operator_data() => execute(
             sqlite: "INSERT INTO tiers (name, body, updated_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (name) DO NOTHING",
             postgres: "INSERT INTO tiers (name, body, updated_at) VALUES ($1, $2::jsonb, $3)

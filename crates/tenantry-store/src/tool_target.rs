@@ -148,8 +148,7 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<ToolTargetRecord>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.operator_data() => fetch_optional(
             sqlite: concat!("SELECT ", target_cols!(sqlite), " FROM tool_targets WHERE name = ?1"),
             postgres: concat!(
                 "SELECT ", target_cols!(postgres), " FROM tool_targets WHERE name = $1"
@@ -162,8 +161,7 @@ impl Store {
     /// Every target, shared ones and every tenant's, ordered by name (byte order on both
     /// backends): what the tool gateway loads at start.
     pub async fn list_tool_targets(&self) -> Result<Vec<ToolTargetRecord>, StoreError> {
-        let mut db = self.operator_data().await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.operator_data() => fetch_all(
             sqlite: concat!("SELECT ", target_cols!(sqlite), " FROM tool_targets ORDER BY name"),
             postgres: concat!(
                 "SELECT ", target_cols!(postgres), r#" FROM tool_targets ORDER BY name COLLATE "C""#
@@ -174,8 +172,7 @@ impl Store {
 
     /// Deletes the target; `false` if there was none.
     pub async fn delete_tool_target(&self, name: &str) -> Result<bool, StoreError> {
-        let mut db = self.operator_data().await?;
-        let deleted = sql!(db.execute(
+        let deleted = sql!(self.operator_data() => execute(
             sqlite: "DELETE FROM tool_targets WHERE name = ?1",
             postgres: "DELETE FROM tool_targets WHERE name = $1",
             name,

@@ -378,8 +378,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<UsageRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.tenant_data(tenant) => fetch_all(
             sqlite: concat!("SELECT ", usage_cols!(), " FROM usage_records
                 WHERE tenant_id = ?1 AND at >= ?2 AND at < ?3
                 ORDER BY at DESC, id DESC
@@ -393,7 +392,6 @@ impl Store {
             to,
             i64::from(limit),
         ))?;
-        db.commit().await?;
         rows.iter().map(usage_from_row).collect()
     }
 
@@ -406,14 +404,12 @@ impl Store {
         grant: OperatorGrant,
         query: &UsageQuery,
     ) -> Result<Vec<UsageRow>, StoreError> {
-        let mut db = self.all_tenants(&grant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.all_tenants(&grant) => fetch_all(
             usage_report_sql(query.group_by),
             query.tenant.as_ref().map(TenantId::as_str),
             query.from,
             query.to,
         ))?;
-        db.commit().await?;
         rows.iter().map(usage_row_from_row).collect()
     }
 }

@@ -174,15 +174,13 @@ impl Store {
         scope: &TenantScope,
     ) -> Result<Option<VaultKeyRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
             sqlite: "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
                      WHERE tenant_id = ?1",
             postgres: "SELECT tenant_id, master_key_id, wrapped_key, created_at FROM vault_data_keys
                        WHERE tenant_id = $1",
             tenant.as_str(),
         ))?;
-        db.commit().await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
@@ -201,8 +199,7 @@ impl Store {
                 key.tenant_id
             )));
         }
-        let mut db = self.tenant_data(tenant).await?;
-        sql!(db.execute(
+        sql!(self.tenant_data(tenant) => execute(
             sqlite: "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
                      VALUES (?1, ?2, ?3, ?4)",
             postgres: "INSERT INTO vault_data_keys (tenant_id, master_key_id, wrapped_key, created_at)
@@ -214,7 +211,7 @@ impl Store {
         ))
         .map_err(|e| e.conflict_as(|| format!("tenant {tenant} already has a data key")))
         .map_err(|e| missing_tenant(e, tenant))?;
-        db.commit().await.map_err(|e| missing_tenant(e, tenant))
+        Ok(())
     }
 
     /// Stores the next version of the scope's credential `(name, user)` and returns it.
@@ -278,8 +275,7 @@ impl Store {
         version: Option<i64>,
     ) -> Result<Option<CredentialRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let row = sql!(db.fetch_optional(
+        let row = sql!(self.tenant_data(tenant) => fetch_optional(
             sqlite: concat!("SELECT ", cred_cols!(sqlite), " FROM vault_credentials
                  WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
                    AND (?4 IS NULL OR version = ?4)
@@ -293,7 +289,6 @@ impl Store {
             user_key(user),
             version,
         ))?;
-        db.commit().await?;
         row.as_ref().map(credential_from_row).transpose()
     }
 
@@ -304,8 +299,7 @@ impl Store {
         scope: &TenantScope,
     ) -> Result<Vec<CredentialRecord>, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let rows = sql!(db.fetch_all(
+        let rows = sql!(self.tenant_data(tenant) => fetch_all(
             sqlite: concat!("SELECT ", cred_cols!(sqlite), " FROM vault_credentials
                  WHERE tenant_id = ?1
                  ORDER BY name, user_id, version DESC"),
@@ -314,7 +308,6 @@ impl Store {
                  ORDER BY name COLLATE "C", user_id COLLATE "C", version DESC"#),
             tenant.as_str(),
         ))?;
-        db.commit().await?;
         rows.iter().map(credential_from_row).collect()
     }
 
@@ -328,8 +321,7 @@ impl Store {
         version: Option<i64>,
     ) -> Result<u64, StoreError> {
         let tenant = scope.tenant();
-        let mut db = self.tenant_data(tenant).await?;
-        let deleted = sql!(db.execute(
+        let deleted = sql!(self.tenant_data(tenant) => execute(
             sqlite: "DELETE FROM vault_credentials
                      WHERE tenant_id = ?1 AND name = ?2 AND user_id = ?3
                        AND (?4 IS NULL OR version = ?4)",
@@ -341,7 +333,6 @@ impl Store {
             user_key(user),
             version,
         ))?;
-        db.commit().await?;
         Ok(deleted)
     }
 }

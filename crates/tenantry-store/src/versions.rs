@@ -11,9 +11,9 @@
 
 use sqlx::PgConnection;
 
-use crate::StoreError;
 use crate::db::{Db, Sql, scalar, sql};
 use crate::row::Row;
+use crate::{Store, StoreError};
 
 /// A select list of a versioned table in `$dialect`: its columns `$cols`, then `active` as
 /// the integer `active_int`.
@@ -28,101 +28,132 @@ macro_rules! versioned_cols {
 
 pub(crate) use versioned_cols;
 
-/// The statements of one table of versioned documents (`versions!`).
+/// The statements of one table of versioned documents, made by `versions!`.
 pub(crate) struct Versions {
     /// What an advisory lock of one of its scopes is named after.
     pub(crate) table: &'static str,
-    next: Sql,
-    deactivate: Sql,
-    exists: Sql,
-    activate: Sql,
-    list: Sql,
-    list_active: Sql,
+    /// Inserts a version, active, and returns it.
+    pub(crate) insert: Sql,
+    pub(crate) next: Sql,
+    pub(crate) deactivate: Sql,
+    pub(crate) exists: Sql,
+    pub(crate) activate: Sql,
+    pub(crate) list: Sql,
+    pub(crate) list_active: Sql,
 }
 
-/// The `Versions` of table `$table` whose own columns are `$cols`; its active versions are
-/// listed in the PostgreSQL order `$pg_order`.
+/// The `Versions` of a table: `columns` are those it selects besides `active`, `insert` those
+/// an insert writes besides `active` (with their placeholders `values` in each dialect), and
+/// `postgres_order` is how PostgreSQL orders the active versions of all scopes.
 macro_rules! versions {
-    ($table:literal, $cols:expr, $pg_order:expr) => {
-        $crate::versions::Versions::new(
-            $table,
-            [
-                concat!(
+    (
+        table: $table:literal,
+        columns: $cols:expr,
+        insert: $insert:literal,
+        values: [$sqlite_values:literal, $postgres_values:literal],
+        postgres_order: $pg_order:expr $(,)?
+    ) => {
+        $crate::versions::Versions {
+            table: $table,
+            insert: $crate::db::Sql {
+                sqlite: concat!(
+                    "INSERT INTO ",
+                    $table,
+                    " (",
+                    $insert,
+                    ", active) VALUES (",
+                    $sqlite_values,
+                    ", 1) RETURNING ",
+                    $crate::versions::versioned_cols!(sqlite, $cols)
+                ),
+                postgres: concat!(
+                    "INSERT INTO ",
+                    $table,
+                    " (",
+                    $insert,
+                    ", active) VALUES (",
+                    $postgres_values,
+                    ", true) RETURNING ",
+                    $crate::versions::versioned_cols!(postgres, $cols)
+                ),
+            },
+            next: $crate::db::Sql {
+                sqlite: concat!(
                     "SELECT COALESCE(max(version), 0) + 1 FROM ",
                     $table,
                     " WHERE scope_kind = ?1 AND scope_key = ?2"
                 ),
-                concat!(
+                postgres: concat!(
                     "SELECT COALESCE(max(version), 0) + 1 FROM ",
                     $table,
                     " WHERE scope_kind = $1 AND scope_key = $2"
                 ),
-            ],
-            [
-                concat!(
+            },
+            deactivate: $crate::db::Sql {
+                sqlite: concat!(
                     "UPDATE ",
                     $table,
                     " SET active = 0 WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1"
                 ),
-                concat!(
+                postgres: concat!(
                     "UPDATE ",
                     $table,
                     " SET active = false WHERE scope_kind = $1 AND scope_key = $2 AND active"
                 ),
-            ],
-            [
-                concat!(
+            },
+            exists: $crate::db::Sql {
+                sqlite: concat!(
                     "SELECT version FROM ",
                     $table,
                     " WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3"
                 ),
-                concat!(
+                postgres: concat!(
                     "SELECT version FROM ",
                     $table,
                     " WHERE scope_kind = $1 AND scope_key = $2 AND version = $3"
                 ),
-            ],
-            [
-                concat!(
+            },
+            activate: $crate::db::Sql {
+                sqlite: concat!(
                     "UPDATE ",
                     $table,
                     " SET active = 1 WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3
                       RETURNING ",
                     $crate::versions::versioned_cols!(sqlite, $cols)
                 ),
-                concat!(
+                postgres: concat!(
                     "UPDATE ",
                     $table,
                     " SET active = true WHERE scope_kind = $1 AND scope_key = $2 AND version = $3
                       RETURNING ",
                     $crate::versions::versioned_cols!(postgres, $cols)
                 ),
-            ],
-            [
-                concat!(
+            },
+            list: $crate::db::Sql {
+                sqlite: concat!(
                     "SELECT ",
                     $crate::versions::versioned_cols!(sqlite, $cols),
                     " FROM ",
                     $table,
                     " WHERE scope_kind = ?1 AND scope_key = ?2 ORDER BY version DESC"
                 ),
-                concat!(
+                postgres: concat!(
                     "SELECT ",
                     $crate::versions::versioned_cols!(postgres, $cols),
                     " FROM ",
                     $table,
                     " WHERE scope_kind = $1 AND scope_key = $2 ORDER BY version DESC"
                 ),
-            ],
-            [
-                concat!(
+            },
+            list_active: $crate::db::Sql {
+                sqlite: concat!(
                     "SELECT ",
                     $crate::versions::versioned_cols!(sqlite, $cols),
                     " FROM ",
                     $table,
                     " WHERE active = 1 ORDER BY scope_kind, scope_key"
                 ),
-                concat!(
+                postgres: concat!(
                     "SELECT ",
                     $crate::versions::versioned_cols!(postgres, $cols),
                     " FROM ",
@@ -130,38 +161,14 @@ macro_rules! versions {
                     " WHERE active ORDER BY ",
                     $pg_order
                 ),
-            ],
-        )
+            },
+        }
     };
 }
 
 pub(crate) use versions;
 
 impl Versions {
-    /// Each statement as `[sqlite, postgres]`.
-    pub(crate) const fn new(
-        table: &'static str,
-        next: [&'static str; 2],
-        deactivate: [&'static str; 2],
-        exists: [&'static str; 2],
-        activate: [&'static str; 2],
-        list: [&'static str; 2],
-        list_active: [&'static str; 2],
-    ) -> Self {
-        const fn sql([sqlite, postgres]: [&'static str; 2]) -> Sql {
-            Sql { sqlite, postgres }
-        }
-        Versions {
-            table,
-            next: sql(next),
-            deactivate: sql(deactivate),
-            exists: sql(exists),
-            activate: sql(activate),
-            list: sql(list),
-            list_active: sql(list_active),
-        }
-    }
-
     /// In `db`, a transaction in which the caller took its locks: deactivates the scope's
     /// active version and answers the number of the next one, which the caller then inserts,
     /// active.
@@ -205,16 +212,16 @@ impl Versions {
     /// Every version of the scope, newest first.
     pub(crate) async fn list(
         &self,
-        mut db: Db,
+        store: &Store,
         kind: &str,
         key: &str,
     ) -> Result<Vec<Row>, StoreError> {
-        sql!(db.fetch_all(self.list, kind, key))
+        sql!(store.operator_data() => fetch_all(self.list, kind, key))
     }
 
     /// The active version of every scope, ordered by scope.
-    pub(crate) async fn list_active(&self, mut db: Db) -> Result<Vec<Row>, StoreError> {
-        sql!(db.fetch_all(self.list_active))
+    pub(crate) async fn list_active(&self, store: &Store) -> Result<Vec<Row>, StoreError> {
+        sql!(store.operator_data() => fetch_all(self.list_active))
     }
 }
 
