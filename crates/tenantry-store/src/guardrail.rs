@@ -135,35 +135,27 @@ impl Store {
                 body.len()
             )));
         }
-        self.insert_guardrail_profile(scope, body, at)
-            .await
-            .map_err(|e| match scope {
-                GuardrailScope::Profile(_) => e,
-                GuardrailScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
-            })
-    }
-
-    async fn insert_guardrail_profile(
-        &self,
-        scope: &GuardrailScope,
-        body: &str,
-        at: i64,
-    ) -> Result<GuardrailRecord, StoreError> {
-        let mut db = self.guardrail_tx(scope).await?;
-        let next = PROFILES
-            .start_next(&mut db, scope.kind(), scope.key())
-            .await?;
-        let row = sql!(db.fetch_one(
-            PROFILES.insert,
-            scope.kind(),
-            scope.key(),
-            scope.tenant(),
-            next,
-            body,
-            at,
-        ))?;
-        db.commit().await?;
-        record_from_row(&row)
+        let put = async {
+            let mut db = self.guardrail_tx(scope).await?;
+            let next = PROFILES
+                .start_next(&mut db, scope.kind(), scope.key())
+                .await?;
+            let row = sql!(db.fetch_one(
+                PROFILES.insert,
+                scope.kind(),
+                scope.key(),
+                scope.tenant(),
+                next,
+                body,
+                at,
+            ))?;
+            db.commit().await?;
+            record_from_row(&row)
+        };
+        put.await.map_err(|e| match scope {
+            GuardrailScope::Profile(_) => e,
+            GuardrailScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
+        })
     }
 
     /// Every version of `scope`'s profile, newest first.

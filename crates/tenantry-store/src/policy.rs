@@ -186,47 +186,38 @@ impl Store {
         at: i64,
     ) -> Result<PolicySetRecord, StoreError> {
         check_text(text)?;
-        self.insert_policy_set(scope, text, mode, at)
-            .await
-            .map_err(|e| match scope {
-                PolicyScope::Platform => e,
-                PolicyScope::Tier(t) => e.missing_as(|| format!("tier {t} not found")),
-                PolicyScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
-            })
-    }
-
-    async fn insert_policy_set(
-        &self,
-        scope: &PolicyScope,
-        text: &str,
-        mode: PolicyMode,
-        at: i64,
-    ) -> Result<PolicySetRecord, StoreError> {
-        let mut db = self.operator_data_tx().await?;
-        if let Db::Postgres(held) = &mut db {
-            let owner = match scope {
-                PolicyScope::Platform => None,
-                PolicyScope::Tier(t) => Some(Owner::Tier(t.as_str())),
-                PolicyScope::Tenant(t) => Some(Owner::Tenant(t.as_str())),
-            };
-            pg_lock(held.conn(), owner, POLICY_SETS.table, &lock_name(scope)).await?;
-        }
-        let next = POLICY_SETS
-            .start_next(&mut db, scope.kind(), scope.key())
-            .await?;
-        let row = sql!(db.fetch_one(
-            POLICY_SETS.insert,
-            scope.kind(),
-            scope.key(),
-            scope.tier(),
-            scope.tenant(),
-            next,
-            text,
-            mode.as_str(),
-            at,
-        ))?;
-        db.commit().await?;
-        record_from_row(&row)
+        let put = async {
+            let mut db = self.operator_data_tx().await?;
+            if let Db::Postgres(held) = &mut db {
+                let owner = match scope {
+                    PolicyScope::Platform => None,
+                    PolicyScope::Tier(t) => Some(Owner::Tier(t.as_str())),
+                    PolicyScope::Tenant(t) => Some(Owner::Tenant(t.as_str())),
+                };
+                pg_lock(held.conn(), owner, POLICY_SETS.table, &lock_name(scope)).await?;
+            }
+            let next = POLICY_SETS
+                .start_next(&mut db, scope.kind(), scope.key())
+                .await?;
+            let row = sql!(db.fetch_one(
+                POLICY_SETS.insert,
+                scope.kind(),
+                scope.key(),
+                scope.tier(),
+                scope.tenant(),
+                next,
+                text,
+                mode.as_str(),
+                at,
+            ))?;
+            db.commit().await?;
+            record_from_row(&row)
+        };
+        put.await.map_err(|e| match scope {
+            PolicyScope::Platform => e,
+            PolicyScope::Tier(t) => e.missing_as(|| format!("tier {t} not found")),
+            PolicyScope::Tenant(t) => e.missing_as(|| format!("tenant {t} not found")),
+        })
     }
 
     /// Every version of `scope`'s policy set, newest first.

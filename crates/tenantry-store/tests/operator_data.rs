@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
-use tenantry_core::{Tenant, TenantId, TenantIsolation, TenantStatus, Tier, TierName};
+use tenantry_core::TenantId;
 mod common;
 
 use common::on_both_backends;
-use tenantry_core::{OperatorGrant, TenantScope};
+use tenantry_core::OperatorGrant;
 use tenantry_store::{AuditEvent, AuditQuery, Store, StoreError, ToolTargetRecord};
 
 on_both_backends!(
@@ -21,30 +19,6 @@ on_both_backends!(
     targets_go_with_their_tenant,
     audit_events_are_read_per_tenant_in_pages_and_outlive_their_tenant
 );
-
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: TenantId::new(id).unwrap(),
-        uid: tenantry_core::TenantUid::generate(),
-        name: id.to_owned(),
-        tier: TierName::new("basic").unwrap(),
-        status: TenantStatus::Active,
-        isolation: TenantIsolation::default(),
-        region: "eu".into(),
-        features: BTreeMap::new(),
-        entitlements: serde_json::Map::new(),
-        created_at: 1,
-        updated_at: 1,
-    }
-}
-
-async fn registry(store: &Store) {
-    let tier: Tier = serde_json::from_value(json!({"name": "basic"})).unwrap();
-    store.put_tier(&tier).await.unwrap();
-    for t in ["alpha", "bravo"] {
-        store.create_tenant(&tenant(t)).await.unwrap();
-    }
-}
 
 fn target(name: &str, tenant: Option<&str>, url: &str, at: i64) -> ToolTargetRecord {
     ToolTargetRecord {
@@ -56,8 +30,13 @@ fn target(name: &str, tenant: Option<&str>, url: &str, at: i64) -> ToolTargetRec
     }
 }
 
+async fn target_names(store: &Store) -> Vec<String> {
+    let targets = store.list_tool_targets().await.unwrap();
+    targets.into_iter().map(|t| t.name).collect()
+}
+
 async fn targets_round_trip_and_replace(store: &Store) {
-    registry(store).await;
+    common::alpha_and_bravo(store).await;
     assert!(store.list_tool_targets().await.unwrap().is_empty());
     assert!(
         store
@@ -71,13 +50,7 @@ async fn targets_round_trip_and_replace(store: &Store) {
             .await
             .unwrap()
     );
-    let names: Vec<String> = store
-        .list_tool_targets()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let names = target_names(store).await;
     assert_eq!(names, ["crm", "wiki"]);
 
     // Replacing keeps created_at and takes the new body and owner.
@@ -115,7 +88,7 @@ async fn targets_round_trip_and_replace(store: &Store) {
 }
 
 async fn targets_go_with_their_tenant(store: &Store) {
-    registry(store).await;
+    common::alpha_and_bravo(store).await;
     store
         .put_tool_target(&target("crm", Some("alpha"), "http://c/mcp", 1))
         .await
@@ -128,20 +101,8 @@ async fn targets_go_with_their_tenant(store: &Store) {
         .put_tool_target(&target("wiki", None, "http://w/mcp", 1))
         .await
         .unwrap();
-    assert!(
-        store
-            .delete_tenant(&TenantId::new("alpha").unwrap(), false)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let names: Vec<String> = store
-        .list_tool_targets()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    common::delete_tenant(store, "alpha").await;
+    let names = target_names(store).await;
     assert_eq!(names, ["erp", "wiki"]);
 }
 
@@ -161,7 +122,7 @@ fn event(n: u32, tenant: Option<&str>, action: &str, at: i64) -> AuditEvent {
 }
 
 async fn audit_events_are_read_per_tenant_in_pages_and_outlive_their_tenant(store: &Store) {
-    registry(store).await;
+    common::alpha_and_bravo(store).await;
     let events = vec![
         event(1, Some("alpha"), "tenant.update", 100),
         event(2, Some("bravo"), "tenant.update", 101),
@@ -170,8 +131,7 @@ async fn audit_events_are_read_per_tenant_in_pages_and_outlive_their_tenant(stor
         event(5, Some("alpha"), "api_key.create", 104),
     ];
     store.insert_audit_events(&events).await.unwrap();
-    let alpha =
-        TenantScope::for_operator(OperatorGrant::verified(), TenantId::new("alpha").unwrap());
+    let alpha = common::scope("alpha");
     let all = AuditQuery {
         limit: 100,
         ..AuditQuery::default()

@@ -6,16 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
 use sqlx::{Connection, Executor, PgConnection};
-use tenantry_core::{
-    OperatorGrant, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, Tier, TierName,
-    UserId,
-};
+use tenantry_core::{TenantId, Tier, TierName, UserId};
 mod common;
 
-use common::on_both_backends;
+use common::{on_both_backends, scope};
 use tenantry_store::{
     GuardrailScope, NewCredential, PolicyMode, PolicyScope, Store, StoreError, VaultKeyRecord,
     is_valid_credential_name,
@@ -40,10 +35,6 @@ fn tier_name(s: &str) -> TierName {
     TierName::new(s).unwrap()
 }
 
-fn scope(s: &str) -> TenantScope {
-    TenantScope::for_operator(OperatorGrant::verified(), tid(s))
-}
-
 fn uid(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
@@ -52,28 +43,9 @@ fn tier(name: &str) -> Tier {
     serde_json::from_value(serde_json::json!({ "name": name })).unwrap()
 }
 
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: tid(id),
-        uid: tenantry_core::TenantUid::generate(),
-        name: id.to_owned(),
-        tier: tier_name("basic"),
-        status: TenantStatus::Active,
-        isolation: TenantIsolation::default(),
-        region: "eu".into(),
-        features: BTreeMap::new(),
-        entitlements: serde_json::Map::new(),
-        created_at: 1,
-        updated_at: 1,
-    }
-}
-
 async fn registry(store: &Store) {
-    store.put_tier(&tier("basic")).await.unwrap();
+    common::alpha_and_bravo(store).await;
     store.put_tier(&tier("premium")).await.unwrap();
-    for t in ["alpha", "bravo"] {
-        store.create_tenant(&tenant(t)).await.unwrap();
-    }
 }
 
 // ---- policy sets ------------------------------------------------------------------------------
@@ -206,33 +178,23 @@ async fn policy_scopes_are_separate_and_checked(store: &Store) {
     assert_eq!(active[1].text, "// tenant:alpha");
 
     // A tier or tenant that does not exist is refused: not found, naming it.
-    let err = store
-        .put_policy_set(
-            &PolicyScope::Tier(tier_name("gold")),
-            "",
-            PolicyMode::Enforce,
-            1,
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Missing(m) if m == "tier gold not found"),
-        "{err:?}"
-    );
-    assert_eq!(err.code(), tenantry_core::ErrorCode::NotFound);
-    let err = store
-        .put_policy_set(
-            &PolicyScope::Tenant(tid("nobody")),
-            "",
-            PolicyMode::Enforce,
-            1,
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Missing(m) if m == "tenant nobody not found"),
-        "{err:?}"
-    );
+    for (missing, message) in [
+        (PolicyScope::Tier(tier_name("gold")), "tier gold not found"),
+        (
+            PolicyScope::Tenant(tid("nobody")),
+            "tenant nobody not found",
+        ),
+    ] {
+        let err = store
+            .put_policy_set(&missing, "", PolicyMode::Enforce, 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Missing(m) if m == message),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), tenantry_core::ErrorCode::NotFound);
+    }
 
     // Oversized texts are refused before they reach the database.
     let huge = "x".repeat(tenantry_store::MAX_POLICY_TEXT_BYTES + 1);
@@ -252,13 +214,7 @@ async fn policy_sets_go_with_their_tenant(store: &Store) {
             .await
             .unwrap();
     }
-    assert!(
-        store
-            .delete_tenant(&tid("alpha"), false)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::delete_tenant(store, "alpha").await;
     let left: Vec<String> = store
         .list_active_policy_sets()
         .await
@@ -547,13 +503,7 @@ async fn vault_rows_go_with_their_tenant(store: &Store) {
             .await
             .unwrap();
     }
-    assert!(
-        store
-            .delete_tenant(&tid("alpha"), false)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::delete_tenant(store, "alpha").await;
     assert_eq!(store.get_vault_key(&scope("alpha")).await.unwrap(), None);
     assert!(
         store

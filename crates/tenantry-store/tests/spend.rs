@@ -5,39 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-
-use serde_json::json;
-use tenantry_core::{
-    Money, OperatorGrant, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, Tier,
-    TierName, UserId,
-};
+use tenantry_core::{Money, TenantId, UserId};
 mod common;
 
-use common::on_both_backends;
+use common::{on_both_backends, scope};
 use tenantry_store::{ModelSpend, Store, UsageKind, UsageRecord};
 
 on_both_backends!(spend_sums_model_entries_per_user_since_a_moment);
-
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: TenantId::new(id).unwrap(),
-        uid: tenantry_core::TenantUid::generate(),
-        name: id.to_owned(),
-        tier: TierName::new("basic").unwrap(),
-        status: TenantStatus::Active,
-        isolation: TenantIsolation::default(),
-        region: "eu".into(),
-        features: BTreeMap::new(),
-        entitlements: serde_json::Map::new(),
-        created_at: 1,
-        updated_at: 1,
-    }
-}
-
-fn scope(t: &str) -> TenantScope {
-    TenantScope::for_operator(OperatorGrant::verified(), TenantId::new(t).unwrap())
-}
 
 fn entry(t: &str, n: u32, user: &str, kind: UsageKind, at: i64) -> UsageRecord {
     UsageRecord {
@@ -63,11 +37,7 @@ fn entry(t: &str, n: u32, user: &str, kind: UsageKind, at: i64) -> UsageRecord {
 }
 
 async fn spend_sums_model_entries_per_user_since_a_moment(store: &Store) {
-    let tier: Tier = serde_json::from_value(json!({"name": "basic"})).unwrap();
-    store.put_tier(&tier).await.unwrap();
-    for t in ["alpha", "bravo"] {
-        store.create_tenant(&tenant(t)).await.unwrap();
-    }
+    common::alpha_and_bravo(store).await;
     let a = scope("alpha");
     let entries = [
         entry("alpha", 1, "ann", UsageKind::Model, 100),

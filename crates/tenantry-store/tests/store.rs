@@ -121,6 +121,19 @@ fn tenant(id: &str) -> Tenant {
     }
 }
 
+/// Every session of tenant `t`.
+async fn sessions_of(store: &Store, t: &str) -> Vec<SessionRecord> {
+    store.list_sessions(&scope(t), None, None).await.unwrap()
+}
+
+/// Every ledger entry of tenant `t`, newest first.
+async fn usage_of(store: &Store, t: &str) -> Vec<UsageRecord> {
+    store
+        .list_usage(&scope(t), i64::MIN, i64::MAX, 1000)
+        .await
+        .unwrap()
+}
+
 fn grant() -> OperatorGrant {
     OperatorGrant::verified()
 }
@@ -504,13 +517,7 @@ async fn delete_tenant_removes_its_data_and_only_its_data(store: &Store) {
             .unwrap(),
         None
     );
-    assert!(
-        store
-            .list_sessions(&scope("alpha"), None, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sessions_of(store, "alpha").await.is_empty());
     assert_eq!(
         store
             .get_session(&scope("alpha"), &sid("s1"))
@@ -518,31 +525,15 @@ async fn delete_tenant_removes_its_data_and_only_its_data(store: &Store) {
             .unwrap(),
         None
     );
-    assert!(
-        store
-            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(usage_of(store, "alpha").await.is_empty());
     // The other tenant's keys, sessions and usage are untouched.
     assert_eq!(
         store.list_api_keys(&scope("bravo")).await.unwrap(),
         [key("bravo", "k1", 5)]
     );
+    assert_eq!(sessions_of(store, "bravo").await.len(), 2);
     assert_eq!(
-        store
-            .list_sessions(&scope("bravo"), None, None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        store
-            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 100)
-            .await
-            .unwrap(),
+        usage_of(store, "bravo").await,
         [usage("bravo", "s2", 11), usage("bravo", "s1", 10)]
     );
 }
@@ -861,13 +852,7 @@ async fn dedicated_runtimes_go_with_their_tenant(store: &Store) {
         .await
         .unwrap();
 
-    assert!(
-        store
-            .delete_tenant(&tid("alpha"), false)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::delete_tenant(store, "alpha").await;
     let names: Vec<String> = store
         .list_runtimes()
         .await
@@ -1062,13 +1047,7 @@ async fn tenant_settings_go_with_their_tenant(store: &Store) {
                 .unwrap();
         }
     }
-    assert!(
-        store
-            .delete_tenant(&tid("alpha"), false)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::delete_tenant(store, "alpha").await;
     store.create_tenant(&tenant("alpha")).await.unwrap();
     for kind in [SettingKind::ModelRoutes, SettingKind::Limits] {
         assert_eq!(
@@ -1105,20 +1084,8 @@ async fn same_session_id_in_two_tenants_is_two_sessions(store: &Store) {
         store.get_session(&scope("bravo"), &id).await.unwrap(),
         Some(b.clone())
     );
-    assert_eq!(
-        store
-            .list_sessions(&scope("alpha"), None, None)
-            .await
-            .unwrap(),
-        vec![a.clone()]
-    );
-    assert_eq!(
-        store
-            .list_sessions(&scope("bravo"), None, None)
-            .await
-            .unwrap(),
-        vec![b.clone()]
-    );
+    assert_eq!(sessions_of(store, "alpha").await, vec![a.clone()]);
+    assert_eq!(sessions_of(store, "bravo").await, vec![b.clone()]);
 
     // Stopping and touching alpha's leaves bravo's alone.
     let stopped = store
@@ -1174,10 +1141,8 @@ async fn same_session_id_in_two_tenants_is_two_sessions(store: &Store) {
         None
     );
     assert!(
-        !store
-            .list_sessions(&scope("alpha"), None, None)
+        !sessions_of(store, "alpha")
             .await
-            .unwrap()
             .iter()
             .any(|s| s.id == only_b.id)
     );
@@ -1257,13 +1222,7 @@ async fn same_session_id_in_two_tenants_is_two_sessions(store: &Store) {
         store.get_session(&scope("bravo"), &id).await.unwrap(),
         Some(b)
     );
-    assert!(
-        store
-            .list_sessions(&scope("ghost"), None, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sessions_of(store, "ghost").await.is_empty());
 }
 
 async fn session_status_transitions_and_touch(store: &Store) {
@@ -1406,14 +1365,7 @@ async fn session_ids_are_validated(store: &Store) {
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::Internal, "{bad:?}");
     }
-    assert_eq!(
-        store
-            .list_sessions(&scope("alpha"), None, None)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(sessions_of(store, "alpha").await.len(), 3);
 }
 
 async fn list_sessions_filters_orders_and_limits(store: &Store) {
@@ -1561,21 +1513,13 @@ async fn idle_sweep_returns_old_stopped_sessions_only(store: &Store) {
             .unwrap()
             .is_empty()
     );
-    let left: Vec<String> = store
-        .list_sessions(&scope("alpha"), None, None)
+    let left: Vec<String> = sessions_of(store, "alpha")
         .await
-        .unwrap()
         .into_iter()
         .map(|s| s.id)
         .collect();
     assert_eq!(left, [sid("recent"), sid("old-active")]);
-    assert!(
-        store
-            .list_sessions(&scope("bravo"), None, None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sessions_of(store, "bravo").await.is_empty());
 }
 
 // ---- the usage ledger -------------------------------------------------------------------------
@@ -1645,20 +1589,8 @@ async fn usage_is_recorded_and_listed_in_scope(store: &Store) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        store
-            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 100)
-            .await
-            .unwrap(),
-        vec![theirs.clone()]
-    );
-    assert!(
-        store
-            .list_usage(&scope("ghost"), i64::MIN, i64::MAX, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(usage_of(store, "bravo").await, vec![theirs.clone()]);
+    assert!(usage_of(store, "ghost").await.is_empty());
 
     // The same id twice in one tenant is a conflict, so a retried write never counts twice.
     let err = store
@@ -1674,21 +1606,8 @@ async fn usage_is_recorded_and_listed_in_scope(store: &Store) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Internal);
-    assert_eq!(
-        store
-            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 100)
-            .await
-            .unwrap(),
-        [theirs]
-    );
-    assert_eq!(
-        store
-            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 100)
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(usage_of(store, "bravo").await, [theirs]);
+    assert_eq!(usage_of(store, "alpha").await.len(), 5);
 
     // The wire form: snake_case kinds, money as an exact decimal string.
     let json = serde_json::to_value(&bare).unwrap();
@@ -2177,13 +2096,7 @@ async fn upgrading_gives_existing_tenants_a_uid_and_keeps_their_ledger() {
     let alpha = store.get_tenant(&tid("alpha")).await.unwrap().unwrap();
     let bravo = store.get_tenant(&tid("bravo")).await.unwrap().unwrap();
     assert_ne!(alpha.uid, bravo.uid);
-    assert!(
-        store
-            .delete_tenant(&tid("alpha"), false)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::delete_tenant(&store, "alpha").await;
     let kept = store
         .usage_report(grant(), &query(None, UsageGroup::Tenant))
         .await
@@ -2214,13 +2127,7 @@ async fn sqlite_usage_ledger_is_append_only() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    assert_eq!(
-        store
-            .list_usage(&scope("alpha"), i64::MIN, i64::MAX, 10)
-            .await
-            .unwrap(),
-        [usage("alpha", "u1", 1)]
-    );
+    assert_eq!(usage_of(&store, "alpha").await, [usage("alpha", "u1", 1)]);
 }
 
 #[tokio::test]
@@ -2594,22 +2501,8 @@ async fn row_level_security_isolates_sessions_and_usage(url: &str) {
     }
 
     // Nothing above leaked into the store's view, and the operator's reports see both tenants.
-    assert_eq!(
-        store
-            .list_sessions(&scope("bravo"), None, None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        store
-            .list_usage(&scope("bravo"), i64::MIN, i64::MAX, 10)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(sessions_of(&store, "bravo").await.len(), 2);
+    assert_eq!(usage_of(&store, "bravo").await.len(), 3);
     let report = store
         .usage_report(grant(), &query(None, UsageGroup::Tenant))
         .await

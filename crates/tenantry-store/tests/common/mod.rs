@@ -2,13 +2,58 @@
 //! file always; PostgreSQL when `TENANTRY_TEST_DATABASE_URL` is set, as the admin user of that
 //! URL and as a database owner that is no superuser), and `on_both_backends!`, which runs each
 //! suite function (`async fn(&Store)`) as three tests: `NAME::sqlite`, `NAME::postgres` and
-//! `NAME::postgres_unprivileged`. Without PostgreSQL the last two say so and return.
+//! `NAME::postgres_unprivileged`. Without PostgreSQL the last two say so and return. Also the
+//! plain registry most suites start from (`alpha_and_bravo`).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
+
+use tenantry_core::{
+    OperatorGrant, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, TenantUid, Tier,
+    TierName,
+};
 use tenantry_store::testing::{
     DropGuard, fresh_postgres, fresh_postgres_unprivileged, postgres_url_or_skip,
 };
+use tenantry_store::{Store, TenantDeletion};
+
+/// The scope of tenant `id`, as the operator's.
+pub fn scope(id: &str) -> TenantScope {
+    TenantScope::for_operator(OperatorGrant::verified(), TenantId::new(id).unwrap())
+}
+
+/// Tenant `id` on the tier `basic`, with nothing else set.
+pub fn basic_tenant(id: &str) -> Tenant {
+    Tenant {
+        id: TenantId::new(id).unwrap(),
+        uid: TenantUid::generate(),
+        name: id.to_owned(),
+        tier: TierName::new("basic").unwrap(),
+        status: TenantStatus::Active,
+        isolation: TenantIsolation::default(),
+        region: "eu".into(),
+        features: BTreeMap::new(),
+        entitlements: serde_json::Map::new(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// Deletes tenant `id`, which must exist, keeping its ledger; what went.
+pub async fn delete_tenant(store: &Store, id: &str) -> TenantDeletion {
+    let id = TenantId::new(id).unwrap();
+    store.delete_tenant(&id, false).await.unwrap().unwrap()
+}
+
+/// Stores the tier `basic` and the tenants `alpha` and `bravo` on it.
+pub async fn alpha_and_bravo(store: &Store) {
+    let tier: Tier = serde_json::from_value(serde_json::json!({"name": "basic"})).unwrap();
+    store.put_tier(&tier).await.unwrap();
+    for t in ["alpha", "bravo"] {
+        store.create_tenant(&basic_tenant(t)).await.unwrap();
+    }
+}
 
 /// A database that lives as long as this value.
 pub struct TestDb {
