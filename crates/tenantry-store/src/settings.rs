@@ -61,6 +61,8 @@ struct Table {
     delete: Sql,
 }
 
+/// The `Table` of the settings table `$table`, whose owner column is `$owner`.
+#[rustfmt::skip]
 macro_rules! table {
     ($what:literal, $table:literal, $owner:literal) => {
         Table {
@@ -68,45 +70,21 @@ macro_rules! table {
             owner: $owner,
             put: Sql {
                 sqlite: concat!(
-                    "INSERT INTO ",
-                    $table,
-                    " (",
-                    $owner,
-                    ", kind, body, updated_at)
+                    "INSERT INTO ", $table, " (", $owner, ", kind, body, updated_at)
                      VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (",
-                    $owner,
-                    ", kind) DO UPDATE SET body = excluded.body,
-                                                             updated_at = excluded.updated_at"
+                     ON CONFLICT (", $owner, ", kind)
+                     DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at"
                 ),
                 postgres: concat!(
-                    "INSERT INTO ",
-                    $table,
-                    " (",
-                    $owner,
-                    ", kind, body, updated_at)
+                    "INSERT INTO ", $table, " (", $owner, ", kind, body, updated_at)
                      VALUES ($1, $2, $3::jsonb, $4)
-                     ON CONFLICT (",
-                    $owner,
-                    ", kind) DO UPDATE SET body = excluded.body,
-                                                             updated_at = excluded.updated_at"
+                     ON CONFLICT (", $owner, ", kind)
+                     DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at"
                 ),
             },
             delete: Sql {
-                sqlite: concat!(
-                    "DELETE FROM ",
-                    $table,
-                    " WHERE ",
-                    $owner,
-                    " = ?1 AND kind = ?2"
-                ),
-                postgres: concat!(
-                    "DELETE FROM ",
-                    $table,
-                    " WHERE ",
-                    $owner,
-                    " = $1 AND kind = $2"
-                ),
+                sqlite: concat!("DELETE FROM ", $table, " WHERE ", $owner, " = ?1 AND kind = ?2"),
+                postgres: concat!("DELETE FROM ", $table, " WHERE ", $owner, " = $1 AND kind = $2"),
             },
         }
     };

@@ -24,7 +24,7 @@ pub struct TenantDeletion {
     pub rows: BTreeMap<&'static str, u64>,
 }
 
-/// `(table, the delete of `tenant`'s rows from it)`, `$col` naming the tenant.
+/// A table and the delete of one tenant's rows from it, whose column `$col` names the tenant.
 macro_rules! delete_of {
     ($table:literal, $col:literal) => {
         (
@@ -61,15 +61,12 @@ const TENANT_OWNED: &[(&str, Sql)] = &[
 ];
 
 /// The columns of `tenants`: `names` for an insert, or a select list of `sqlite` or `postgres`.
+#[rustfmt::skip]
 macro_rules! tenant_cols {
     ($dialect:ident) => {
         concat!(
-            "id, uid, name, tier, status, region, ",
-            json_col!($dialect, "isolation"),
-            ", ",
-            json_col!($dialect, "features"),
-            ", ",
-            json_col!($dialect, "entitlements"),
+            "id, uid, name, tier, status, region, ", json_col!($dialect, "isolation"), ", ",
+            json_col!($dialect, "features"), ", ", json_col!($dialect, "entitlements"),
             ", created_at, updated_at"
         )
     };

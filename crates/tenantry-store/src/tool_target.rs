@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use tenantry_core::TenantId;
 
-use crate::db::{Db, sql};
+use crate::db::{Db, Sql, sql};
 use crate::row::{Row, json_col, to_json};
 use crate::{Backend, Store, StoreError, missing_tenant};
 
@@ -55,6 +55,24 @@ macro_rules! target_cols {
     };
 }
 
+/// Stores a target, or replaces the one of its name but for `created_at`. On PostgreSQL it
+/// answers whether it inserted: `xmax = 0` holds for a freshly inserted row, not for one the
+/// upsert updated.
+#[rustfmt::skip]
+const UPSERT: Sql = Sql {
+    sqlite: concat!(
+        "INSERT INTO tool_targets (", target_cols!(names), ") VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body,
+                                          updated_at = excluded.updated_at"
+    ),
+    postgres: concat!(
+        "INSERT INTO tool_targets (", target_cols!(names), ") VALUES ($1, $2, $3::jsonb, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, body = EXCLUDED.body,
+                                          updated_at = EXCLUDED.updated_at
+         RETURNING (xmax = 0)"
+    ),
+};
+
 /// Binds a target's columns, in the order of `target_cols!`, to the query `$query`.
 macro_rules! bind_target {
     ($query:expr, $r:expr) => {
@@ -94,8 +112,7 @@ impl Store {
     }
 
     /// SQLite cannot tell an upsert's insert from its update, so it looks first, in the same
-    /// write transaction. PostgreSQL tells from the row, in one statement: `xmax = 0` holds for
-    /// a freshly inserted row, not for one the upsert updated.
+    /// write transaction; PostgreSQL tells from the row, in one statement.
     async fn upsert_tool_target(&self, r: &ToolTargetRecord) -> Result<bool, StoreError> {
         let mut db = match &self.backend {
             Backend::Sqlite(_) => self.operator_data_tx().await?,
@@ -108,36 +125,13 @@ impl Store {
                         .bind(&r.name)
                         .fetch_optional(held.conn())
                         .await?;
-                bind_target!(
-                    sqlx::query(concat!(
-                        "INSERT INTO tool_targets (",
-                        target_cols!(names),
-                        ")
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id,
-                         body = excluded.body, updated_at = excluded.updated_at"
-                    )),
-                    r
-                )
-                .execute(held.conn())
-                .await?;
+                let upsert = sqlx::query(UPSERT.sqlite);
+                bind_target!(upsert, r).execute(held.conn()).await?;
                 existed.is_none()
             }
             Db::Postgres(held) => {
-                bind_target!(
-                    sqlx::query_scalar(concat!(
-                        "INSERT INTO tool_targets (",
-                        target_cols!(names),
-                        ")
-                 VALUES ($1, $2, $3::jsonb, $4, $5)
-                 ON CONFLICT (name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
-                     body = EXCLUDED.body, updated_at = EXCLUDED.updated_at
-                 RETURNING (xmax = 0)"
-                    )),
-                    r
-                )
-                .fetch_one(held.conn())
-                .await?
+                let upsert = sqlx::query_scalar(UPSERT.postgres);
+                bind_target!(upsert, r).fetch_one(held.conn()).await?
             }
         };
         db.commit().await?;

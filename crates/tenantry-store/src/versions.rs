@@ -45,6 +45,7 @@ pub(crate) struct Versions {
 /// The `Versions` of a table: `columns` are those it selects besides `active`, `insert` those
 /// an insert writes besides `active` (with their placeholders `values` in each dialect), and
 /// `postgres_order` is how PostgreSQL orders the active versions of all scopes.
+#[rustfmt::skip]
 macro_rules! versions {
     (
         table: $table:literal,
@@ -57,109 +58,76 @@ macro_rules! versions {
             table: $table,
             insert: $crate::db::Sql {
                 sqlite: concat!(
-                    "INSERT INTO ",
-                    $table,
-                    " (",
-                    $insert,
-                    ", active) VALUES (",
-                    $sqlite_values,
-                    ", 1) RETURNING ",
-                    $crate::versions::versioned_cols!(sqlite, $cols)
+                    "INSERT INTO ", $table, " (", $insert, ", active)
+                     VALUES (", $sqlite_values, ", 1)
+                     RETURNING ", $crate::versions::versioned_cols!(sqlite, $cols)
                 ),
                 postgres: concat!(
-                    "INSERT INTO ",
-                    $table,
-                    " (",
-                    $insert,
-                    ", active) VALUES (",
-                    $postgres_values,
-                    ", true) RETURNING ",
-                    $crate::versions::versioned_cols!(postgres, $cols)
+                    "INSERT INTO ", $table, " (", $insert, ", active)
+                     VALUES (", $postgres_values, ", true)
+                     RETURNING ", $crate::versions::versioned_cols!(postgres, $cols)
                 ),
             },
             next: $crate::db::Sql {
                 sqlite: concat!(
-                    "SELECT COALESCE(max(version), 0) + 1 FROM ",
-                    $table,
-                    " WHERE scope_kind = ?1 AND scope_key = ?2"
+                    "SELECT COALESCE(max(version), 0) + 1 FROM ", $table, "
+                     WHERE scope_kind = ?1 AND scope_key = ?2"
                 ),
                 postgres: concat!(
-                    "SELECT COALESCE(max(version), 0) + 1 FROM ",
-                    $table,
-                    " WHERE scope_kind = $1 AND scope_key = $2"
+                    "SELECT COALESCE(max(version), 0) + 1 FROM ", $table, "
+                     WHERE scope_kind = $1 AND scope_key = $2"
                 ),
             },
             deactivate: $crate::db::Sql {
                 sqlite: concat!(
-                    "UPDATE ",
-                    $table,
-                    " SET active = 0 WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1"
+                    "UPDATE ", $table, " SET active = 0
+                     WHERE scope_kind = ?1 AND scope_key = ?2 AND active = 1"
                 ),
                 postgres: concat!(
-                    "UPDATE ",
-                    $table,
-                    " SET active = false WHERE scope_kind = $1 AND scope_key = $2 AND active"
+                    "UPDATE ", $table, " SET active = false
+                     WHERE scope_kind = $1 AND scope_key = $2 AND active"
                 ),
             },
             exists: $crate::db::Sql {
                 sqlite: concat!(
-                    "SELECT version FROM ",
-                    $table,
-                    " WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3"
+                    "SELECT version FROM ", $table, "
+                     WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3"
                 ),
                 postgres: concat!(
-                    "SELECT version FROM ",
-                    $table,
-                    " WHERE scope_kind = $1 AND scope_key = $2 AND version = $3"
+                    "SELECT version FROM ", $table, "
+                     WHERE scope_kind = $1 AND scope_key = $2 AND version = $3"
                 ),
             },
             activate: $crate::db::Sql {
                 sqlite: concat!(
-                    "UPDATE ",
-                    $table,
-                    " SET active = 1 WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3
-                      RETURNING ",
-                    $crate::versions::versioned_cols!(sqlite, $cols)
+                    "UPDATE ", $table, " SET active = 1
+                     WHERE scope_kind = ?1 AND scope_key = ?2 AND version = ?3
+                     RETURNING ", $crate::versions::versioned_cols!(sqlite, $cols)
                 ),
                 postgres: concat!(
-                    "UPDATE ",
-                    $table,
-                    " SET active = true WHERE scope_kind = $1 AND scope_key = $2 AND version = $3
-                      RETURNING ",
-                    $crate::versions::versioned_cols!(postgres, $cols)
+                    "UPDATE ", $table, " SET active = true
+                     WHERE scope_kind = $1 AND scope_key = $2 AND version = $3
+                     RETURNING ", $crate::versions::versioned_cols!(postgres, $cols)
                 ),
             },
             list: $crate::db::Sql {
                 sqlite: concat!(
-                    "SELECT ",
-                    $crate::versions::versioned_cols!(sqlite, $cols),
-                    " FROM ",
-                    $table,
-                    " WHERE scope_kind = ?1 AND scope_key = ?2 ORDER BY version DESC"
+                    "SELECT ", $crate::versions::versioned_cols!(sqlite, $cols), " FROM ", $table, "
+                     WHERE scope_kind = ?1 AND scope_key = ?2 ORDER BY version DESC"
                 ),
                 postgres: concat!(
-                    "SELECT ",
-                    $crate::versions::versioned_cols!(postgres, $cols),
-                    " FROM ",
-                    $table,
-                    " WHERE scope_kind = $1 AND scope_key = $2 ORDER BY version DESC"
+                    "SELECT ", $crate::versions::versioned_cols!(postgres, $cols), " FROM ", $table, "
+                     WHERE scope_kind = $1 AND scope_key = $2 ORDER BY version DESC"
                 ),
             },
             list_active: $crate::db::Sql {
                 sqlite: concat!(
-                    "SELECT ",
-                    $crate::versions::versioned_cols!(sqlite, $cols),
-                    " FROM ",
-                    $table,
-                    " WHERE active = 1 ORDER BY scope_kind, scope_key"
+                    "SELECT ", $crate::versions::versioned_cols!(sqlite, $cols), " FROM ", $table, "
+                     WHERE active = 1 ORDER BY scope_kind, scope_key"
                 ),
                 postgres: concat!(
-                    "SELECT ",
-                    $crate::versions::versioned_cols!(postgres, $cols),
-                    " FROM ",
-                    $table,
-                    " WHERE active ORDER BY ",
-                    $pg_order
+                    "SELECT ", $crate::versions::versioned_cols!(postgres, $cols), " FROM ", $table, "
+                     WHERE active ORDER BY ", $pg_order
                 ),
             },
         }
