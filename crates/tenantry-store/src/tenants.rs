@@ -72,6 +72,32 @@ macro_rules! tenant_cols {
     };
 }
 
+/// The columns an update of a tenant replaces besides `updated_at` (`name` to `entitlements`,
+/// in the order of `tenant_cols!`), as they are bound.
+struct Fields<'a> {
+    name: &'a str,
+    tier: &'a str,
+    status: &'a str,
+    region: &'a str,
+    isolation: String,
+    features: String,
+    entitlements: String,
+}
+
+impl<'a> Fields<'a> {
+    fn of(t: &'a Tenant) -> Result<Self, StoreError> {
+        Ok(Fields {
+            name: &t.name,
+            tier: t.tier.as_str(),
+            status: t.status.as_str(),
+            region: &t.region,
+            isolation: to_json(&t.isolation)?,
+            features: to_json(&t.features)?,
+            entitlements: to_json(&t.entitlements)?,
+        })
+    }
+}
+
 fn tenant_from_row(row: &Row) -> Result<Tenant, StoreError> {
     let id = row.parsed("id", TenantId::new)?;
     let status_text = row.text("status")?;
@@ -113,6 +139,7 @@ async fn pg_begin_deletion(conn: &mut PgConnection, id: &TenantId) -> Result<boo
 impl Store {
     /// Registers a tenant; `StoreError::Conflict` if the id is taken.
     pub async fn create_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+        let f = Fields::of(t)?;
         sql!(self.operator_data() => execute(
             sqlite: concat!("INSERT INTO tenants (", tenant_cols!(names), ")
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
@@ -121,13 +148,7 @@ impl Store {
                                        $10, $11)"),
             t.id.as_str(),
             t.uid.as_str(),
-            &t.name,
-            t.tier.as_str(),
-            t.status.as_str(),
-            &t.region,
-            to_json(&t.isolation)?,
-            to_json(&t.features)?,
-            to_json(&t.entitlements)?,
+            f.name, f.tier, f.status, f.region, f.isolation, f.features, f.entitlements,
             t.created_at,
             t.updated_at,
         ))
@@ -157,6 +178,7 @@ impl Store {
 
     /// Replaces every field of the tenant except `id` and `created_at`; `false` if absent.
     pub async fn update_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
+        let f = Fields::of(t)?;
         let updated = sql!(self.operator_data() => execute(
             sqlite: "UPDATE tenants SET name = ?2, tier = ?3, status = ?4, region = ?5,
                             isolation = ?6, features = ?7, entitlements = ?8, updated_at = ?9
@@ -166,13 +188,7 @@ impl Store {
                               entitlements = $8::jsonb, updated_at = $9
                        WHERE id = $1",
             t.id.as_str(),
-            &t.name,
-            t.tier.as_str(),
-            t.status.as_str(),
-            &t.region,
-            to_json(&t.isolation)?,
-            to_json(&t.features)?,
-            to_json(&t.entitlements)?,
+            f.name, f.tier, f.status, f.region, f.isolation, f.features, f.entitlements,
             t.updated_at,
         ))?;
         Ok(updated == 1)
