@@ -5,7 +5,9 @@
 //! (`delete_audit_events_before`). A tenant's events outlive the tenant: the table has no
 //! foreign key, and deleting a tenant leaves its trail. A tenant's events are read only
 //! through its `TenantScope`; reading across tenants takes the `OperatorGrant`. The table has
-//! no row-level security (it is no tenant table): the filter of each read is its only guard.
+//! no row-level security on PostgreSQL, so the filter of each read is its only guard. This
+//! module must never update an event, nor read a tenant's events without its scope or the
+//! grant.
 
 use serde::{Deserialize, Serialize};
 use tenantry_core::{OperatorGrant, TenantId, TenantScope};

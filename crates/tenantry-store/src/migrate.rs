@@ -1,4 +1,5 @@
-//! The versioned schema migrations of each dialect and the plan of which to apply.
+//! The versioned schema migrations of each dialect, the plan of which to apply, and applying
+//! them (`Store::migrate`, at connect).
 //!
 //! A migration is `(name, sql)` where the name starts with its version number (`0001_...`).
 //! The applied ones are recorded in `schema_migrations(version, name, applied_at)`; each

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend's plumbing (the scale-out store shared by several replicas):
-//! connecting, migrating, verifying that row-level security holds, and the two kinds of
-//! transaction tenant data is touched in. The statements of each table live with the table's
+//! connecting, the migration lock, verifying that row-level security holds, and the two kinds
+//! of transaction tenant data is touched in. The statements of each table live with the table's
 //! other dialect (`tiers`, `sessions`...), and run through `Store`'s accessors (`db`).
 //!
 //! Registry data (tiers, tenants, runtimes) is read and written as the connecting user. Tenant

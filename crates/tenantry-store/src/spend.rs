@@ -5,7 +5,8 @@
 //!
 //! Only `model` entries count: they are what the model gateway reserves and settles against
 //! the budgets (tool prices and compute are billed, not budgeted). A tenant's read, in its
-//! scope like every tenant read (on PostgreSQL under row-level security).
+//! scope like every tenant read (on PostgreSQL under row-level security). This module must
+//! never count another tenant's entries, nor write to the ledger.
 
 use tenantry_core::{Money, TenantScope, UserId};
 

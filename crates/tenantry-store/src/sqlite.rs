@@ -4,10 +4,10 @@
 //!
 //! SQLite has no roles and no row-level security, so the isolation of tenant data rests on
 //! the `WHERE tenant_id = ?1` that every SQLite statement of a tenant table carries. Write
-//! transactions of more than one statement begin with `BEGIN IMMEDIATE` (`Store::
-//! operator_data_tx`, `Store::tenant_data_tx`) so they take the write lock up front and wait
-//! (busy timeout) instead of failing when two writers meet. This module must never query a
-//! tenant table.
+//! transactions of more than one statement begin with `BEGIN IMMEDIATE`
+//! (`Store::operator_data_tx`, `Store::tenant_data_tx`) so they take the write lock up front
+//! and wait (busy timeout) instead of failing when two writers meet. This module must never
+//! query a tenant table.
 
 use std::str::FromStr;
 use std::time::Duration;
