@@ -3,9 +3,12 @@
 //! URL and as a database owner that is no superuser), and `on_both_backends!`, which runs each
 //! suite function (`async fn(&Store)`) as three tests: `NAME::sqlite`, `NAME::postgres` and
 //! `NAME::postgres_unprivileged`. Without PostgreSQL the last two say so and return. Also the
-//! plain registry most suites start from (`alpha_and_bravo`).
+//! plain registry most suites start from (`alpha_and_bravo`), and the records they write
+//! (`records`).
 
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod records;
 
 use std::collections::BTreeMap;
 
@@ -96,6 +99,7 @@ pub async fn postgres_db(test: &str, unprivileged: bool) -> Option<TestDb> {
     })
 }
 
+#[allow(unused_macros, reason = "the backends suite starts its own stores")]
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {$(
         mod $suite {
@@ -128,4 +132,5 @@ macro_rules! on_both_backends {
     )*};
 }
 
+#[allow(unused_imports, reason = "the backends suite starts its own stores")]
 pub(crate) use on_both_backends;
