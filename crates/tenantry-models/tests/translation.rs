@@ -260,11 +260,10 @@ async fn bedrock_converse_translation_and_signature() {
         ("x-amz-date", amz_date.as_str()),
         ("x-amz-security-token", "session-token-test"),
     ];
-    let expected = tenantry_models::sigv4::authorization(
+    let expected = tenantry_models::sigv4::sign(
         &tenantry_models::sigv4::SignableRequest {
             method: "POST",
-            path: &got.path,
-            query: &[],
+            uri: &got.path,
             headers: &headers,
             payload: &got.body,
         },
@@ -275,8 +274,10 @@ async fn bedrock_converse_translation_and_signature() {
         },
         "us-east-1",
         "bedrock",
-        &amz_date,
-    );
+        tenantry_models::sigv4::parse_amz_date(&amz_date).unwrap(),
+    )
+    .unwrap()
+    .authorization;
     assert_eq!(got.header("authorization"), Some(expected.as_str()));
     assert!(expected.starts_with(&format!(
         "AWS4-HMAC-SHA256 Credential=AKIDTEST/{}/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=",

@@ -119,53 +119,46 @@ impl BedrockProvider {
             (Some(h), None) => h.to_owned(),
             (None, _) => return Err(ProviderError::InvalidRequest("endpoint has no host".into())),
         };
-        let amz_date = sigv4::amz_date(std::time::SystemTime::now());
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("content-type", "application/json"),
-            ("host", &host),
-            ("x-amz-date", &amz_date),
-        ];
-        if let Some(t) = &self.credentials.session_token {
-            headers.push(("x-amz-security-token", t.expose()));
-        }
-        let query: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let query: Vec<(&str, &str)> = query
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let authorization = sigv4::authorization(
+        let token = match &self.credentials.session_token {
+            Some(t) => {
+                let mut v = reqwest::header::HeaderValue::from_str(t.expose()).map_err(|_| {
+                    ProviderError::InvalidRequest("a credential is not a valid header value".into())
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let uri = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let signed = sigv4::sign(
             &SignableRequest {
                 method: "POST",
-                path: url.path(),
-                query: &query,
-                headers: &headers,
+                uri: &uri,
+                headers: &[("content-type", "application/json"), ("host", &host)],
                 payload: &body,
             },
             &self.credentials,
             &self.region,
             "bedrock",
-            &amz_date,
-        );
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| ProviderError::InvalidRequest(e.to_string()))?;
         let mut rb = self
             .client
             .post(url.clone())
-            .header(reqwest::header::ACCEPT, accept);
-        for (name, value) in headers {
-            if name == "host" {
-                continue;
-            }
-            let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                ProviderError::InvalidRequest("a credential is not a valid header value".into())
-            })?;
-            v.set_sensitive(name == "x-amz-security-token");
-            rb = rb.header(name, v);
+            .header(reqwest::header::ACCEPT, accept)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("x-amz-date", signed.amz_date);
+        if let Some(v) = token {
+            rb = rb.header("x-amz-security-token", v);
         }
-        let mut auth = reqwest::header::HeaderValue::from_str(&authorization).map_err(|_| {
-            ProviderError::InvalidRequest("the access key id is not printable".into())
-        })?;
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&signed.authorization).map_err(|_| {
+                ProviderError::InvalidRequest("the access key id is not printable".into())
+            })?;
         auth.set_sensitive(true);
         Ok(rb.header(reqwest::header::AUTHORIZATION, auth).body(body))
     }
