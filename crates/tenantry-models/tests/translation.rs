@@ -304,7 +304,7 @@ fn bedrock_frames() -> Vec<u8> {
         ("metadata", json!({"usage": {"inputTokens": 95, "outputTokens": 25, "totalTokens": 120}, "metrics": {"latencyMs": 300}})),
     ]
     .iter()
-    .flat_map(|(e, p)| encode_event(e, p))
+    .flat_map(|(e, p)| encode_event(e, p).unwrap())
     .collect()
 }
 
@@ -363,15 +363,18 @@ async fn bedrock_stream_with_a_corrupted_frame_fails() {
 
 #[tokio::test]
 async fn bedrock_exception_frame_is_classified() {
-    let mut bytes = encode_event("messageStart", &json!({"role": "assistant"}));
-    bytes.extend(tenantry_models::eventstream::encode_frame(
-        &[
-            (":message-type", "exception"),
-            (":exception-type", "throttlingException"),
-            (":content-type", "application/json"),
-        ],
-        br#"{"message":"Too many requests, please wait."}"#,
-    ));
+    let mut bytes = encode_event("messageStart", &json!({"role": "assistant"})).unwrap();
+    bytes.extend(
+        tenantry_models::eventstream::encode_frame(
+            &[
+                (":message-type", "exception"),
+                (":exception-type", "throttlingException"),
+                (":content-type", "application/json"),
+            ],
+            br#"{"message":"Too many requests, please wait."}"#,
+        )
+        .unwrap(),
+    );
     let up = MockUpstream::start(move |_| Reply::Raw {
         status: 200,
         content_type: "application/vnd.amazon.eventstream".into(),

@@ -489,10 +489,10 @@ impl BedrockStream {
         out: &mut VecDeque<ChatChunk>,
     ) -> Result<Flow, ProviderError> {
         let payload = || -> Result<Value, ProviderError> {
-            if frame.payload.is_empty() {
+            if frame.payload().is_empty() {
                 return Ok(json!({}));
             }
-            serde_json::from_slice(&frame.payload)
+            serde_json::from_slice(frame.payload())
                 .map_err(|e| ProviderError::malformed(format!("an event payload is not JSON: {e}")))
         };
         match frame.header_str(":message-type") {
