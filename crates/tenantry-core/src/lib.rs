@@ -3,7 +3,8 @@
 //! This crate owns the identifiers (`TenantId`, `UserId`, `TierName`, `RuntimeName`), the tier
 //! and tenant records, isolation settings, the verified `Principal` and `TenantContext` of a
 //! request, the `TenantScope` that every store method for tenant data demands, and the closed
-//! error taxonomy (`ErrorCode`) that every layer maps its errors into.
+//! error taxonomy (`ErrorCode`) that every layer maps its errors into; and the framing of
+//! server-sent events ([`sse`]), which model providers and MCP upstreams both stream in.
 //!
 //! It must never do I/O: it is plain data and the rules that make it valid.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod id;
 pub mod money;
 pub mod principal;
+pub mod sse;
 pub mod tenant;
 pub mod tier;
 

@@ -11,12 +11,12 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tenantry_core::sse::SseEvent;
 
 use crate::config::{AnthropicConfig, ConfigError, Secret, Timeouts, invalid, resolve_secret};
 use crate::error::ProviderError;
 use crate::http::{self, Body, Flow, Translator};
 use crate::providers::{ChatStream, completion_id};
-use crate::sse::{SseDecoder, SseEvent};
 use crate::wire::{
     ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart, Delta, Extra,
     FinishReason, FunctionCall, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
@@ -91,7 +91,7 @@ impl AnthropicProvider {
         let resp = http::send(self.post(&body)?, &self.timeouts, self.timeouts.request).await?;
         Ok(http::drive(
             Body::new(resp, self.timeouts.stream_idle),
-            SseDecoder::default(),
+            crate::sse::decoder(),
             AnthropicStream::default(),
         ))
     }
