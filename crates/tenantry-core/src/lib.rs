@@ -6,7 +6,9 @@
 //! error taxonomy (`ErrorCode`) that every layer maps its errors into; and the framing of
 //! server-sent events ([`sse`]), which model providers and MCP upstreams both stream in.
 //!
-//! It must never do I/O: it is plain data and the rules that make it valid.
+//! It must never do I/O: it is plain data and the rules that make it valid. The one exception
+//! is the recording mock server behind the `test-util` feature ([`testing`]), for other
+//! crates' tests.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,9 @@ pub mod principal;
 pub mod sse;
 pub mod tenant;
 pub mod tier;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use error::{Blame, ErrorCode};
 pub use id::{
