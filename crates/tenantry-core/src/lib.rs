@@ -27,13 +27,13 @@ pub use error::{Blame, ErrorCode};
 pub use id::{
     IdError, RuntimeName, SERVICE_PRINCIPAL_PREFIX, TenantId, TenantUid, TierName, UserId,
 };
-pub use money::Money;
+pub use money::{Money, MoneyError};
 pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
 pub use tenant::{
     IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Tenant, TenantIsolation,
     TenantStatus,
 };
-pub use tier::{SandboxResources, Tier, TierLimits, UserLimits};
+pub use tier::{SandboxResources, Tier, TierError, TierLimits, UserLimits};
 
 /// Seconds since the Unix epoch, the one clock representation stored and returned by the API.
 pub fn unix_now() -> i64 {
