@@ -487,7 +487,26 @@ fn sanitize(raw: &str) -> String {
     out.chars().take(MAX_NAME).collect()
 }
 
-fn parse_template(path: &str) -> Result<Vec<Piece>, String> {
+/// Why one operation of a document is skipped (the others are still offered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum OperationError {
+    #[error("a `{{` in the path is not closed")]
+    UnclosedVariable,
+    #[error("the path has an empty `{{}}`")]
+    EmptyVariable,
+    #[error("a parameter has no `name` or `in`")]
+    UnnamedParameter,
+    #[error("it requires the cookie parameter {0}")]
+    RequiredCookie(String),
+    #[error("parameter {name} is in unknown location {location:?}")]
+    UnknownLocation { name: String, location: String },
+    #[error("its required request body is not JSON")]
+    BodyNotJson,
+    #[error("unknown method {0}")]
+    UnknownMethod(String),
+}
+
+fn parse_template(path: &str) -> Result<Vec<Piece>, OperationError> {
     let mut pieces = Vec::new();
     let mut rest = path;
     while let Some(open) = rest.find('{') {
@@ -495,12 +514,10 @@ fn parse_template(path: &str) -> Result<Vec<Piece>, String> {
             pieces.push(Piece::Lit(rest[..open].to_owned()));
         }
         let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| "a `{` in the path is not closed".to_owned())?;
+        let close = after.find('}').ok_or(OperationError::UnclosedVariable)?;
         let name = &after[..close];
         if name.is_empty() {
-            return Err("the path has an empty `{}`".into());
+            return Err(OperationError::EmptyVariable);
         }
         pieces.push(Piece::Var(name.to_owned()));
         rest = &after[close + 1..];
@@ -528,7 +545,7 @@ fn compile_operation(
     op: &Value,
     shared_params: Option<&Vec<Value>>,
     credential: Option<&CredentialPlacement>,
-) -> Result<Operation, String> {
+) -> Result<Operation, OperationError> {
     let template = parse_template(path)?;
     // Path-level parameters first; an operation's own parameter of the same name and
     // location replaces it.
@@ -545,7 +562,7 @@ fn compile_operation(
             p.get("name").and_then(Value::as_str),
             p.get("in").and_then(Value::as_str),
         ) else {
-            return Err("a parameter has no `name` or `in`".into());
+            return Err(OperationError::UnnamedParameter);
         };
         let key = (loc.to_owned(), name.to_owned());
         if declared.insert(key.clone(), p).is_none() {
@@ -566,11 +583,16 @@ fn compile_operation(
             "header" => Loc::Header,
             "cookie" => {
                 if is_required {
-                    return Err(format!("it requires the cookie parameter {wire}"));
+                    return Err(OperationError::RequiredCookie(wire.clone()));
                 }
                 continue;
             }
-            other => return Err(format!("parameter {wire} is in unknown location {other:?}")),
+            other => {
+                return Err(OperationError::UnknownLocation {
+                    name: wire.clone(),
+                    location: other.to_owned(),
+                });
+            }
         };
         if loc == Loc::Header
             && ["authorization", "content-type", "accept"]
@@ -676,7 +698,7 @@ fn compile_operation(
                 });
             }
             None if body_required => {
-                return Err("its required request body is not JSON".into());
+                return Err(OperationError::BodyNotJson);
             }
             None => {}
         }
@@ -711,7 +733,7 @@ fn compile_operation(
         o.insert("title".into(), json!(s));
     }
     let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("unknown method {method}"))?;
+        .map_err(|_| OperationError::UnknownMethod(method.to_owned()))?;
     Ok(Operation {
         name,
         tool,
