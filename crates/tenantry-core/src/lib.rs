@@ -4,7 +4,8 @@
 //! and tenant records, isolation settings, the verified `Principal` and `TenantContext` of a
 //! request, the `TenantScope` that every store method for tenant data demands, and the closed
 //! error taxonomy (`ErrorCode`) that every layer maps its errors into; and the framing of
-//! server-sent events ([`sse`]), which model providers and MCP upstreams both stream in.
+//! server-sent events ([`sse`]), which model providers and MCP upstreams both stream in, and
+//! the message of an upstream's error answer ([`upstream`]).
 //!
 //! It must never do I/O: it is plain data and the rules that make it valid. The one exception
 //! is the recording mock server behind the `test-util` feature ([`testing`]), for other
@@ -19,6 +20,7 @@ pub mod principal;
 pub mod sse;
 pub mod tenant;
 pub mod tier;
+pub mod upstream;
 
 #[cfg(feature = "test-util")]
 pub mod testing;

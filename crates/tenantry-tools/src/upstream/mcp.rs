@@ -24,6 +24,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tenantry_core::sse::{SseDecoder, SseError};
+use tenantry_core::upstream::error_message;
 use tenantry_core::{ErrorCode, RuntimeName, TenantId};
 use url::Url;
 
@@ -33,9 +34,7 @@ use crate::hosted::HostedRuntimes;
 use crate::identity::CallerIdentity;
 use crate::jsonrpc;
 use crate::protocol::{SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, VERSION_HEADER};
-use crate::upstream::http::{
-    MAX_BODY, apply_credential, error_message, is_media_type, transport_error,
-};
+use crate::upstream::http::{MAX_BODY, apply_credential, is_media_type, transport_error};
 
 /// The version offered in `initialize`; the upstream may answer any of ours.
 pub(crate) const CLIENT_PROTOCOL_VERSION: &str = "2025-06-18";
