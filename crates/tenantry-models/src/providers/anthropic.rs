@@ -279,7 +279,7 @@ pub struct MessagesResponse {
     #[serde(default)]
     pub stop_reason: Option<String>,
     #[serde(default)]
-    pub usage: AnthropicUsage,
+    pub usage: CachedUsage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,33 +298,37 @@ pub enum Block {
     Other,
 }
 
+/// Token usage as Anthropic reports it, and as Bedrock's Converse does under camelCase names
+/// (with `cacheWrite` for Anthropic's `cache_creation`).
 #[derive(Debug, Default, Deserialize)]
-pub struct AnthropicUsage {
-    #[serde(default)]
+pub struct CachedUsage {
+    #[serde(default, alias = "inputTokens")]
     pub input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "outputTokens")]
     pub output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "cacheWriteInputTokens")]
     pub cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "cacheReadInputTokens")]
     pub cache_read_input_tokens: Option<u64>,
 }
 
-impl AnthropicUsage {
+impl CachedUsage {
     /// All input tokens, cached or not: every one of them is billed.
-    fn input(&self) -> u64 {
+    pub(crate) fn input(&self) -> u64 {
         self.input_tokens
             + self.cache_creation_input_tokens.unwrap_or(0)
             + self.cache_read_input_tokens.unwrap_or(0)
     }
 }
 
+/// A stop reason of Anthropic's Messages API or of Bedrock's Converse, whose reasons are
+/// Anthropic's and those of Bedrock's guardrails.
 pub(crate) fn finish_reason(stop_reason: &str) -> FinishReason {
     match stop_reason {
         "end_turn" | "stop_sequence" | "pause_turn" => FinishReason::Stop,
         "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
         "tool_use" => FinishReason::ToolCalls,
-        "refusal" => FinishReason::ContentFilter,
+        "refusal" | "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
         other => FinishReason::Other(other.to_owned()),
     }
 }
@@ -441,7 +445,7 @@ impl AnthropicStream {
                     m.clone_into(&mut self.model);
                 }
                 if let Some(u) = v.pointer("/message/usage") {
-                    let u: AnthropicUsage = serde_json::from_value(u.clone()).unwrap_or_default();
+                    let u: CachedUsage = serde_json::from_value(u.clone()).unwrap_or_default();
                     self.input_tokens = u.input();
                     self.output_tokens = u.output_tokens;
                 }
@@ -545,5 +549,37 @@ impl Translator<SseEvent> for AnthropicStream {
         Err(ProviderError::broken(
             "the stream ended before its message_stop event",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn both_spellings_of_cached_usage_bill_every_input_token() {
+        let anthropic: CachedUsage = serde_json::from_value(json!({
+            "input_tokens": 10, "output_tokens": 5,
+            "cache_creation_input_tokens": 3, "cache_read_input_tokens": 2
+        }))
+        .unwrap();
+        let bedrock: CachedUsage = serde_json::from_value(json!({
+            "inputTokens": 10, "outputTokens": 5, "totalTokens": 20,
+            "cacheWriteInputTokens": 3, "cacheReadInputTokens": 2
+        }))
+        .unwrap();
+        for u in [anthropic, bedrock] {
+            assert_eq!((u.input(), u.output_tokens), (15, 5));
+        }
+        assert_eq!(finish_reason("refusal"), FinishReason::ContentFilter);
+        assert_eq!(
+            finish_reason("guardrail_intervened"),
+            FinishReason::ContentFilter
+        );
+        assert_eq!(
+            finish_reason("something_new"),
+            FinishReason::Other("something_new".into())
+        );
     }
 }

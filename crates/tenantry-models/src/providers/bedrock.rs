@@ -17,7 +17,7 @@ use crate::config::{BedrockConfig, ConfigError, Secret, Timeouts, invalid};
 use crate::error::ProviderError;
 use crate::eventstream::{Frame, FrameDecoder};
 use crate::http::{self, Body, Flow, Translator};
-use crate::providers::anthropic::{parse_arguments, parse_data_url};
+use crate::providers::anthropic::{CachedUsage, finish_reason, parse_arguments, parse_data_url};
 use crate::providers::{ChatStream, completion_id};
 use crate::sigv4::{self, Credentials, SignableRequest};
 use crate::wire::{
@@ -337,7 +337,7 @@ pub struct ConverseResponse {
     #[serde(default)]
     pub stop_reason: Option<String>,
     #[serde(default)]
-    pub usage: Option<ConverseUsage>,
+    pub usage: Option<CachedUsage>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,37 +350,6 @@ pub struct ConverseOutput {
 pub struct ConverseMessage {
     #[serde(default)]
     pub content: Vec<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConverseUsage {
-    #[serde(default)]
-    pub input_tokens: u64,
-    #[serde(default)]
-    pub output_tokens: u64,
-    #[serde(default)]
-    pub cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
-    pub cache_write_input_tokens: Option<u64>,
-}
-
-impl ConverseUsage {
-    fn input(&self) -> u64 {
-        self.input_tokens
-            + self.cache_read_input_tokens.unwrap_or(0)
-            + self.cache_write_input_tokens.unwrap_or(0)
-    }
-}
-
-pub(crate) fn finish_reason(stop_reason: &str) -> FinishReason {
-    match stop_reason {
-        "end_turn" | "stop_sequence" => FinishReason::Stop,
-        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
-        "tool_use" => FinishReason::ToolCalls,
-        "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
-        other => FinishReason::Other(other.to_owned()),
-    }
 }
 
 /// A Converse response as an OpenAI chat completion. Bedrock gives no id; one is made.
@@ -566,7 +535,7 @@ impl BedrockStream {
             }
             "metadata" => {
                 if let Some(u) = v.get("usage") {
-                    let u: ConverseUsage = serde_json::from_value(u.clone()).map_err(|e| {
+                    let u: CachedUsage = serde_json::from_value(u.clone()).map_err(|e| {
                         ProviderError::malformed(format!("metadata usage is malformed: {e}"))
                     })?;
                     out.push_back(ChatChunk::usage_only(
