@@ -17,6 +17,7 @@ pub mod error;
 pub mod id;
 pub mod money;
 pub mod principal;
+pub mod secret;
 pub mod sse;
 pub mod tenant;
 pub mod tier;
@@ -31,6 +32,7 @@ pub use id::{
 };
 pub use money::{Money, MoneyError};
 pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
+pub use secret::Secret;
 pub use tenant::{
     IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Tenant, TenantIsolation,
     TenantStatus,
