@@ -18,8 +18,8 @@ use crate::error::ProviderError;
 use crate::http::{self, Body, Flow, Translator};
 use crate::providers::{ChatStream, completion_id};
 use crate::wire::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart, Delta, Extra,
-    FinishReason, FunctionCall, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ChatChunk, ChatRequest, ChatResponse, Content, ContentPart, Delta, FinishReason, FunctionCall,
+    Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 #[derive(Debug)]
@@ -217,8 +217,13 @@ pub fn to_anthropic(
 }
 
 /// Appends blocks, merging into the previous message when it has the same role: Anthropic
-/// wants user and assistant turns to alternate, and tool results travel in a user turn.
-fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
+/// wants user and assistant turns to alternate, and tool results travel in a user turn (and
+/// Bedrock's Converse wants the same).
+pub(crate) fn push(
+    messages: &mut Vec<(&'static str, Vec<Value>)>,
+    role: &'static str,
+    blocks: Vec<Value>,
+) {
     if blocks.is_empty() {
         return;
     }
@@ -351,32 +356,14 @@ pub fn from_anthropic(resp: MessagesResponse) -> ChatResponse {
             Block::Other => {}
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        None
-    } else {
-        Some(Content::Text(text))
-    };
-    ChatResponse {
-        id: resp.id,
-        object: "chat.completion".into(),
-        created: tenantry_core::unix_now(),
-        model: resp.model,
-        choices: vec![Choice {
-            index: 0,
-            message: ChatMessage {
-                role: Role::Assistant,
-                content,
-                name: None,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                tool_call_id: None,
-                extra: Extra::new(),
-            },
-            finish_reason: resp.stop_reason.as_deref().map(finish_reason),
-            extra: Extra::new(),
-        }],
-        usage: Some(Usage::new(resp.usage.input(), resp.usage.output_tokens)),
-        extra: Extra::new(),
-    }
+    ChatResponse::assistant(
+        resp.id,
+        resp.model,
+        text,
+        calls,
+        resp.stop_reason.as_deref().map(finish_reason),
+        Some(Usage::new(resp.usage.input(), resp.usage.output_tokens)),
+    )
 }
 
 /// The HTTP status an Anthropic error type stands for.

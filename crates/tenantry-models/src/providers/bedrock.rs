@@ -17,12 +17,14 @@ use crate::config::{BedrockConfig, ConfigError, Secret, Timeouts, invalid};
 use crate::error::ProviderError;
 use crate::eventstream::{Frame, FrameDecoder};
 use crate::http::{self, Body, Flow, Translator};
-use crate::providers::anthropic::{CachedUsage, finish_reason, parse_arguments, parse_data_url};
+use crate::providers::anthropic::{
+    CachedUsage, finish_reason, parse_arguments, parse_data_url, push,
+};
 use crate::providers::{ChatStream, completion_id};
 use crate::sigv4::{self, Credentials, SignableRequest};
 use crate::wire::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart, Delta, Extra,
-    FinishReason, FunctionCall, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ChatChunk, ChatRequest, ChatResponse, Content, ContentPart, Delta, FinishReason, FunctionCall,
+    Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 #[derive(Debug)]
@@ -293,16 +295,6 @@ pub fn to_converse(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, 
     Ok(Value::Object(body))
 }
 
-fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match messages.last_mut() {
-        Some((last, content)) if *last == role => content.extend(blocks),
-        Some(_) | None => messages.push((role, blocks)),
-    }
-}
-
 fn content_blocks(content: Option<&Content>) -> Result<Vec<Value>, ProviderError> {
     match content {
         None => Ok(Vec::new()),
@@ -385,32 +377,14 @@ pub fn from_converse(resp: ConverseResponse, model: &str) -> Result<ChatResponse
             });
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        None
-    } else {
-        Some(Content::Text(text))
-    };
-    Ok(ChatResponse {
-        id: completion_id(),
-        object: "chat.completion".into(),
-        created: tenantry_core::unix_now(),
-        model: model.to_owned(),
-        choices: vec![Choice {
-            index: 0,
-            message: ChatMessage {
-                role: Role::Assistant,
-                content,
-                name: None,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                tool_call_id: None,
-                extra: Extra::new(),
-            },
-            finish_reason: resp.stop_reason.as_deref().map(finish_reason),
-            extra: Extra::new(),
-        }],
-        usage: resp.usage.map(|u| Usage::new(u.input(), u.output_tokens)),
-        extra: Extra::new(),
-    })
+    Ok(ChatResponse::assistant(
+        completion_id(),
+        model.to_owned(),
+        text,
+        calls,
+        resp.stop_reason.as_deref().map(finish_reason),
+        resp.usage.map(|u| Usage::new(u.input(), u.output_tokens)),
+    ))
 }
 
 /// The HTTP status a Bedrock exception type stands for.
