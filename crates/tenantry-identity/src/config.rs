@@ -174,9 +174,7 @@ pub enum IssuerConfigError {
     PublicKeyWithSecret(&'static str),
     #[error("jwks: {0}")]
     Jwks(#[from] JwksError),
-    #[error(
-        "jwks holds no usable signing key (supported: RSA, EC P-256/P-384, OKP Ed25519)"
-    )]
+    #[error("jwks holds no usable signing key (supported: RSA, EC P-256/P-384, OKP Ed25519)")]
     NoUsableKey,
     #[error("{0} must name a claim")]
     EmptyClaim(&'static str),
@@ -250,10 +248,10 @@ impl IssuerConfig {
             }
         }
 
-        if let Some(jwks) = &self.jwks {
-            if KeySet::from_jwks(jwks)?.is_empty() {
-                return Err(IssuerConfigError::NoUsableKey);
-            }
+        if let Some(jwks) = &self.jwks
+            && KeySet::from_jwks(jwks)?.is_empty()
+        {
+            return Err(IssuerConfigError::NoUsableKey);
         }
 
         for (field, value) in [
@@ -348,11 +346,26 @@ mod tests {
     fn refuses_none_and_hmac_without_secret() {
         let mut c = base();
         c.algorithms = vec!["none".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("never allowed"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("never allowed")
+        );
         c.algorithms = vec!["HS256".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("shared_secret"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("shared_secret")
+        );
         c.algorithms = vec!["RS1".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("unknown algorithm"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown algorithm")
+        );
     }
 
     #[test]
@@ -360,24 +373,49 @@ mod tests {
         let mut c = base();
         c.discovery_url = None;
         c.shared_secret = Some("short".into());
-        assert!(c.validate().unwrap_err().to_string().contains("at least 32 bytes"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at least 32 bytes")
+        );
         c.shared_secret = Some("x".repeat(40));
         assert!(c.validate().is_ok());
         assert_eq!(c.effective_algorithms().unwrap(), vec![Alg::HS256]);
         c.algorithms = vec!["HS256".into(), "RS256".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("cannot be verified"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be verified")
+        );
     }
 
     #[test]
     fn exactly_one_key_source() {
         let mut c = base();
         c.jwks_url = Some("https://login.example.com/jwks".into());
-        assert!(c.validate().unwrap_err().to_string().contains("exactly one"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
         c.jwks_url = None;
         c.discovery_url = None;
-        assert!(c.validate().unwrap_err().to_string().contains("no key source"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no key source")
+        );
         c.discovery_url = Some("ftp://x".into());
-        assert!(c.validate().unwrap_err().to_string().contains("discovery_url"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("discovery_url")
+        );
     }
 
     #[test]
@@ -393,7 +431,12 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("name"));
         let mut c = base();
         c.leeway_seconds = 3600;
-        assert!(c.validate().unwrap_err().to_string().contains("leeway_seconds"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("leeway_seconds")
+        );
     }
 
     #[test]

@@ -306,12 +306,12 @@ impl RemoteKeys {
                 expected: self.expected_issuer.clone(),
             });
         }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| FetchError::NoJwksUri {
-                discovery: discovery.to_owned(),
-            })?;
+        let jwks_uri =
+            doc.get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| FetchError::NoJwksUri {
+                    discovery: discovery.to_owned(),
+                })?;
         match url::Url::parse(jwks_uri) {
             Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(jwks_uri.to_string()),
             Ok(_) | Err(_) => Err(FetchError::BadJwksUri {

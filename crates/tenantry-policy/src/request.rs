@@ -17,20 +17,20 @@ use crate::engine::{PrincipalAttrs, ToolRef};
 use crate::schema::{CALL_TOOL, NAMESPACE};
 
 /// Why a call cannot be put to Cedar at all (a name Cedar refuses in an entity); the engine
-/// denies such a call.
+/// denies such a call. Cedar's errors are boxed: they are large and this path is rare.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RequestError {
     #[error("entity type {type_name}: {source}")]
     EntityType {
         type_name: String,
-        source: cedar_policy::ParseErrors,
+        source: Box<cedar_policy::ParseErrors>,
     },
     #[error("the principal: {0}")]
-    Principal(cedar_policy::EntityAttrEvaluationError),
+    Principal(Box<cedar_policy::EntityAttrEvaluationError>),
     #[error("the tool: {0}")]
-    Tool(cedar_policy::EntityAttrEvaluationError),
+    Tool(Box<cedar_policy::EntityAttrEvaluationError>),
     #[error("the entities: {0}")]
-    Entities(cedar_policy::entities_errors::EntitiesError),
+    Entities(Box<cedar_policy::entities_errors::EntitiesError>),
 }
 
 pub(crate) struct Uids {
@@ -43,7 +43,7 @@ fn uid(type_name: &str, id: &str) -> Result<EntityUid, RequestError> {
     let ty = EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}")).map_err(|source| {
         RequestError::EntityType {
             type_name: type_name.to_owned(),
-            source,
+            source: Box::new(source),
         }
     })?;
     Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
@@ -89,7 +89,7 @@ pub(crate) fn entities(
         ],
         tags,
     )
-    .map_err(RequestError::Principal)?;
+    .map_err(|e| RequestError::Principal(Box::new(e)))?;
     let name = tool
         .full_name
         .strip_prefix(&format!("{}___", tool.target))
@@ -109,7 +109,7 @@ pub(crate) fn entities(
         .collect(),
         [uid("Target", &tool.target)?].into_iter().collect(),
     )
-    .map_err(RequestError::Tool)?;
+    .map_err(|e| RequestError::Tool(Box::new(e)))?;
     let call_tool = uid("Action", CALL_TOOL)?;
     let action = Entity::new_no_attrs(uids.action.clone(), [call_tool.clone()].into());
     Entities::from_entities(
@@ -121,7 +121,7 @@ pub(crate) fn entities(
         ],
         None,
     )
-    .map_err(RequestError::Entities)
+    .map_err(|e| RequestError::Entities(Box::new(e)))
 }
 
 /// Hour (0-23), minute (0-59) and ISO weekday (1 = Monday ... 7 = Sunday) of `now` in UTC.

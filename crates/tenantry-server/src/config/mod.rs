@@ -650,11 +650,12 @@ impl Config {
             ));
         }
         for (i, issuer) in self.identity.issuers.iter().enumerate() {
-            issuer
-                .validate()
-                .map_err(|m| {
-                    invalid(format!("identity.issuers[{i}] ({})", issuer.name), m.to_string())
-                })?;
+            issuer.validate().map_err(|m| {
+                invalid(
+                    format!("identity.issuers[{i}] ({})", issuer.name),
+                    m.to_string(),
+                )
+            })?;
         }
         if self.tools.max_body_bytes < 1024 {
             return Err(invalid("tools.max_body_bytes", "must be at least 1024"));

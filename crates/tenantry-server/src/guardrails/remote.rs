@@ -90,7 +90,9 @@ impl Remote for ServerRemote {
                 .await
                 .map_err(|e| e.without_url().to_string())?;
             if bytes.len() > MAX_WEBHOOK_ANSWER {
-                return Err(RemoteError::Call("the webhook's answer is too large".into()));
+                return Err(RemoteError::Call(
+                    "the webhook's answer is too large".into(),
+                ));
             }
             serde_json::from_slice(&bytes)
                 .map_err(|e| RemoteError::Call(format!("the webhook's answer: {e}")))
