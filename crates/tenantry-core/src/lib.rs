@@ -3,9 +3,13 @@
 //! This crate owns the identifiers (`TenantId`, `UserId`, `TierName`, `RuntimeName`), the tier
 //! and tenant records, isolation settings, the verified `Principal` and `TenantContext` of a
 //! request, the `TenantScope` that every store method for tenant data demands, and the closed
-//! error taxonomy (`ErrorCode`) that every layer maps its errors into.
+//! error taxonomy (`ErrorCode`) that every layer maps its errors into; and the framing of
+//! server-sent events ([`sse`]), which model providers and MCP upstreams both stream in, and
+//! the message of an upstream's error answer ([`upstream`]).
 //!
-//! It must never do I/O: it is plain data and the rules that make it valid.
+//! It must never do I/O: it is plain data and the rules that make it valid. The one exception
+//! is the recording mock server behind the `test-util` feature ([`testing`]), for other
+//! crates' tests.
 
 #![forbid(unsafe_code)]
 
@@ -13,20 +17,27 @@ pub mod error;
 pub mod id;
 pub mod money;
 pub mod principal;
+pub mod secret;
+pub mod sse;
 pub mod tenant;
 pub mod tier;
+pub mod upstream;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use error::{Blame, ErrorCode};
 pub use id::{
     IdError, RuntimeName, SERVICE_PRINCIPAL_PREFIX, TenantId, TenantUid, TierName, UserId,
 };
-pub use money::Money;
+pub use money::{Money, MoneyError};
 pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
+pub use secret::Secret;
 pub use tenant::{
     IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Tenant, TenantIsolation,
     TenantStatus,
 };
-pub use tier::{SandboxResources, Tier, TierLimits, UserLimits};
+pub use tier::{SandboxResources, Tier, TierError, TierLimits, UserLimits};
 
 /// Seconds since the Unix epoch, the one clock representation stored and returned by the API.
 pub fn unix_now() -> i64 {

@@ -5,6 +5,13 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Why a text is not an amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("{0:?} is not an amount: write a decimal number such as 25 or 12.50")]
+    NotAnAmount(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Money {
     micros: i64,
@@ -23,8 +30,8 @@ impl Money {
 
     /// Parses a decimal amount such as `12`, `12.5` or `0.000001`; more than six decimals,
     /// signs other than a leading `-`, and anything that is not a number are refused.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let err = || format!("{s:?} is not an amount: write a decimal number such as 25 or 12.50");
+    pub fn parse(s: &str) -> Result<Self, MoneyError> {
+        let err = || MoneyError::NotAnAmount(s.to_owned());
         let s = s.trim();
         let (neg, digits) = match s.strip_prefix('-') {
             Some(rest) => (true, rest),

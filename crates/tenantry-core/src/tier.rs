@@ -105,44 +105,61 @@ pub struct Tier {
     pub sandbox: SandboxResources,
 }
 
+/// Why a tier's settings make no sense together; the message names the setting and the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TierError {
+    #[error("limits.requests_per_second must be at least 1 (omit it for no limit)")]
+    NoRequestRate,
+    #[error("limits.burst must be at least 1 (omit it to use the rate as the burst)")]
+    NoBurst,
+    #[error("limits.budget_per_month must not be negative")]
+    NegativeBudget,
+    #[error("limits.per_user.budget_per_month must not be negative")]
+    NegativeUserBudget,
+    #[error("model_requests_per_minute must be at least 1 (omit it for no limit)")]
+    NoModelRequestRate,
+    #[error("sandbox.memory_mb must be at least 16")]
+    TooLittleMemory,
+    #[error("sandbox.cpu_millis must be at least 10 (a hundredth of a core)")]
+    TooLittleCpu,
+    #[error("sandbox.max_processes must be at least 1")]
+    NoProcesses,
+    #[error("display_name must be at most 200 characters")]
+    DisplayNameTooLong,
+}
+
 impl Tier {
     /// Checks what serde cannot: numbers that make no sense together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TierError> {
         let l = &self.limits;
         if l.requests_per_second == Some(0) {
-            return Err(
-                "limits.requests_per_second must be at least 1 (omit it for no limit)".into(),
-            );
+            return Err(TierError::NoRequestRate);
         }
         if l.burst == Some(0) {
-            return Err(
-                "limits.burst must be at least 1 (omit it to use the rate as the burst)".into(),
-            );
+            return Err(TierError::NoBurst);
         }
         if l.budget_per_month.is_some_and(|m| m.micros() < 0) {
-            return Err("limits.budget_per_month must not be negative".into());
+            return Err(TierError::NegativeBudget);
         }
         if l.per_user.budget_per_month.is_some_and(|m| m.micros() < 0) {
-            return Err("limits.per_user.budget_per_month must not be negative".into());
+            return Err(TierError::NegativeUserBudget);
         }
         if l.model_requests_per_minute == Some(0) || l.per_user.model_requests_per_minute == Some(0)
         {
-            return Err(
-                "model_requests_per_minute must be at least 1 (omit it for no limit)".into(),
-            );
+            return Err(TierError::NoModelRequestRate);
         }
         let s = &self.sandbox;
         if s.memory_mb < 16 {
-            return Err("sandbox.memory_mb must be at least 16".into());
+            return Err(TierError::TooLittleMemory);
         }
         if s.cpu_millis < 10 {
-            return Err("sandbox.cpu_millis must be at least 10 (a hundredth of a core)".into());
+            return Err(TierError::TooLittleCpu);
         }
         if s.max_processes < 1 {
-            return Err("sandbox.max_processes must be at least 1".into());
+            return Err(TierError::NoProcesses);
         }
         if self.display_name.chars().count() > 200 {
-            return Err("display_name must be at most 200 characters".into());
+            return Err(TierError::DisplayNameTooLong);
         }
         Ok(())
     }

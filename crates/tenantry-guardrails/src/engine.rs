@@ -126,7 +126,7 @@ fn compile_check(c: &Check) -> Result<Detector, ProfileError> {
             let mut compiled = Vec::new();
             for p in custom {
                 let re = sensitive::compile_custom(&p.pattern)
-                    .map_err(|e| ProfileError::new("custom.pattern", e))?;
+                    .map_err(|e| ProfileError::new("custom.pattern", e.to_string()))?;
                 compiled.push((
                     format!("sensitive_info:{}", p.name),
                     re,

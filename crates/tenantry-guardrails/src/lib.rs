@@ -34,6 +34,6 @@ pub use profile::{
     Action, Check, CheckKind, CustomPattern, Entity, FailMode, MAX_CHECKS, MAX_PROFILE_BYTES,
     Profile, ProfileError, Stage, Topic,
 };
-pub use remote::{JUDGE_INSTRUCTIONS, Remote, RemoteFuture, read_judgement};
+pub use remote::{JUDGE_INSTRUCTIONS, Remote, RemoteError, RemoteFuture, read_judgement};
 pub use stream::{Step, StreamScanner};
 pub use words::PhraseSet;

@@ -399,7 +399,7 @@ impl Profile {
                             ));
                         }
                         crate::sensitive::compile_custom(&p.pattern).map_err(|e| {
-                            ProfileError::new(at(&format!("custom[{j}].pattern")), e)
+                            ProfileError::new(at(&format!("custom[{j}].pattern")), e.to_string())
                         })?;
                     }
                 }

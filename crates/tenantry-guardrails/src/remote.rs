@@ -15,8 +15,35 @@ use serde_json::{Value, json};
 use crate::engine::Context;
 use crate::profile::{CheckKind, FailMode, Stage};
 
-/// A boxed future of a remote answer; the error is a reason fit for the log.
-pub type RemoteFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+/// A boxed future of a remote answer.
+pub type RemoteFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RemoteError>> + Send + 'a>>;
+
+/// Why a remote check could not answer. Its message is a reason fit for the log; the check's
+/// fail mode decides what the text gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The server's side of the call failed (no such provider, no HTTP client, the transport,
+    /// the upstream's error): the server's reason.
+    #[error("{0}")]
+    Call(String),
+    #[error("no client for remote checks")]
+    NoClient,
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("the judge answered neither SAFE nor UNSAFE")]
+    UnclearJudgement,
+    #[error("the webhook's answer has no `decision`")]
+    NoDecision,
+    #[error("the webhook answered an unknown decision {0:?}")]
+    UnknownDecision(String),
+}
+
+/// The server's reasons arrive as text: its failures are of many libraries' types.
+impl From<String> for RemoteError {
+    fn from(reason: String) -> Self {
+        RemoteError::Call(reason)
+    }
+}
 
 /// The I/O of remote checks, supplied by the server.
 pub trait Remote: Send + Sync {
@@ -70,7 +97,7 @@ fn suffix(kind: &str, given: Option<&str>) -> String {
 }
 
 /// Reads a judge's answer: `Some(category)` if unsafe, `None` if safe, `Err` if neither.
-pub fn read_judgement(answer: &str) -> Result<Option<String>, String> {
+pub fn read_judgement(answer: &str) -> Result<Option<String>, RemoteError> {
     let cleaned: String = answer
         .trim()
         .trim_start_matches(|c: char| !c.is_alphanumeric())
@@ -82,7 +109,7 @@ pub fn read_judgement(answer: &str) -> Result<Option<String>, String> {
     match first {
         "unsafe" | "block" | "blocked" | "yes" => Ok(Some(suffix("model_judge", rest.as_deref()))),
         "safe" | "allow" | "allowed" | "no" => Ok(None),
-        _ => Err("the judge answered neither SAFE nor UNSAFE".into()),
+        _ => Err(RemoteError::UnclearJudgement),
     }
 }
 
@@ -135,11 +162,11 @@ impl RemoteCheck {
             | RemoteCheck::Webhook { timeout, fail, .. } => (*timeout, *fail),
         };
         let answer = match ctx.remote {
-            None => Err("no client for remote checks".to_owned()),
+            None => Err(RemoteError::NoClient),
             Some(remote) => {
                 match tokio::time::timeout(timeout, self.ask(remote, stage, text, ctx)).await {
                     Ok(r) => r,
-                    Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                    Err(_) => Err(RemoteError::Timeout(timeout)),
                 }
             }
         };
@@ -162,7 +189,7 @@ impl RemoteCheck {
         stage: Stage,
         text: &str,
         ctx: &Context<'_>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, RemoteError> {
         match self {
             RemoteCheck::Judge {
                 provider,
@@ -183,16 +210,14 @@ impl RemoteCheck {
                 let decision = answer
                     .get("decision")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| "the webhook's answer has no `decision`".to_owned())?;
+                    .ok_or(RemoteError::NoDecision)?;
                 match decision {
                     "block" => Ok(Some(suffix(
                         "webhook",
                         answer.get("category").and_then(Value::as_str),
                     ))),
                     "allow" => Ok(None),
-                    other => Err(format!(
-                        "the webhook answered an unknown decision {other:?}"
-                    )),
+                    other => Err(RemoteError::UnknownDecision(other.to_owned())),
                 }
             }
         }

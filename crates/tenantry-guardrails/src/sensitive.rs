@@ -13,12 +13,11 @@ use regex::Regex;
 use crate::profile::Entity;
 
 /// Compiles an operator's pattern with a bounded program size.
-pub fn compile_custom(pattern: &str) -> Result<Regex, String> {
+pub fn compile_custom(pattern: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
         .build()
-        .map_err(|e| e.to_string())
 }
 
 fn re(pattern: &str) -> Regex {

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::keys::{Alg, KeySet};
+use crate::keys::{Alg, JwksError, KeySet};
 
 /// One trusted OIDC/JWT issuer.
 #[derive(Clone, Deserialize)]
@@ -128,9 +128,66 @@ impl fmt::Debug for IssuerConfig {
     }
 }
 
+/// Why an issuer's configuration cannot be used; the message names the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerConfigError {
+    #[error(
+        "name must be 1 to 64 characters of letters, digits, '-', '_' or '.' (it labels the issuer in logs)"
+    )]
+    BadName,
+    #[error("name \"dev\" is reserved for the built-in development issuer; choose another name")]
+    ReservedName,
+    #[error(
+        "issuer must be the exact `iss` value of the issuer's tokens (non-empty, no surrounding spaces)"
+    )]
+    BadIssuer,
+    #[error(
+        "audiences must list at least one accepted `aud` value (e.g. your API's identifier at the identity provider)"
+    )]
+    NoAudience,
+    #[error("audiences must not contain empty values")]
+    EmptyAudience,
+    #[error("no key source: set one of discovery_url, jwks_url, jwks or shared_secret")]
+    NoKeySource,
+    #[error("set exactly one of discovery_url, jwks_url, jwks or shared_secret, not several")]
+    SeveralKeySources,
+    #[error(
+        "{field} must be an absolute http(s) URL such as https://login.example.com/.well-known/openid-configuration"
+    )]
+    BadUrl { field: &'static str },
+    #[error(
+        "shared_secret must be at least {} bytes; generate one with `openssl rand -base64 48`",
+        MIN_SHARED_SECRET_BYTES
+    )]
+    ShortSecret,
+    #[error("algorithms: \"none\" (unsigned tokens) is never allowed; remove it")]
+    AlgNone,
+    #[error(
+        "algorithms: unknown algorithm {0:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, or HS256/HS384/HS512 with shared_secret"
+    )]
+    UnknownAlgorithm(String),
+    #[error("algorithms: {0} needs shared_secret; with public keys use RS256, ES256 or EdDSA")]
+    HmacWithoutSecret(&'static str),
+    #[error(
+        "algorithms: {0} cannot be verified with shared_secret; allow only HS256, HS384 or HS512"
+    )]
+    PublicKeyWithSecret(&'static str),
+    #[error("jwks: {0}")]
+    Jwks(#[from] JwksError),
+    #[error("jwks holds no usable signing key (supported: RSA, EC P-256/P-384, OKP Ed25519)")]
+    NoUsableKey,
+    #[error("{0} must name a claim")]
+    EmptyClaim(&'static str),
+    #[error(
+        "leeway_seconds must be at most {}; fix the clocks instead of widening the window",
+        MAX_LEEWAY_SECONDS
+    )]
+    LeewayTooLarge,
+}
+
 impl IssuerConfig {
     /// Checks what serde cannot. The message names the field and says how to fix it.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), IssuerConfigError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -138,25 +195,19 @@ impl IssuerConfig {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !name_ok {
-            return Err(
-                "name must be 1 to 64 characters of letters, digits, '-', '_' or '.' (it labels the issuer in logs)"
-                    .into(),
-            );
+            return Err(IssuerConfigError::BadName);
         }
         if self.name == crate::dev::DEV_ISSUER_NAME {
-            return Err(
-                "name \"dev\" is reserved for the built-in development issuer; choose another name"
-                    .into(),
-            );
+            return Err(IssuerConfigError::ReservedName);
         }
         if self.issuer.trim().is_empty() || self.issuer.trim() != self.issuer {
-            return Err("issuer must be the exact `iss` value of the issuer's tokens (non-empty, no surrounding spaces)".into());
+            return Err(IssuerConfigError::BadIssuer);
         }
         if self.audiences.is_empty() {
-            return Err("audiences must list at least one accepted `aud` value (e.g. your API's identifier at the identity provider)".into());
+            return Err(IssuerConfigError::NoAudience);
         }
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err("audiences must not contain empty values".into());
+            return Err(IssuerConfigError::EmptyAudience);
         }
 
         let sources = [
@@ -167,14 +218,11 @@ impl IssuerConfig {
         ];
         match sources.iter().filter(|s| **s).count() {
             0 => {
-                return Err(
-                    "no key source: set one of discovery_url, jwks_url, jwks or shared_secret"
-                        .into(),
-                );
+                return Err(IssuerConfigError::NoKeySource);
             }
             1 => {}
             _ => {
-                return Err("set exactly one of discovery_url, jwks_url, jwks or shared_secret, not several".into());
+                return Err(IssuerConfigError::SeveralKeySources);
             }
         }
         if let Some(u) = &self.discovery_url {
@@ -186,33 +234,24 @@ impl IssuerConfig {
         if let Some(secret) = &self.shared_secret
             && secret.len() < MIN_SHARED_SECRET_BYTES
         {
-            return Err(format!(
-                "shared_secret must be at least {MIN_SHARED_SECRET_BYTES} bytes; generate one with `openssl rand -base64 48`"
-            ));
+            return Err(IssuerConfigError::ShortSecret);
         }
 
         let algorithms = self.effective_algorithms()?;
         let symmetric = self.shared_secret.is_some();
         for alg in &algorithms {
             if alg.is_hmac() && !symmetric {
-                return Err(format!(
-                    "algorithms: {} needs shared_secret; with public keys use RS256, ES256 or EdDSA",
-                    alg.as_str()
-                ));
+                return Err(IssuerConfigError::HmacWithoutSecret(alg.as_str()));
             }
             if !alg.is_hmac() && symmetric {
-                return Err(format!(
-                    "algorithms: {} cannot be verified with shared_secret; allow only HS256, HS384 or HS512",
-                    alg.as_str()
-                ));
+                return Err(IssuerConfigError::PublicKeyWithSecret(alg.as_str()));
             }
         }
 
-        if let Some(jwks) = &self.jwks {
-            let set = KeySet::from_jwks(jwks).map_err(|e| format!("jwks: {e}"))?;
-            if set.is_empty() {
-                return Err("jwks holds no usable signing key (supported: RSA, EC P-256/P-384, OKP Ed25519)".into());
-            }
+        if let Some(jwks) = &self.jwks
+            && KeySet::from_jwks(jwks)?.is_empty()
+        {
+            return Err(IssuerConfigError::NoUsableKey);
         }
 
         for (field, value) in [
@@ -221,19 +260,17 @@ impl IssuerConfig {
             ("claims.roles", &self.claims.roles),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("{field} must name a claim"));
+                return Err(IssuerConfigError::EmptyClaim(field));
             }
         }
         if self.leeway_seconds > MAX_LEEWAY_SECONDS {
-            return Err(format!(
-                "leeway_seconds must be at most {MAX_LEEWAY_SECONDS}; fix the clocks instead of widening the window"
-            ));
+            return Err(IssuerConfigError::LeewayTooLarge);
         }
         Ok(())
     }
 
     /// The allowlist in force: the configured algorithms, or the default for the key source.
-    pub(crate) fn effective_algorithms(&self) -> Result<Vec<Alg>, String> {
+    pub(crate) fn effective_algorithms(&self) -> Result<Vec<Alg>, IssuerConfigError> {
         if self.algorithms.is_empty() {
             return Ok(if self.shared_secret.is_some() {
                 vec![Alg::HS256]
@@ -247,15 +284,10 @@ impl IssuerConfig {
         let mut out = Vec::with_capacity(self.algorithms.len());
         for a in &self.algorithms {
             if a.eq_ignore_ascii_case("none") {
-                return Err(
-                    "algorithms: \"none\" (unsigned tokens) is never allowed; remove it".into(),
-                );
+                return Err(IssuerConfigError::AlgNone);
             }
-            let alg = Alg::parse(a).ok_or_else(|| {
-                format!(
-                    "algorithms: unknown algorithm {a:?}; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, or HS256/HS384/HS512 with shared_secret"
-                )
-            })?;
+            let alg =
+                Alg::parse(a).ok_or_else(|| IssuerConfigError::UnknownAlgorithm(a.clone()))?;
             if !out.contains(&alg) {
                 out.push(alg);
             }
@@ -264,12 +296,10 @@ impl IssuerConfig {
     }
 }
 
-fn check_url(field: &str, value: &str) -> Result<(), String> {
+fn check_url(field: &'static str, value: &str) -> Result<(), IssuerConfigError> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
-        Ok(_) | Err(_) => Err(format!(
-            "{field} must be an absolute http(s) URL such as https://login.example.com/.well-known/openid-configuration"
-        )),
+        Ok(_) | Err(_) => Err(IssuerConfigError::BadUrl { field }),
     }
 }
 
@@ -316,11 +346,26 @@ mod tests {
     fn refuses_none_and_hmac_without_secret() {
         let mut c = base();
         c.algorithms = vec!["none".into()];
-        assert!(c.validate().unwrap_err().contains("never allowed"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("never allowed")
+        );
         c.algorithms = vec!["HS256".into()];
-        assert!(c.validate().unwrap_err().contains("shared_secret"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("shared_secret")
+        );
         c.algorithms = vec!["RS1".into()];
-        assert!(c.validate().unwrap_err().contains("unknown algorithm"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown algorithm")
+        );
     }
 
     #[test]
@@ -328,40 +373,70 @@ mod tests {
         let mut c = base();
         c.discovery_url = None;
         c.shared_secret = Some("short".into());
-        assert!(c.validate().unwrap_err().contains("at least 32 bytes"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at least 32 bytes")
+        );
         c.shared_secret = Some("x".repeat(40));
         assert!(c.validate().is_ok());
         assert_eq!(c.effective_algorithms().unwrap(), vec![Alg::HS256]);
         c.algorithms = vec!["HS256".into(), "RS256".into()];
-        assert!(c.validate().unwrap_err().contains("cannot be verified"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be verified")
+        );
     }
 
     #[test]
     fn exactly_one_key_source() {
         let mut c = base();
         c.jwks_url = Some("https://login.example.com/jwks".into());
-        assert!(c.validate().unwrap_err().contains("exactly one"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
         c.jwks_url = None;
         c.discovery_url = None;
-        assert!(c.validate().unwrap_err().contains("no key source"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no key source")
+        );
         c.discovery_url = Some("ftp://x".into());
-        assert!(c.validate().unwrap_err().contains("discovery_url"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("discovery_url")
+        );
     }
 
     #[test]
     fn names_audiences_and_leeway_are_checked() {
         let mut c = base();
         c.audiences.clear();
-        assert!(c.validate().unwrap_err().contains("audiences"));
+        assert!(c.validate().unwrap_err().to_string().contains("audiences"));
         let mut c = base();
         c.name = "dev".into();
-        assert!(c.validate().unwrap_err().contains("reserved"));
+        assert!(c.validate().unwrap_err().to_string().contains("reserved"));
         let mut c = base();
         c.name = "bad name".into();
-        assert!(c.validate().unwrap_err().starts_with("name"));
+        assert!(c.validate().unwrap_err().to_string().starts_with("name"));
         let mut c = base();
         c.leeway_seconds = 3600;
-        assert!(c.validate().unwrap_err().contains("leeway_seconds"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("leeway_seconds")
+        );
     }
 
     #[test]

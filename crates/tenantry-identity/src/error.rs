@@ -1,5 +1,7 @@
-//! The two error types of this crate: `IdentityError` for set-up (configuration, key files, the
-//! HTTP client) and `AuthError` for a refused credential.
+//! The two main error types of this crate: `IdentityError` for set-up (configuration, key
+//! files, the HTTP client) and `AuthError` for a refused credential. The details they wrap are
+//! typed where they arise: `IssuerConfigError` (config), `JwksError` (keys) and the fetch errors
+//! of remote keys.
 //!
 //! `AuthError` is the verdict on one request. It maps without a wildcard arm to an `ErrorCode`
 //! and a stable reason for metrics. Its messages say what is wrong in plain words and must never

@@ -134,6 +134,14 @@ pub(crate) enum FindError {
     Mismatch,
 }
 
+/// Why a document is not a JWKS at all (keys it holds that cannot be used are skipped, not
+/// errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    #[error("a JWKS must be a JSON object with a \"keys\" array")]
+    NotAJwks,
+}
+
 /// The verification keys of one issuer at one moment.
 #[derive(Default)]
 pub(crate) struct KeySet {
@@ -165,11 +173,11 @@ impl KeySet {
     /// Parses a JWKS document. Keys Tenantry cannot use (encryption keys, `oct` keys, unknown
     /// types or curves, short RSA moduli, malformed members) are skipped; only a document that
     /// is not a JWKS at all is an error.
-    pub(crate) fn from_jwks(doc: &Value) -> Result<Self, String> {
+    pub(crate) fn from_jwks(doc: &Value) -> Result<Self, JwksError> {
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or("a JWKS must be a JSON object with a \"keys\" array")?;
+            .ok_or(JwksError::NotAJwks)?;
         let mut out = Vec::new();
         let mut skipped = 0usize;
         for jwk in keys.iter().take(MAX_KEYS) {

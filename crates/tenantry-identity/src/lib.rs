@@ -27,9 +27,10 @@ pub use apikey::{
     AdminKeyCheck, ApiKeySecret, generate_admin_key, generate_api_key, looks_like_jwt,
     parse_api_key,
 };
-pub use config::{ClaimMapping, DEFAULT_ALGORITHMS, IssuerConfig};
+pub use config::{ClaimMapping, DEFAULT_ALGORITHMS, IssuerConfig, IssuerConfigError};
 pub use dev::{DEV_ISSUER_NAME, DevIssuer};
 pub use error::{AuthError, IdentityError};
+pub use keys::JwksError;
 pub use verifier::{VerifiedToken, Verifier};
 pub use workload::{
     WORKLOAD_ISSUER, WorkloadIdentity, WorkloadIssuer, WorkloadSubject, unverified_issuer,

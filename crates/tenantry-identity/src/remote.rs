@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::AuthError;
-use crate::keys::{Alg, FindError, KeySet, VerifyKey};
+use crate::keys::{Alg, FindError, JwksError, KeySet, VerifyKey};
 
 /// How the remote key caches behave; shared by all issuers of a `Verifier`.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +37,42 @@ impl Default for RefreshPolicy {
 
 /// Response bodies larger than this are refused; real JWKS documents are a few KiB.
 const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// Why an issuer's keys could not be fetched; the message goes to the log and to
+/// `AuthError::KeysUnavailable`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FetchError {
+    #[error("no JWKS or discovery URL is configured")]
+    NoUrl,
+    /// The request failed before a status arrived; `detail` is the chain of causes.
+    #[error("GET {url}: {detail}")]
+    Transport { url: String, detail: String },
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("GET {url}: the response is larger than {} bytes", MAX_BODY_BYTES)]
+    TooLarge { url: String },
+    #[error("GET {url}: the response is not JSON")]
+    NotJson { url: String },
+    #[error("{url}: {source}")]
+    NotAJwks { url: String, source: JwksError },
+    #[error("{url}: the JWKS holds no usable signing key")]
+    NoUsableKey { url: String },
+    #[error(
+        "{discovery}: the discovery document names issuer {found:?}, but the configuration expects {expected:?}"
+    )]
+    WrongIssuer {
+        discovery: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{discovery}: the discovery document has no jwks_uri")]
+    NoJwksUri { discovery: String },
+    #[error("{discovery}: jwks_uri is not an http(s) URL")]
+    BadJwksUri { discovery: String },
+}
 
 #[derive(Clone)]
 struct Snapshot {
@@ -216,7 +252,7 @@ impl RemoteKeys {
                     keeping_cached_keys = self.snapshot().is_some(),
                     "cannot fetch issuer signing keys"
                 );
-                state.last_error = Some(detail);
+                state.last_error = Some(detail.to_string());
             }
         }
     }
@@ -225,7 +261,7 @@ impl RemoteKeys {
         &self,
         state: &mut RefreshState,
         http: &reqwest::Client,
-    ) -> Result<KeySet, String> {
+    ) -> Result<KeySet, FetchError> {
         let url = match (
             &self.jwks_url,
             &state.discovered_jwks_url,
@@ -237,12 +273,15 @@ impl RemoteKeys {
                 state.discovered_jwks_url = Some(url.clone());
                 url
             }
-            (None, None, None) => return Err("no JWKS or discovery URL is configured".into()),
+            (None, None, None) => return Err(FetchError::NoUrl),
         };
         let result = get_json(http, &url).await.and_then(|doc| {
-            let keys = KeySet::from_jwks(&doc).map_err(|e| format!("{url}: {e}"))?;
+            let keys = KeySet::from_jwks(&doc).map_err(|source| FetchError::NotAJwks {
+                url: url.clone(),
+                source,
+            })?;
             if keys.is_empty() {
-                return Err(format!("{url}: the JWKS holds no usable signing key"));
+                return Err(FetchError::NoUsableKey { url: url.clone() });
             }
             Ok(keys)
         });
@@ -253,52 +292,65 @@ impl RemoteKeys {
         result
     }
 
-    async fn discover(&self, http: &reqwest::Client, discovery: &str) -> Result<String, String> {
+    async fn discover(
+        &self,
+        http: &reqwest::Client,
+        discovery: &str,
+    ) -> Result<String, FetchError> {
         let doc = get_json(http, discovery).await?;
         let issuer = doc.get("issuer").and_then(Value::as_str);
         if issuer != Some(self.expected_issuer.as_str()) {
-            return Err(format!(
-                "{discovery}: the discovery document names issuer {:?}, but the configuration expects {:?}",
-                issuer.unwrap_or("(none)"),
-                self.expected_issuer
-            ));
+            return Err(FetchError::WrongIssuer {
+                discovery: discovery.to_owned(),
+                found: issuer.unwrap_or("(none)").to_owned(),
+                expected: self.expected_issuer.clone(),
+            });
         }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("{discovery}: the discovery document has no jwks_uri"))?;
+        let jwks_uri =
+            doc.get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| FetchError::NoJwksUri {
+                    discovery: discovery.to_owned(),
+                })?;
         match url::Url::parse(jwks_uri) {
             Ok(u) if matches!(u.scheme(), "https" | "http") => Ok(jwks_uri.to_string()),
-            Ok(_) | Err(_) => Err(format!("{discovery}: jwks_uri is not an http(s) URL")),
+            Ok(_) | Err(_) => Err(FetchError::BadJwksUri {
+                discovery: discovery.to_owned(),
+            }),
         }
     }
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, FetchError> {
+    let transport = |e: reqwest::Error| FetchError::Transport {
+        url: url.to_owned(),
+        detail: error_chain(&e),
+    };
     let mut response = http
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+        .map_err(transport)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}"));
+        return Err(FetchError::Status {
+            url: url.to_owned(),
+            status,
+        });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(format!(
-                "GET {url}: the response is larger than {MAX_BODY_BYTES} bytes"
-            ));
+            return Err(FetchError::TooLarge {
+                url: url.to_owned(),
+            });
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|_| format!("GET {url}: the response is not JSON"))
+    serde_json::from_slice(&body).map_err(|_| FetchError::NotJson {
+        url: url.to_owned(),
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

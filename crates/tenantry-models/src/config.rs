@@ -7,7 +7,6 @@
 //! and the `Debug` output of a credential is always redacted.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -95,25 +94,7 @@ pub struct TenantModels {
 }
 
 /// A credential read from configuration. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use tenantry_core::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -428,7 +409,7 @@ pub(crate) fn resolve_secret(
         )),
         (Some(s), None) => Ok(Some(s.clone())),
         (None, Some(var)) => match env(var) {
-            Some(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_owned()))),
+            Some(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
             Some(_) | None => Err(invalid(
                 format!("{key}_env"),
                 format!("environment variable {var} is not set; export it or set `{key}`"),

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use tenantry_core::ErrorCode;
 
-/// Longest upstream message kept in an error, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
+pub(crate) use tenantry_core::upstream::trim_message;
 
 /// Why one call to an upstream model provider failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,14 +130,6 @@ impl ProviderError {
             | ProviderError::Unsupported(_) => None,
         }
     }
-}
-
-pub(crate) fn trim_message(mut message: String) -> String {
-    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
 }
 
 /// Why a requested model cannot be routed for a tenant.

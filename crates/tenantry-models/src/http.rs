@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use tenantry_core::upstream::error_message;
 
 use crate::config::{ConfigError, Timeouts, invalid};
 use crate::error::ProviderError;
@@ -105,25 +105,6 @@ pub(crate) async fn send(
         message: crate::error::trim_message(message),
         retry_after,
     })
-}
-
-/// The message of an upstream error body, in any of the shapes providers use.
-pub(crate) fn error_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        let candidates = [
-            v.pointer("/error/message"),
-            v.get("error").filter(|e| e.is_string()),
-            v.get("message"),
-            v.get("Message"),
-            v.get("detail"),
-        ];
-        for c in candidates.into_iter().flatten() {
-            if let Some(s) = c.as_str() {
-                return s.to_owned();
-            }
-        }
-    }
-    String::from_utf8_lossy(body).trim().to_owned()
 }
 
 async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ProviderError> {
@@ -336,19 +317,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_messages_in_every_shape() {
-        assert_eq!(
-            error_message(br#"{"error":{"message":"bad model","type":"x"}}"#),
-            "bad model"
-        );
-        assert_eq!(
-            error_message(
-                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-            ),
-            "Overloaded"
-        );
-        assert_eq!(error_message(br#"{"message":"throttled"}"#), "throttled");
-        assert_eq!(error_message(b"  plain text \n"), "plain text");
+    fn urls_join_with_one_slash() {
         assert_eq!(join("http://x/v1/", "/chat"), "http://x/v1/chat");
     }
 }

@@ -1,17 +1,18 @@
-//! AWS Signature Version 4 for requests with a body in memory, as Bedrock needs them.
+//! AWS Signature Version 4 for requests with a body in memory, as Bedrock needs them, computed
+//! by the `aws-sigv4` crate (the AWS SDK's own signer).
 //!
-//! It owns the canonical request, the string to sign, the derived signing key and the
-//! `Authorization` header. It must never log or return the secret key or the signing key,
-//! and never sign headers that a proxy may rewrite (only those the caller lists).
+//! It owns the mapping from our credentials and requests to the crate's, and the `x-amz-date`
+//! format. The same [`sign`] recomputes the signature of a request that arrived signed, which is
+//! what a verifier compares. It must never log or return the secret key, and never sign headers
+//! that a proxy may rewrite (only those the caller lists).
 
 use std::time::SystemTime;
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use aws_sigv4::http_request::{self, SignableBody, SigningSettings};
+use aws_sigv4::sign::v4;
+use time::macros::format_description;
 
 use crate::config::Secret;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// AWS credentials: long-lived keys, or temporary ones with a session token.
 #[derive(Clone)]
@@ -35,33 +36,104 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Clone, Copy)]
 pub struct SignableRequest<'a> {
     pub method: &'a str,
-    /// The path exactly as sent (its segments already percent-encoded once).
-    pub path: &'a str,
-    /// Query parameters, decoded.
-    pub query: &'a [(&'a str, &'a str)],
-    /// Headers to sign; must include `host` and `x-amz-date`.
+    /// The path and query exactly as sent (path segments already percent-encoded once).
+    pub uri: &'a str,
+    /// Headers to sign; must include `host`. `x-amz-date` is set from the signing time, and
+    /// `x-amz-security-token` from the credentials' session token when they have one.
     pub headers: &'a [(&'a str, &'a str)],
     pub payload: &'a [u8],
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+/// Why a request cannot be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// Without `host` the signer would take it from the URI, which here has none.
+    #[error("the request to sign has no host header")]
+    NoHost,
+    /// The signer refused the request (a header value or the URI it cannot canonicalize).
+    #[error("cannot sign the request: {0}")]
+    Rejected(String),
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0; 32],
+/// The headers a signature adds to its request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// `YYYYMMDDTHHMMSSZ`, the value of `x-amz-date`.
+    pub amz_date: String,
+    /// The `Authorization` header value.
+    pub authorization: String,
+}
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signature")
+            .field("amz_date", &self.amz_date)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signs `req` at `time` for `region` and `service`.
+pub fn sign(
+    req: &SignableRequest<'_>,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<Signature, SignError> {
+    if !req
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+    {
+        return Err(SignError::NoHost);
+    }
+    let rejected = |e: &dyn std::fmt::Display| SignError::Rejected(e.to_string());
+    let identity = aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        creds.secret_access_key.expose(),
+        creds.session_token.as_ref().map(|t| t.expose().to_owned()),
+        None,
+        "tenantry",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| rejected(&e))?
+        .into();
+    let request = http_request::SignableRequest::new(
+        req.method,
+        req.uri,
+        req.headers.iter().copied(),
+        SignableBody::Bytes(req.payload),
+    )
+    .map_err(|e| rejected(&e))?;
+    let (instructions, _) = http_request::sign(request, &params)
+        .map_err(|e| rejected(&e))?
+        .into_parts();
+    let header = |name: &str| {
+        instructions
+            .headers()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_owned())
+            .ok_or_else(|| SignError::Rejected(format!("the signer set no {name}")))
     };
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    Ok(Signature {
+        amz_date: header("x-amz-date")?,
+        authorization: header("authorization")?,
+    })
+}
+
+/// The time of an `x-amz-date` value (`YYYYMMDDTHHMMSSZ`, UTC).
+pub fn parse_amz_date(value: &str) -> Option<SystemTime> {
+    let format = format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::PrimitiveDateTime::parse(value, format)
+        .ok()
+        .map(|t| t.assume_utc().into())
 }
 
 /// Percent-encodes per SigV4: everything but `A-Z a-z 0-9 - _ . ~` (and `/` if `keep_slash`).
@@ -78,131 +150,6 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// The canonical request and the signed-headers list.
-pub fn canonical_request(req: &SignableRequest<'_>) -> (String, String) {
-    // Services other than S3 encode each path segment a second time.
-    let uri = if req.path.is_empty() {
-        "/".to_owned()
-    } else {
-        req.path
-            .split('/')
-            .map(|seg| uri_encode(seg, false))
-            .collect::<Vec<_>>()
-            .join("/")
-    };
-    let mut query: Vec<(String, String)> = req
-        .query
-        .iter()
-        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
-        .collect();
-    query.sort();
-    let query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                v.split_whitespace().collect::<Vec<_>>().join(" "),
-            )
-        })
-        .collect();
-    headers.sort();
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed = headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let payload_hash = hex(&Sha256::digest(req.payload));
-    (
-        format!(
-            "{}\n{uri}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}",
-            req.method
-        ),
-        signed,
-    )
-}
-
-/// The signing key of a day, region and service.
-pub fn signing_key(secret: &Secret, date: &str, region: &str, service: &str) -> [u8; 32] {
-    let k_date = hmac(
-        format!("AWS4{}", secret.expose()).as_bytes(),
-        date.as_bytes(),
-    );
-    let k_region = hmac(&k_date, region.as_bytes());
-    let k_service = hmac(&k_region, service.as_bytes());
-    hmac(&k_service, b"aws4_request")
-}
-
-/// The hex signature of a string to sign.
-pub fn signature(key: &[u8; 32], string_to_sign: &str) -> String {
-    hex(&hmac(key, string_to_sign.as_bytes()))
-}
-
-/// The `Authorization` header value for `req`, signed at `amz_date` (`YYYYMMDDTHHMMSSZ`,
-/// the value of the request's `x-amz-date` header).
-pub fn authorization(
-    req: &SignableRequest<'_>,
-    creds: &Credentials,
-    region: &str,
-    service: &str,
-    amz_date: &str,
-) -> String {
-    let date = amz_date.get(..8).unwrap_or(amz_date);
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let (canonical, signed) = canonical_request(req);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
-    let key = signing_key(&creds.secret_access_key, date, region, service);
-    format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={}",
-        creds.access_key_id,
-        signature(&key, &string_to_sign)
-    )
-}
-
-/// `YYYYMMDDTHHMMSSZ` in UTC.
-pub fn amz_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -210,15 +157,8 @@ mod tests {
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-    #[test]
-    fn signing_key_matches_the_aws_documentation_example() {
-        // "Examples of how to derive a signing key for Signature Version 4" (AWS General
-        // Reference): 20120215 / us-east-1 / iam.
-        let key = signing_key(&Secret::new(SECRET), "20120215", "us-east-1", "iam");
-        assert_eq!(
-            hex(&key),
-            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
-        );
+    fn at(amz_date: &str) -> SystemTime {
+        parse_amz_date(amz_date).unwrap()
     }
 
     #[test]
@@ -230,55 +170,103 @@ mod tests {
                 "application/x-www-form-urlencoded; charset=utf-8",
             ),
             ("Host", "iam.amazonaws.com"),
-            ("X-Amz-Date", "20150830T123600Z"),
         ];
         let req = SignableRequest {
             method: "GET",
-            path: "/",
-            query: &[("Version", "2010-05-08"), ("Action", "ListUsers")],
+            uri: "/?Version=2010-05-08&Action=ListUsers",
             headers: &headers,
             payload: b"",
         };
-        let (canonical, signed) = canonical_request(&req);
-        assert_eq!(signed, "content-type;host;x-amz-date");
-        assert_eq!(
-            hex(&Sha256::digest(canonical.as_bytes())),
-            "f536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59"
-        );
         let creds = Credentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: Secret::new(SECRET),
             session_token: None,
         };
+        let s = sign(&req, &creds, "us-east-1", "iam", at("20150830T123600Z")).unwrap();
+        assert_eq!(s.amz_date, "20150830T123600Z");
         assert_eq!(
-            authorization(&req, &creds, "us-east-1", "iam", "20150830T123600Z"),
+            s.authorization,
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, \
              SignedHeaders=content-type;host;x-amz-date, \
              Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
         );
     }
 
+    /// Bedrock requests as the signer written before `aws-sigv4` signed them (it matched the
+    /// AWS documentation's examples): model ids encoded twice in the canonical URI, the session
+    /// token signed, a non-default port kept in `host`.
     #[test]
-    fn bedrock_model_ids_are_encoded_twice_in_the_canonical_uri() {
+    fn bedrock_requests_sign_as_before() {
+        let body = br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
+        let cases = [
+            (
+                "bedrock-runtime.us-east-1.amazonaws.com",
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+                "20240102T030405Z",
+                Some("session-token-test"),
+                "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, \
+                 Signature=30ee3b604f9de97811609058a3a0aa4b5efd53167c271384a980c867a46adbc2",
+            ),
+            (
+                "127.0.0.1:8123",
+                "/model/amazon.nova-lite-v1%3A0/converse-stream",
+                "20250630T235959Z",
+                None,
+                "SignedHeaders=content-type;host;x-amz-date, \
+                 Signature=3fd8685d77d044396648747aafc74aef217d40c40b046d55e2e474a07eab42d0",
+            ),
+        ];
+        for (host, uri, date, token, expected) in cases {
+            let headers = [("content-type", "application/json"), ("host", host)];
+            let req = SignableRequest {
+                method: "POST",
+                uri,
+                headers: &headers,
+                payload: body,
+            };
+            let creds = Credentials {
+                access_key_id: "AKIDTEST".into(),
+                secret_access_key: Secret::new("secret/test/key"),
+                session_token: token.map(Secret::new),
+            };
+            let s = sign(&req, &creds, "us-east-1", "bedrock", at(date)).unwrap();
+            assert_eq!(
+                s.authorization,
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=AKIDTEST/{}/us-east-1/bedrock/aws4_request, \
+                     {expected}",
+                    &date[..8]
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_without_host_is_refused() {
         let req = SignableRequest {
-            method: "POST",
-            path: "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
-            query: &[],
-            headers: &[("host", "h"), ("x-amz-date", "20240101T000000Z")],
-            payload: b"{}",
+            method: "GET",
+            uri: "/",
+            headers: &[],
+            payload: b"",
         };
-        let (canonical, _) = canonical_request(&req);
-        assert!(
-            canonical.contains("/model/anthropic.claude-3-haiku-20240307-v1%253A0/converse\n"),
-            "{canonical}"
+        let creds = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new(SECRET),
+            session_token: None,
+        };
+        let now = SystemTime::now();
+        assert_eq!(
+            sign(&req, &creds, "us-east-1", "iam", now),
+            Err(SignError::NoHost)
         );
     }
 
     #[test]
-    fn dates_format_in_utc() {
+    fn dates_parse_in_utc() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
-        assert_eq!(amz_date(t), "20150830T123600Z");
+        assert_eq!(parse_amz_date("20150830T123600Z"), Some(t));
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
-        assert_eq!(amz_date(t), "20000229T000000Z");
+        assert_eq!(parse_amz_date("20000229T000000Z"), Some(t));
+        assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
     }
 }

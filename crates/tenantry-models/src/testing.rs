@@ -2,45 +2,27 @@
 //! an ephemeral port that answers each request with a scripted [`Reply`], and a ready-made
 //! OpenAI-compatible upstream backed by the mock provider.
 //!
-//! It records every request it receives so tests can assert on the exact wire format. It is
-//! for tests and benchmarks only and must never be started by the server.
+//! It records every request it receives (through `tenantry_core::testing`) so tests can
+//! assert on the exact wire format. It is for tests and benchmarks only and must never be
+//! started by the server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
+pub use tenantry_core::testing::Recorded;
+use tenantry_core::testing::{RecordingServer, response};
 
 use crate::config::MockConfig;
 use crate::providers::MockProvider;
 use crate::wire::{ChatRequest, EmbeddingsRequest};
-
-/// A request the mock upstream received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    /// Path and query, e.g. `/v1/chat/completions`.
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Recorded {
-    /// The body as JSON (`Value::Null` if it is not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
 
 /// How the mock upstream answers one request.
 #[derive(Debug, Clone)]
@@ -93,30 +75,18 @@ impl Reply {
     }
 }
 
-type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
-
 /// A scripted upstream on `127.0.0.1:0`. Stops when dropped.
 #[derive(Debug)]
 pub struct MockUpstream {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+    server: RecordingServer,
     parts_sent: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MockUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn respond(reply: Reply, parts_sent: &Arc<AtomicUsize>) -> Response {
     let build = |status: u16, ct: &str, body: Body| {
-        Response::builder()
-            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-            .header(header::CONTENT_TYPE, ct)
-            .body(body)
-            .unwrap_or_default()
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response(status, ct, body)
     };
     match reply {
         Reply::Json(status, v) => build(status, "application/json", Body::from(v.to_string())),
@@ -163,53 +133,23 @@ fn respond(reply: Reply, parts_sent: &Arc<AtomicUsize>) -> Response {
 impl MockUpstream {
     /// Starts a server answering every request with `handler(request)`.
     pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
-        let handler: Handler = Arc::new(handler);
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
         let parts_sent = Arc::new(AtomicUsize::new(0));
         let sent = parts_sent.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let handler = handler.clone();
-                let recorded = recorded.clone();
-                let sent = sent.clone();
-                async move {
-                    let r = Recorded {
-                        method: method.to_string(),
-                        path: uri
-                            .path_and_query()
-                            .map(|p| p.as_str().to_owned())
-                            .unwrap_or_default(),
-                        headers,
-                        body,
-                    };
-                    let reply = handler(&r);
-                    if let Ok(mut v) = recorded.lock() {
-                        v.push(r);
-                    }
-                    if matches!(reply, Reply::Hang) {
-                        std::future::pending::<()>().await;
-                    }
-                    respond(reply, &sent)
+        let server = RecordingServer::start(move |r, _| {
+            let reply = handler(&r);
+            let sent = sent.clone();
+            async move {
+                if matches!(reply, Reply::Hang) {
+                    std::future::pending::<()>().await;
                 }
-            },
-        );
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => panic!("cannot bind the mock upstream: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("mock upstream has no address: {e}"),
-        };
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+                respond(reply, &sent)
+            }
+        })
+        .await;
         Self {
-            addr,
-            requests,
+            addr: server.addr,
+            server,
             parts_sent,
-            task,
         }
     }
 
@@ -217,47 +157,21 @@ impl MockUpstream {
     /// `/v1/embeddings`) that answers like the `mock` provider with `config`.
     pub async fn openai_compatible(config: MockConfig) -> Self {
         let provider = Arc::new(MockProvider::new(config));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
-        let parts_sent = Arc::new(AtomicUsize::new(0));
-        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+        let server = RecordingServer::start(move |r, uri| {
             let provider = provider.clone();
-            let recorded = recorded.clone();
-            async move {
-                let path = uri.path().to_owned();
-                if let Ok(mut v) = recorded.lock() {
-                    v.push(Recorded {
-                        method: "POST".into(),
-                        path: path.clone(),
-                        headers,
-                        body: body.clone(),
-                    });
-                }
-                openai_answer(&provider, &path, &body).await
-            }
-        });
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => panic!("cannot bind the mock upstream: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("mock upstream has no address: {e}"),
-        };
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+            async move { openai_answer(&provider, uri.path(), &r.body).await }
+        })
+        .await;
         Self {
-            addr,
-            requests,
-            parts_sent,
-            task,
+            addr: server.addr,
+            server,
+            parts_sent: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// How many parts of [`Reply::Stream`] bodies have been written so far.
@@ -267,7 +181,7 @@ impl MockUpstream {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().map(|v| v.clone()).unwrap_or_default()
+        self.server.requests()
     }
 }
 

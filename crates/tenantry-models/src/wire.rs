@@ -294,6 +294,47 @@ fn completion_object() -> String {
     "chat.completion".into()
 }
 
+impl ChatResponse {
+    /// A completion with one assistant message (choice 0), as providers that are not
+    /// OpenAI-compatible are translated: `text` is left out when it is empty and the message
+    /// calls tools.
+    pub fn assistant(
+        id: String,
+        model: String,
+        text: String,
+        calls: Vec<ToolCall>,
+        finish_reason: Option<FinishReason>,
+        usage: Option<Usage>,
+    ) -> Self {
+        let content = if text.is_empty() && !calls.is_empty() {
+            None
+        } else {
+            Some(Content::Text(text))
+        };
+        ChatResponse {
+            id,
+            object: completion_object(),
+            created: tenantry_core::unix_now(),
+            model,
+            choices: vec![Choice {
+                index: 0,
+                message: ChatMessage {
+                    role: Role::Assistant,
+                    content,
+                    name: None,
+                    tool_calls: (!calls.is_empty()).then_some(calls),
+                    tool_call_id: None,
+                    extra: Extra::new(),
+                },
+                finish_reason,
+                extra: Extra::new(),
+            }],
+            usage,
+            extra: Extra::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     #[serde(default)]

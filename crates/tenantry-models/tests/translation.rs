@@ -260,11 +260,10 @@ async fn bedrock_converse_translation_and_signature() {
         ("x-amz-date", amz_date.as_str()),
         ("x-amz-security-token", "session-token-test"),
     ];
-    let expected = tenantry_models::sigv4::authorization(
+    let expected = tenantry_models::sigv4::sign(
         &tenantry_models::sigv4::SignableRequest {
             method: "POST",
-            path: &got.path,
-            query: &[],
+            uri: &got.path,
             headers: &headers,
             payload: &got.body,
         },
@@ -275,8 +274,10 @@ async fn bedrock_converse_translation_and_signature() {
         },
         "us-east-1",
         "bedrock",
-        &amz_date,
-    );
+        tenantry_models::sigv4::parse_amz_date(&amz_date).unwrap(),
+    )
+    .unwrap()
+    .authorization;
     assert_eq!(got.header("authorization"), Some(expected.as_str()));
     assert!(expected.starts_with(&format!(
         "AWS4-HMAC-SHA256 Credential=AKIDTEST/{}/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=",
@@ -303,7 +304,7 @@ fn bedrock_frames() -> Vec<u8> {
         ("metadata", json!({"usage": {"inputTokens": 95, "outputTokens": 25, "totalTokens": 120}, "metrics": {"latencyMs": 300}})),
     ]
     .iter()
-    .flat_map(|(e, p)| encode_event(e, p))
+    .flat_map(|(e, p)| encode_event(e, p).unwrap())
     .collect()
 }
 
@@ -362,15 +363,18 @@ async fn bedrock_stream_with_a_corrupted_frame_fails() {
 
 #[tokio::test]
 async fn bedrock_exception_frame_is_classified() {
-    let mut bytes = encode_event("messageStart", &json!({"role": "assistant"}));
-    bytes.extend(tenantry_models::eventstream::encode_frame(
-        &[
-            (":message-type", "exception"),
-            (":exception-type", "throttlingException"),
-            (":content-type", "application/json"),
-        ],
-        br#"{"message":"Too many requests, please wait."}"#,
-    ));
+    let mut bytes = encode_event("messageStart", &json!({"role": "assistant"})).unwrap();
+    bytes.extend(
+        tenantry_models::eventstream::encode_frame(
+            &[
+                (":message-type", "exception"),
+                (":exception-type", "throttlingException"),
+                (":content-type", "application/json"),
+            ],
+            br#"{"message":"Too many requests, please wait."}"#,
+        )
+        .unwrap(),
+    );
     let up = MockUpstream::start(move |_| Reply::Raw {
         status: 200,
         content_type: "application/vnd.amazon.eventstream".into(),

@@ -4,26 +4,28 @@
 //! The engine holds an immutable snapshot behind a lock that is only taken to swap it, so a
 //! decision never waits for an update and never sees half of one. The policy sets that apply
 //! to a caller are merged once per (tier, tenant) and cached in the snapshot.
+//!
+//! Texts are made into policies in `compile`, the schema is built in `schema`, and a call is
+//! put to Cedar (and its answer read) in `request`; this module holds what is in force and
+//! decides.
 
-use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, Policy, PolicyId, PolicySet, Request, RequestBuilder, RestrictedExpression, Schema,
+    Authorizer, Context, Decision as CedarDecision, PolicySet, Request, RequestBuilder, Schema,
     SchemaFragment, ValidationMode, Validator,
 };
 use serde_json::{Map, Value, json};
 use tenantry_core::{TenantId, TierName, UserId};
 use tenantry_store::{PolicySetRecord, Store};
 
+use crate::compile::{CompiledSet, compile, deny_all, on_cedar_stack, parse, set_id};
 use crate::input::InputType;
+use crate::request::{Uids, allows, entities, utc_parts};
+use crate::schema::{BASE_SCHEMA, build_schema, generated_fragment};
 use crate::{Decision, Mode, PolicyDiagnostic, PolicyError, PolicyScope};
-
-/// The fixed part of the Cedar schema.
-pub const BASE_SCHEMA: &str = include_str!("../schema/tenantry.cedarschema");
 
 /// The platform set of a fresh state: every caller may call every tool it is offered (shared
 /// tools, and its own tenant's tools, which only it is offered). Policies are opt-in
@@ -33,27 +35,6 @@ pub const STARTER_POLICY: &str = r#"// The starter platform policy: every tier m
 @id("starter")
 permit (principal, action in Tenantry::Action::"CallTool", resource);
 "#;
-
-/// Deepest nesting of parentheses, brackets and braces a policy text may have. Cedar's parser
-/// recurses once per level, with tens of kilobytes of stack per level in a build without
-/// optimisations: an upload of a few dozen nested parentheses overflowed a server thread's
-/// stack, which aborts the whole process. Real policies nest a few levels.
-pub const MAX_POLICY_NESTING: usize = 32;
-
-/// Deepest expression a policy may have, counted in levels of its JSON form (an operator with
-/// its operands is a level or two). Cedar clones, drops and evaluates expression trees by
-/// recursion on whatever thread holds them, so a set with a chain of 20,000 `+` overflowed a
-/// server thread when it was dropped. Real policies are a few dozen levels deep.
-pub const MAX_POLICY_DEPTH: usize = 256;
-
-/// The stack of the thread on which Cedar parses and validates a policy text. Long operator
-/// chains and nested `if`s are parsed by recursion as well; within the store's 256 KiB text
-/// limit they need tens of megabytes in a debug build. Address space only: a thread's stack
-/// is committed as far as it is used.
-const CEDAR_STACK_BYTES: usize = 512 << 20;
-
-const NAMESPACE: &str = "Tenantry";
-const CALL_TOOL: &str = "CallTool";
 
 /// A tool of the catalogue, as the tools gateway registers it with the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,13 +95,6 @@ pub struct ReloadReport {
     pub loaded: usize,
     /// Stored sets that could not be compiled: their scopes deny everything until fixed.
     pub unloadable: Vec<PolicyError>,
-}
-
-/// One scope's compiled policy set.
-#[derive(Debug)]
-struct CompiledSet {
-    mode: Mode,
-    policies: Vec<Policy>,
 }
 
 /// The sets that apply to one (tier, tenant), merged.
@@ -453,7 +427,7 @@ impl PolicyEngine {
         });
         let uids = match Uids::new(p, req.tool) {
             Ok(u) => u,
-            Err(e) => return refuse(e),
+            Err(e) => return refuse(e.to_string()),
         };
         let context = match Context::from_json_value(context, Some((&snap.schema, &uids.action))) {
             Ok(c) => c,
@@ -471,7 +445,7 @@ impl PolicyEngine {
         };
         let entities = match entities(p, req.tool, &uids) {
             Ok(e) => e,
-            Err(e) => return refuse(e),
+            Err(e) => return refuse(e.to_string()),
         };
 
         let merged = snap.merged(&p.tier, &p.tenant);
@@ -534,413 +508,5 @@ impl PolicyEngine {
         let partial =
             Authorizer::new().is_authorized_partial(&request, &merged.enforced, &entities);
         partial.decision() != Some(CedarDecision::Deny)
-    }
-}
-
-// ---- compiling sets ----------------------------------------------------------------------------
-
-/// `tier:basic@v3`.
-fn set_id(scope: &PolicyScope, version: i64) -> String {
-    format!("{scope}@v{version}")
-}
-
-fn deny_all(id: &str) -> Policy {
-    // A fixed, valid policy: parsing it cannot fail.
-    Policy::parse(
-        Some(PolicyId::new(id)),
-        "forbid (principal, action, resource);",
-    )
-    .unwrap_or_else(|_| unreachable_policy())
-}
-
-#[allow(
-    clippy::panic,
-    reason = "only reachable if Cedar stops parsing its simplest policy, a build-time impossibility"
-)]
-fn unreachable_policy() -> Policy {
-    panic!("cedar refused `forbid (principal, action, resource);`")
-}
-
-/// Whether Cedar's answer allows the call. Cedar skips a policy whose evaluation fails (an
-/// integer overflow the caller's input provokes, say); a skipped `permit` grants nothing, but
-/// a skipped `forbid` would let through a call it may have forbidden, so an error in any
-/// `forbid` (or in a policy that cannot be found) denies: the engine could not decide.
-fn allows(response: &cedar_policy::Response, set: &PolicySet) -> bool {
-    response.decision() == CedarDecision::Allow
-        && response.diagnostics().errors().all(|e| match e {
-            cedar_policy::AuthorizationError::PolicyEvaluationError(e) => set
-                .policy(e.policy_id())
-                .is_some_and(|p| p.effect() == cedar_policy::Effect::Permit),
-        })
-}
-
-/// Runs `work` (Cedar parsing and validation) on a thread of its own with a stack of
-/// `CEDAR_STACK_BYTES`, waiting for it: whatever a text makes Cedar recurse, the server's own
-/// threads (2 MiB stacks) never overflow.
-fn on_cedar_stack<T: Send>(
-    work: impl FnOnce() -> Result<T, PolicyError> + Send,
-) -> Result<T, PolicyError> {
-    std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("cedar-parse".into())
-            .stack_size(CEDAR_STACK_BYTES)
-            .spawn_scoped(scope, work)
-            .map_err(|e| {
-                PolicyError::Unavailable(format!("cannot start a thread to parse policies: {e}"))
-            })?;
-        worker
-            .join()
-            .unwrap_or_else(|_| Err(PolicyError::Unavailable("the policy parser failed".into())))
-    })
-}
-
-/// The depth of a JSON value, counted without recursion.
-fn json_depth(v: &Value) -> usize {
-    let mut deepest = 0;
-    let mut todo = vec![(v, 1usize)];
-    while let Some((v, depth)) = todo.pop() {
-        deepest = deepest.max(depth);
-        match v {
-            Value::Array(items) => todo.extend(items.iter().map(|i| (i, depth + 1))),
-            Value::Object(fields) => todo.extend(fields.values().map(|f| (f, depth + 1))),
-            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
-        }
-    }
-    deepest
-}
-
-/// Refuses a text nested deeper than `MAX_POLICY_NESTING` (outside string literals and
-/// comments), naming where it went too deep.
-fn check_nesting(text: &str) -> Result<(), PolicyError> {
-    let mut depth = 0usize;
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '"' => {
-                while let Some((_, c)) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' => break,
-                        _ => {}
-                    }
-                }
-            }
-            '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
-                for (_, c) in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '(' | '[' | '{' => {
-                depth += 1;
-                if depth > MAX_POLICY_NESTING {
-                    return Err(PolicyError::Invalid {
-                        diagnostics: vec![PolicyDiagnostic::at(
-                            format!(
-                                "expressions nest too deep: at most {MAX_POLICY_NESTING} levels of \
-                                 parentheses, brackets and braces"
-                            ),
-                            text,
-                            Some(at),
-                        )],
-                    });
-                }
-            }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Parses a policy set text: static policies only, `@id` annotations distinct. Runs Cedar's
-/// parser, so it belongs on the Cedar stack (`on_cedar_stack`).
-fn parse(text: &str) -> Result<PolicySet, PolicyError> {
-    check_nesting(text)?;
-    let pset = PolicySet::from_str(text).map_err(|errors| PolicyError::Invalid {
-        diagnostics: errors
-            .iter()
-            .map(|e| PolicyDiagnostic::from_miette(e, text))
-            .collect(),
-    })?;
-    let mut diagnostics = Vec::new();
-    for p in pset.policies() {
-        let name = p
-            .annotation("id")
-            .map_or_else(|| p.id().to_string(), str::to_owned);
-        let depth = match p.to_json() {
-            Ok(json) => json_depth(&json),
-            Err(e) => {
-                diagnostics.push(PolicyDiagnostic::at(
-                    format!("policy {name} cannot be inspected: {e}"),
-                    text,
-                    None,
-                ));
-                continue;
-            }
-        };
-        if depth > MAX_POLICY_DEPTH {
-            diagnostics.push(PolicyDiagnostic::at(
-                format!(
-                    "policy {name} nests too deep: its expression is {depth} levels deep, at \
-                     most {MAX_POLICY_DEPTH}; split long chains of operators or conditions"
-                ),
-                text,
-                None,
-            ));
-        }
-    }
-    if pset.templates().next().is_some() {
-        let at = text.find("?principal").or_else(|| text.find("?resource"));
-        diagnostics.push(PolicyDiagnostic::at(
-            "templates (?principal, ?resource) are not supported: write static policies",
-            text,
-            at,
-        ));
-    }
-    let mut seen = HashSet::new();
-    for p in pset.policies() {
-        if let Some(id) = p.annotation("id")
-            && !seen.insert(id.to_owned())
-        {
-            let at = text.find(&format!("\"{id}\""));
-            diagnostics.push(PolicyDiagnostic::at(
-                format!("two policies are annotated @id(\"{id}\"); ids must be distinct"),
-                text,
-                at,
-            ));
-        }
-    }
-    if diagnostics.is_empty() {
-        Ok(pset)
-    } else {
-        Err(PolicyError::Invalid { diagnostics })
-    }
-}
-
-/// Parses a set and gives its policies their audit ids: `{scope}@v{version}#{name}`, the name
-/// being the policy's `@id` annotation, or its position in the text (0, 1, ...).
-fn compile(
-    scope: &PolicyScope,
-    version: i64,
-    mode: Mode,
-    text: &str,
-) -> Result<CompiledSet, PolicyError> {
-    on_cedar_stack(|| compile_here(scope, version, mode, text))
-}
-
-fn compile_here(
-    scope: &PolicyScope,
-    version: i64,
-    mode: Mode,
-    text: &str,
-) -> Result<CompiledSet, PolicyError> {
-    let pset = parse(text)?;
-    let prefix = set_id(scope, version);
-    let mut numbered: Vec<(usize, &Policy)> = pset
-        .policies()
-        .map(|p| {
-            // Cedar numbers the policies of a text policy0, policy1... in order.
-            let n = p
-                .id()
-                .to_string()
-                .strip_prefix("policy")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(usize::MAX);
-            (n, p)
-        })
-        .collect();
-    numbered.sort_by_key(|(n, _)| *n);
-    let policies = numbered
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, p))| {
-            let name = p
-                .annotation("id")
-                .map_or_else(|| i.to_string(), str::to_owned);
-            p.new_id(PolicyId::new(format!("{prefix}#{name}")))
-        })
-        .collect();
-    Ok(CompiledSet { mode, policies })
-}
-
-// ---- the schema --------------------------------------------------------------------------------
-
-/// The generated part of the schema, in Cedar's JSON format: one action per tool.
-fn generated_fragment(tools: &HashMap<String, InputType>) -> Result<Value, PolicyError> {
-    let mut actions = Map::new();
-    let mut names: Vec<&String> = tools.keys().collect();
-    names.sort();
-    for name in names {
-        if name == CALL_TOOL {
-            return Err(PolicyError::Schema(format!(
-                "a tool may not be named {CALL_TOOL:?}"
-            )));
-        }
-        let input = tools.get(name).map(InputType::to_cedar_schema);
-        actions.insert(
-            name.clone(),
-            json!({
-                "memberOf": [{"id": CALL_TOOL}],
-                "appliesTo": {
-                    "principalTypes": ["User"],
-                    "resourceTypes": ["Tool"],
-                    "context": {
-                        "type": "Record",
-                        "attributes": {
-                            "input": input,
-                            "time": {"type": "EntityOrCommon", "name": "Time"},
-                            "tool": {"type": "String"},
-                        }
-                    }
-                }
-            }),
-        );
-    }
-    Ok(json!({ NAMESPACE: { "entityTypes": {}, "actions": actions } }))
-}
-
-fn build_schema(tools: &HashMap<String, InputType>) -> Result<Schema, PolicyError> {
-    let (base, _warnings) = SchemaFragment::from_cedarschema_str(BASE_SCHEMA)
-        .map_err(|e| PolicyError::Schema(format!("the base schema: {e}")))?;
-    let generated = SchemaFragment::from_json_value(generated_fragment(tools)?)
-        .map_err(|e| PolicyError::Schema(format!("the tool actions: {e}")))?;
-    Schema::from_schema_fragments([base, generated])
-        .map_err(|e| PolicyError::Schema(format!("the tool actions: {e}")))
-}
-
-// ---- requests ----------------------------------------------------------------------------------
-
-struct Uids {
-    principal: EntityUid,
-    action: EntityUid,
-    resource: EntityUid,
-}
-
-fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let ty = EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}"))
-        .map_err(|e| format!("entity type {type_name}: {e}"))?;
-    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
-}
-
-impl Uids {
-    fn new(p: &PrincipalAttrs, tool: &ToolRef) -> Result<Self, String> {
-        Ok(Self {
-            // Users are per tenant; tenant ids have no '/', so this is unambiguous.
-            principal: uid("User", &format!("{}/{}", p.tenant, p.user))?,
-            action: uid("Action", &tool.full_name)?,
-            resource: uid("Tool", &tool.full_name)?,
-        })
-    }
-}
-
-/// The entities of one request: the user (in its tenant and tier, tagged with its claims),
-/// the tool (in its target), and the tool's action (in `CallTool`).
-fn entities(p: &PrincipalAttrs, tool: &ToolRef, uids: &Uids) -> Result<Entities, String> {
-    let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
-    let tags = p.claims.iter().map(|(k, v)| {
-        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-        (k.clone(), RestrictedExpression::new_string(text))
-    });
-    let user = Entity::new_with_tags(
-        uids.principal.clone(),
-        [
-            ("tenant".to_owned(), string(p.tenant.as_str())),
-            ("tier".to_owned(), string(p.tier.as_str())),
-            ("user".to_owned(), string(p.user.as_str())),
-            (
-                "roles".to_owned(),
-                RestrictedExpression::new_set(p.roles.iter().map(|r| string(r))),
-            ),
-        ],
-        [
-            uid("Tier", p.tier.as_str())?,
-            uid("Tenant", p.tenant.as_str())?,
-        ],
-        tags,
-    )
-    .map_err(|e| format!("the principal: {e}"))?;
-    let name = tool
-        .full_name
-        .strip_prefix(&format!("{}___", tool.target))
-        .or_else(|| tool.full_name.rsplit_once("___").map(|(_, n)| n))
-        .unwrap_or(&tool.full_name);
-    let resource = Entity::new(
-        uids.resource.clone(),
-        [
-            ("target".to_owned(), string(&tool.target)),
-            ("name".to_owned(), string(name)),
-            (
-                "tenant_owned".to_owned(),
-                RestrictedExpression::new_bool(tool.tenant_owned),
-            ),
-        ]
-        .into_iter()
-        .collect(),
-        [uid("Target", &tool.target)?].into_iter().collect(),
-    )
-    .map_err(|e| format!("the tool: {e}"))?;
-    let call_tool = uid("Action", CALL_TOOL)?;
-    let action = Entity::new_no_attrs(uids.action.clone(), [call_tool.clone()].into());
-    Entities::from_entities(
-        [
-            user,
-            resource,
-            action,
-            Entity::new_no_attrs(call_tool, HashSet::new()),
-        ],
-        None,
-    )
-    .map_err(|e| format!("the entities: {e}"))
-}
-
-/// Hour (0-23), minute (0-59) and ISO weekday (1 = Monday ... 7 = Sunday) of `now` in UTC.
-pub(crate) fn utc_parts(now: SystemTime) -> (i64, i64, i64) {
-    let secs = match now.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    };
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    // 1970-01-01 was a Thursday (ISO weekday 4).
-    let weekday = (days + 3).rem_euclid(7) + 1;
-    (of_day / 3600, of_day % 3600 / 60, weekday)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn utc_parts_of_known_instants() {
-        // 2024-03-15 14:37:00 UTC, a Friday.
-        let t = UNIX_EPOCH + Duration::from_secs(1_710_513_420);
-        assert_eq!(utc_parts(t), (14, 37, 5));
-        assert_eq!(utc_parts(UNIX_EPOCH), (0, 0, 4));
-        // 1969-12-31 23:59 UTC, a Wednesday.
-        let t = UNIX_EPOCH - Duration::from_secs(60);
-        assert_eq!(utc_parts(t), (23, 59, 3));
-    }
-
-    #[test]
-    fn policy_ids_name_scope_version_and_position_or_annotation() {
-        let set = compile(
-            &PolicyScope::Tier(TierName::new("basic").unwrap_or_else(|_| unreachable!())),
-            3,
-            Mode::Enforce,
-            "permit(principal, action, resource);\n@id(\"named\")\nforbid(principal, action, resource);\npermit(principal, action, resource);",
-        );
-        let ids: Vec<String> = set
-            .map(|s| s.policies.iter().map(|p| p.id().to_string()).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            ids,
-            ["tier:basic@v3#0", "tier:basic@v3#named", "tier:basic@v3#2"]
-        );
     }
 }

@@ -41,6 +41,26 @@ pub enum InputType {
     Record(Vec<InputAttr>),
 }
 
+/// Why a call's input does not fit its tool's type; `path` names the place in the input
+/// (`input.items[2].price`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InputError {
+    #[error("{path}: expected an integer")]
+    NotInteger { path: String },
+    #[error("{path}: expected a number between -922337203685477 and 922337203685477")]
+    NotDecimal { path: String },
+    #[error("{path}: expected a string")]
+    NotString { path: String },
+    #[error("{path}: expected true or false")]
+    NotBool { path: String },
+    #[error("{path}: expected an array")]
+    NotArray { path: String },
+    #[error("{path}: expected an object")]
+    NotObject { path: String },
+    #[error("{path}: {name:?} is required")]
+    Missing { path: String, name: String },
+}
+
 /// One attribute of a record type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputAttr {
@@ -80,30 +100,27 @@ impl InputType {
 
     /// Converts one call's input into Cedar's JSON value format for this type. `path` names
     /// the place in the input for error messages (`input.items[2].price`).
-    pub(crate) fn convert(&self, value: &Value, path: &str) -> Result<Value, String> {
+    pub(crate) fn convert(&self, value: &Value, path: &str) -> Result<Value, InputError> {
+        let at = || path.to_owned();
         match self {
             InputType::Long => to_long(value)
                 .map(Value::from)
-                .ok_or_else(|| format!("{path}: expected an integer")),
+                .ok_or_else(|| InputError::NotInteger { path: at() }),
             InputType::Decimal => to_decimal(value)
                 .map(|arg| json!({"__extn": {"fn": "decimal", "arg": arg}}))
-                .ok_or_else(|| {
-                    format!(
-                        "{path}: expected a number between -922337203685477 and 922337203685477"
-                    )
-                }),
+                .ok_or_else(|| InputError::NotDecimal { path: at() }),
             InputType::String => value
                 .as_str()
                 .map(Value::from)
-                .ok_or_else(|| format!("{path}: expected a string")),
+                .ok_or_else(|| InputError::NotString { path: at() }),
             InputType::Bool => value
                 .as_bool()
                 .map(Value::from)
-                .ok_or_else(|| format!("{path}: expected true or false")),
+                .ok_or_else(|| InputError::NotBool { path: at() }),
             InputType::Set(elem) => {
                 let items = value
                     .as_array()
-                    .ok_or_else(|| format!("{path}: expected an array"))?;
+                    .ok_or_else(|| InputError::NotArray { path: at() })?;
                 items
                     .iter()
                     .enumerate()
@@ -114,13 +131,16 @@ impl InputType {
             InputType::Record(attrs) => {
                 let obj = value
                     .as_object()
-                    .ok_or_else(|| format!("{path}: expected an object"))?;
+                    .ok_or_else(|| InputError::NotObject { path: at() })?;
                 let mut out = Map::new();
                 for a in attrs {
                     match obj.get(&a.name) {
                         None | Some(Value::Null) => {
                             if a.required {
-                                return Err(format!("{path}: {:?} is required", a.name));
+                                return Err(InputError::Missing {
+                                    path: at(),
+                                    name: a.name.clone(),
+                                });
                             }
                         }
                         Some(v) => {
@@ -386,7 +406,12 @@ mod tests {
             },
             "required": ["amount"]
         }));
-        let err = |v: Value| ty.convert(&v, "input").err().unwrap_or_default();
+        let err = |v: Value| {
+            ty.convert(&v, "input")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         assert_eq!(err(json!({})), "input: \"amount\" is required");
         assert_eq!(
             err(json!({"amount": 1.5})),

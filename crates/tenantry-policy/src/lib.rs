@@ -26,17 +26,22 @@
 
 #![forbid(unsafe_code)]
 
+mod compile;
 mod decision;
 mod diagnostic;
 mod engine;
 mod error;
 pub mod input;
+mod request;
+mod schema;
 
+pub use compile::{MAX_POLICY_DEPTH, MAX_POLICY_NESTING};
 pub use decision::{AuditFields, Decision};
 pub use diagnostic::PolicyDiagnostic;
 pub use engine::{
-    AuthzRequest, BASE_SCHEMA, MAX_POLICY_DEPTH, MAX_POLICY_NESTING, PolicyEngine, PrincipalAttrs,
-    ReloadReport, STARTER_POLICY, ToolRef, ToolSpec, Validated,
+    AuthzRequest, PolicyEngine, PrincipalAttrs, ReloadReport, STARTER_POLICY, ToolRef, ToolSpec,
+    Validated,
 };
 pub use error::PolicyError;
+pub use schema::BASE_SCHEMA;
 pub use tenantry_store::{PolicyMode as Mode, PolicyScope, PolicySetRecord};

@@ -13,12 +13,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tenantry_core::TenantId;
+use tenantry_core::upstream::error_message;
 use url::Url;
 
 use crate::error::TargetError;
 use crate::hosted::HostedRuntimes;
 use crate::target::{SpecSource, TargetKind, TargetName, TargetSpec};
-use crate::upstream::http::{client, error_message, read_limited};
+use crate::upstream::http::{client, read_limited};
 use crate::upstream::mcp::{HostSlot, McpUpstream, Transport};
 use crate::upstream::openapi::{MAX_SPEC_BYTES, OpenApiTarget};
 

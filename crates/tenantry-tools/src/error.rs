@@ -15,16 +15,7 @@ use crate::credentials::CredentialError;
 use crate::meter::Refusal;
 use crate::target::TargetName;
 
-/// Longest upstream message kept in an error, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
-
-pub(crate) fn trim_message(mut message: String) -> String {
-    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
-}
+pub(crate) use tenantry_core::upstream::trim_message;
 
 /// Why a target cannot be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

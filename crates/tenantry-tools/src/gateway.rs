@@ -240,13 +240,7 @@ impl ToolGateway {
                             None => None,
                         };
                         let route = Route::new(caller.map(|c| &c.tenant), credential.as_ref());
-                        m.list_tools(&route, &|fetched| self.offer(spec, fetched))
-                            .await
-                            .map(drop)
-                            .map_err(|error| ToolError::Upstream {
-                                tool: spec.name.to_string(),
-                                error,
-                            })
+                        self.learn(spec, m, &route).await
                     }
                 }
             };
@@ -282,13 +276,7 @@ impl ToolGateway {
         let list = async {
             let credential = self.credential(caller, target).await?;
             let route = self.route(caller, target, m, credential.as_ref(), basis)?;
-            m.list_tools(&route, &|fetched| self.offer(spec, fetched))
-                .await
-                .map(drop)
-                .map_err(|error| ToolError::Upstream {
-                    tool: spec.name.to_string(),
-                    error,
-                })
+            self.learn(spec, m, &route).await
         };
         let listed = tokio::time::timeout(spec.timeout(), list).await;
         if let Some(host) = m.host() {
@@ -461,6 +449,22 @@ impl ToolGateway {
                 Err(e)
             }
         }
+    }
+
+    /// Lists an MCP target's tools over `route`, offering every fetched list to the policy.
+    async fn learn(
+        &self,
+        spec: &TargetSpec,
+        m: &McpUpstream,
+        route: &Route<'_>,
+    ) -> Result<(), ToolError> {
+        m.list_tools(route, &|fetched| self.offer(spec, fetched))
+            .await
+            .map(drop)
+            .map_err(|error| ToolError::Upstream {
+                tool: spec.name.to_string(),
+                error,
+            })
     }
 
     /// Tells the policy which tools a target offers.

@@ -1,36 +1,16 @@
 //! Who is calling the tool gateway, as the server's authentication layer verified it, and the
-//! [`Secret`] wrapper for every credential this crate holds.
+//! [`Secret`] wrapper (tenantry-core's) for every credential this crate holds.
 //!
 //! The gateway never builds a [`CallerIdentity`] itself and never reads identity from a JSON-RPC
 //! body, a query or a client header: the server inserts it as a request extension after
 //! verifying the caller's token (tenancy law 1). Without it, the endpoint answers 401.
 
-use std::fmt;
-
 use serde_json::{Map, Value};
 use tenantry_core::{CredentialKind, TenantId, TenantScope, TierName, UserId};
 
-/// A secret string (a token, an API key). Its `Debug` and `Display` never show the value, and
-/// it has no `Serialize`, so it cannot reach a log line or an API response by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that puts it on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// A secret string (a token, an API key). Its `Debug` never shows the value, and it has no
+/// `Serialize`, so it cannot reach a log line or an API response by accident.
+pub use tenantry_core::Secret;
 
 /// The verified caller of `/mcp`, inserted into the request's extensions by the server's
 /// authentication layer.

@@ -31,7 +31,6 @@ mod meter;
 mod policy;
 pub mod protocol;
 mod session;
-mod sse;
 mod target;
 mod upstream;
 

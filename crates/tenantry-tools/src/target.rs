@@ -289,8 +289,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn parse(v: serde_json::Value) -> Result<TargetSpec, String> {
-        serde_json::from_value::<TargetSpec>(v).map_err(|e| e.to_string())
+    fn parse(v: serde_json::Value) -> Result<TargetSpec, serde_json::Error> {
+        serde_json::from_value::<TargetSpec>(v)
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! The MCP server is written independently of this crate's endpoint and client (a few lines of
 //! plain JSON handling), so a bug shared by both sides of our implementation cannot hide.
-//! Both record every request, so tests can check exactly what reached the upstream (which
-//! credential, which path). They are for tests and benchmarks only and must never be started
+//! Both record every request (through `tenantry_core::testing`), so tests can check exactly
+//! what reached the upstream (which credential, which path). They are for tests and benchmarks only and must never be started
 //! by the server.
 
 use std::collections::HashSet;
@@ -14,75 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
-
-/// A request a mock upstream received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    /// Path and query, exactly as received (still percent-encoded).
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Recorded {
-    /// The body as JSON (`Value::Null` if it is not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The JSON-RPC method, for requests to the MCP mock.
-    pub fn rpc_method(&self) -> Option<String> {
-        self.json()
-            .get("method")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-}
-
-type Log = Arc<Mutex<Vec<Recorded>>>;
-
-fn record(log: &Log, r: Recorded) {
-    if let Ok(mut v) = log.lock() {
-        v.push(r);
-    }
-}
-
-async fn serve(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("cannot bind a mock upstream: {e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("mock upstream has no address: {e}"),
-    };
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, task)
-}
-
-fn response(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Response {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = status;
-    if let Ok(ct) = HeaderValue::from_str(content_type) {
-        r.headers_mut().insert(header::CONTENT_TYPE, ct);
-    }
-    r
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response {
-    response(status, "application/json", v.to_string())
-}
+pub use tenantry_core::testing::Recorded;
+use tenantry_core::testing::{RecordingServer, json_response, response};
 
 /// How the mock MCP server answers.
 #[derive(Debug, Clone)]
@@ -121,15 +57,8 @@ struct McpState {
 #[derive(Debug)]
 pub struct MockMcpServer {
     pub addr: SocketAddr,
-    requests: Log,
+    server: RecordingServer,
     state: Arc<McpState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MockMcpServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn mock_tools() -> Value {
@@ -152,33 +81,17 @@ impl MockMcpServer {
     }
 
     pub async fn start_with(options: MockMcpOptions) -> Self {
-        let requests: Log = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(McpState::default());
-        let (log, st) = (requests.clone(), state.clone());
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (log, st, options) = (log.clone(), st.clone(), options.clone());
-                async move {
-                    let r = Recorded {
-                        method: method.to_string(),
-                        path: uri
-                            .path_and_query()
-                            .map(|p| p.as_str().to_owned())
-                            .unwrap_or_default(),
-                        headers: headers.clone(),
-                        body: body.clone(),
-                    };
-                    record(&log, r);
-                    mcp_answer(&st, &options, &method, uri.path(), &uri, &headers, &body).await
-                }
-            },
-        );
-        let (addr, task) = serve(app).await;
+        let st = state.clone();
+        let server = RecordingServer::start(move |r, uri| {
+            let (st, options) = (st.clone(), options.clone());
+            async move { mcp_answer(&st, &options, &r, &uri).await }
+        })
+        .await;
         Self {
-            addr,
-            requests,
+            addr: server.addr,
+            server,
             state,
-            task,
         }
     }
 
@@ -189,7 +102,7 @@ impl MockMcpServer {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().map(|v| v.clone()).unwrap_or_default()
+        self.server.requests()
     }
 
     /// The `tools/call` requests received so far.
@@ -212,13 +125,11 @@ impl MockMcpServer {
 async fn mcp_answer(
     state: &McpState,
     options: &MockMcpOptions,
-    method: &Method,
-    path: &str,
+    request: &Recorded,
     uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
 ) -> Response {
-    if path != "/mcp" {
+    let (method, headers, body) = (request.method.as_str(), &request.headers, &request.body);
+    if uri.path() != "/mcp" {
         return response(StatusCode::NOT_FOUND, "text/plain", "no such path");
     }
     let session = headers
@@ -232,13 +143,13 @@ async fn mcp_answer(
             .map(|v| v.contains(s))
             .unwrap_or(false)
     };
-    if *method == Method::DELETE {
+    if method == "DELETE" {
         if let (Some(s), Ok(mut v)) = (&session, state.sessions.lock()) {
             v.remove(s);
         }
         return response(StatusCode::OK, "text/plain", "");
     }
-    if *method != Method::POST {
+    if method != "POST" {
         return response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "");
     }
     let Ok(msg) = serde_json::from_slice::<Value>(body) else {
@@ -387,14 +298,7 @@ fn answer(
 #[derive(Debug)]
 pub struct MockOpenApi {
     pub addr: SocketAddr,
-    requests: Log,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MockOpenApi {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: RecordingServer,
 }
 
 /// The document the mock API serves.
@@ -439,33 +343,11 @@ pub fn openapi_document() -> Value {
 
 impl MockOpenApi {
     pub async fn start() -> Self {
-        let requests: Log = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let log = log.clone();
-                async move {
-                    record(
-                        &log,
-                        Recorded {
-                            method: method.to_string(),
-                            path: uri
-                                .path_and_query()
-                                .map(|p| p.as_str().to_owned())
-                                .unwrap_or_default(),
-                            headers: headers.clone(),
-                            body: body.clone(),
-                        },
-                    );
-                    openapi_answer(&method, &uri, &headers, &body).await
-                }
-            },
-        );
-        let (addr, task) = serve(app).await;
+        let server =
+            RecordingServer::start(|r, uri| async move { openapi_answer(&r, &uri).await }).await;
         Self {
-            addr,
-            requests,
-            task,
+            addr: server.addr,
+            server,
         }
     }
 
@@ -486,11 +368,12 @@ impl MockOpenApi {
 
     /// Every request received so far (the document's fetches included).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().map(|v| v.clone()).unwrap_or_default()
+        self.server.requests()
     }
 }
 
-async fn openapi_answer(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn openapi_answer(request: &Recorded, uri: &Uri) -> Response {
+    let (method, headers, body) = (request.method.as_str(), &request.headers, &request.body);
     let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
     let query: Vec<(String, String)> = uri
         .query()
@@ -511,7 +394,7 @@ async fn openapi_answer(method: &Method, uri: &Uri, headers: &HeaderMap, body: &
         json!({"id": 1, "name": "Rex", "tag": "dog"}),
         json!({"id": 2, "name": "Tom", "tag": "cat"}),
     ];
-    match (method.as_str(), segments.as_slice()) {
+    match (method, segments.as_slice()) {
         ("GET", ["openapi.json"]) => json_response(StatusCode::OK, &openapi_document()),
         ("GET", ["pets"]) => {
             let limit = q("limit")

@@ -11,15 +11,15 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tenantry_core::sse::SseEvent;
 
 use crate::config::{AnthropicConfig, ConfigError, Secret, Timeouts, invalid, resolve_secret};
 use crate::error::ProviderError;
 use crate::http::{self, Body, Flow, Translator};
 use crate::providers::{ChatStream, completion_id};
-use crate::sse::{SseDecoder, SseEvent};
 use crate::wire::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart, Delta, Extra,
-    FinishReason, FunctionCall, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ChatChunk, ChatRequest, ChatResponse, Content, ContentPart, Delta, FinishReason, FunctionCall,
+    Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 #[derive(Debug)]
@@ -91,7 +91,7 @@ impl AnthropicProvider {
         let resp = http::send(self.post(&body)?, &self.timeouts, self.timeouts.request).await?;
         Ok(http::drive(
             Body::new(resp, self.timeouts.stream_idle),
-            SseDecoder::default(),
+            crate::sse::decoder(),
             AnthropicStream::default(),
         ))
     }
@@ -217,8 +217,13 @@ pub fn to_anthropic(
 }
 
 /// Appends blocks, merging into the previous message when it has the same role: Anthropic
-/// wants user and assistant turns to alternate, and tool results travel in a user turn.
-fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
+/// wants user and assistant turns to alternate, and tool results travel in a user turn (and
+/// Bedrock's Converse wants the same).
+pub(crate) fn push(
+    messages: &mut Vec<(&'static str, Vec<Value>)>,
+    role: &'static str,
+    blocks: Vec<Value>,
+) {
     if blocks.is_empty() {
         return;
     }
@@ -279,7 +284,7 @@ pub struct MessagesResponse {
     #[serde(default)]
     pub stop_reason: Option<String>,
     #[serde(default)]
-    pub usage: AnthropicUsage,
+    pub usage: CachedUsage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,33 +303,37 @@ pub enum Block {
     Other,
 }
 
+/// Token usage as Anthropic reports it, and as Bedrock's Converse does under camelCase names
+/// (with `cacheWrite` for Anthropic's `cache_creation`).
 #[derive(Debug, Default, Deserialize)]
-pub struct AnthropicUsage {
-    #[serde(default)]
+pub struct CachedUsage {
+    #[serde(default, alias = "inputTokens")]
     pub input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "outputTokens")]
     pub output_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "cacheWriteInputTokens")]
     pub cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "cacheReadInputTokens")]
     pub cache_read_input_tokens: Option<u64>,
 }
 
-impl AnthropicUsage {
+impl CachedUsage {
     /// All input tokens, cached or not: every one of them is billed.
-    fn input(&self) -> u64 {
+    pub(crate) fn input(&self) -> u64 {
         self.input_tokens
             + self.cache_creation_input_tokens.unwrap_or(0)
             + self.cache_read_input_tokens.unwrap_or(0)
     }
 }
 
+/// A stop reason of Anthropic's Messages API or of Bedrock's Converse, whose reasons are
+/// Anthropic's and those of Bedrock's guardrails.
 pub(crate) fn finish_reason(stop_reason: &str) -> FinishReason {
     match stop_reason {
         "end_turn" | "stop_sequence" | "pause_turn" => FinishReason::Stop,
         "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
         "tool_use" => FinishReason::ToolCalls,
-        "refusal" => FinishReason::ContentFilter,
+        "refusal" | "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
         other => FinishReason::Other(other.to_owned()),
     }
 }
@@ -347,32 +356,14 @@ pub fn from_anthropic(resp: MessagesResponse) -> ChatResponse {
             Block::Other => {}
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        None
-    } else {
-        Some(Content::Text(text))
-    };
-    ChatResponse {
-        id: resp.id,
-        object: "chat.completion".into(),
-        created: tenantry_core::unix_now(),
-        model: resp.model,
-        choices: vec![Choice {
-            index: 0,
-            message: ChatMessage {
-                role: Role::Assistant,
-                content,
-                name: None,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                tool_call_id: None,
-                extra: Extra::new(),
-            },
-            finish_reason: resp.stop_reason.as_deref().map(finish_reason),
-            extra: Extra::new(),
-        }],
-        usage: Some(Usage::new(resp.usage.input(), resp.usage.output_tokens)),
-        extra: Extra::new(),
-    }
+    ChatResponse::assistant(
+        resp.id,
+        resp.model,
+        text,
+        calls,
+        resp.stop_reason.as_deref().map(finish_reason),
+        Some(Usage::new(resp.usage.input(), resp.usage.output_tokens)),
+    )
 }
 
 /// The HTTP status an Anthropic error type stands for.
@@ -441,7 +432,7 @@ impl AnthropicStream {
                     m.clone_into(&mut self.model);
                 }
                 if let Some(u) = v.pointer("/message/usage") {
-                    let u: AnthropicUsage = serde_json::from_value(u.clone()).unwrap_or_default();
+                    let u: CachedUsage = serde_json::from_value(u.clone()).unwrap_or_default();
                     self.input_tokens = u.input();
                     self.output_tokens = u.output_tokens;
                 }
@@ -545,5 +536,37 @@ impl Translator<SseEvent> for AnthropicStream {
         Err(ProviderError::broken(
             "the stream ended before its message_stop event",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn both_spellings_of_cached_usage_bill_every_input_token() {
+        let anthropic: CachedUsage = serde_json::from_value(json!({
+            "input_tokens": 10, "output_tokens": 5,
+            "cache_creation_input_tokens": 3, "cache_read_input_tokens": 2
+        }))
+        .unwrap();
+        let bedrock: CachedUsage = serde_json::from_value(json!({
+            "inputTokens": 10, "outputTokens": 5, "totalTokens": 20,
+            "cacheWriteInputTokens": 3, "cacheReadInputTokens": 2
+        }))
+        .unwrap();
+        for u in [anthropic, bedrock] {
+            assert_eq!((u.input(), u.output_tokens), (15, 5));
+        }
+        assert_eq!(finish_reason("refusal"), FinishReason::ContentFilter);
+        assert_eq!(
+            finish_reason("guardrail_intervened"),
+            FinishReason::ContentFilter
+        );
+        assert_eq!(
+            finish_reason("something_new"),
+            FinishReason::Other("something_new".into())
+        );
     }
 }

@@ -17,12 +17,14 @@ use crate::config::{BedrockConfig, ConfigError, Secret, Timeouts, invalid};
 use crate::error::ProviderError;
 use crate::eventstream::{Frame, FrameDecoder};
 use crate::http::{self, Body, Flow, Translator};
-use crate::providers::anthropic::{parse_arguments, parse_data_url};
+use crate::providers::anthropic::{
+    CachedUsage, finish_reason, parse_arguments, parse_data_url, push,
+};
 use crate::providers::{ChatStream, completion_id};
 use crate::sigv4::{self, Credentials, SignableRequest};
 use crate::wire::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, Content, ContentPart, Delta, Extra,
-    FinishReason, FunctionCall, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
+    ChatChunk, ChatRequest, ChatResponse, Content, ContentPart, Delta, FinishReason, FunctionCall,
+    Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
 };
 
 #[derive(Debug)]
@@ -119,53 +121,46 @@ impl BedrockProvider {
             (Some(h), None) => h.to_owned(),
             (None, _) => return Err(ProviderError::InvalidRequest("endpoint has no host".into())),
         };
-        let amz_date = sigv4::amz_date(std::time::SystemTime::now());
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("content-type", "application/json"),
-            ("host", &host),
-            ("x-amz-date", &amz_date),
-        ];
-        if let Some(t) = &self.credentials.session_token {
-            headers.push(("x-amz-security-token", t.expose()));
-        }
-        let query: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let query: Vec<(&str, &str)> = query
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let authorization = sigv4::authorization(
+        let token = match &self.credentials.session_token {
+            Some(t) => {
+                let mut v = reqwest::header::HeaderValue::from_str(t.expose()).map_err(|_| {
+                    ProviderError::InvalidRequest("a credential is not a valid header value".into())
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        let uri = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let signed = sigv4::sign(
             &SignableRequest {
                 method: "POST",
-                path: url.path(),
-                query: &query,
-                headers: &headers,
+                uri: &uri,
+                headers: &[("content-type", "application/json"), ("host", &host)],
                 payload: &body,
             },
             &self.credentials,
             &self.region,
             "bedrock",
-            &amz_date,
-        );
+            std::time::SystemTime::now(),
+        )
+        .map_err(|e| ProviderError::InvalidRequest(e.to_string()))?;
         let mut rb = self
             .client
             .post(url.clone())
-            .header(reqwest::header::ACCEPT, accept);
-        for (name, value) in headers {
-            if name == "host" {
-                continue;
-            }
-            let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                ProviderError::InvalidRequest("a credential is not a valid header value".into())
-            })?;
-            v.set_sensitive(name == "x-amz-security-token");
-            rb = rb.header(name, v);
+            .header(reqwest::header::ACCEPT, accept)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("x-amz-date", signed.amz_date);
+        if let Some(v) = token {
+            rb = rb.header("x-amz-security-token", v);
         }
-        let mut auth = reqwest::header::HeaderValue::from_str(&authorization).map_err(|_| {
-            ProviderError::InvalidRequest("the access key id is not printable".into())
-        })?;
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&signed.authorization).map_err(|_| {
+                ProviderError::InvalidRequest("the access key id is not printable".into())
+            })?;
         auth.set_sensitive(true);
         Ok(rb.header(reqwest::header::AUTHORIZATION, auth).body(body))
     }
@@ -300,16 +295,6 @@ pub fn to_converse(req: &ChatRequest, default_max_tokens: u32) -> Result<Value, 
     Ok(Value::Object(body))
 }
 
-fn push(messages: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match messages.last_mut() {
-        Some((last, content)) if *last == role => content.extend(blocks),
-        Some(_) | None => messages.push((role, blocks)),
-    }
-}
-
 fn content_blocks(content: Option<&Content>) -> Result<Vec<Value>, ProviderError> {
     match content {
         None => Ok(Vec::new()),
@@ -344,7 +329,7 @@ pub struct ConverseResponse {
     #[serde(default)]
     pub stop_reason: Option<String>,
     #[serde(default)]
-    pub usage: Option<ConverseUsage>,
+    pub usage: Option<CachedUsage>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,37 +342,6 @@ pub struct ConverseOutput {
 pub struct ConverseMessage {
     #[serde(default)]
     pub content: Vec<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConverseUsage {
-    #[serde(default)]
-    pub input_tokens: u64,
-    #[serde(default)]
-    pub output_tokens: u64,
-    #[serde(default)]
-    pub cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
-    pub cache_write_input_tokens: Option<u64>,
-}
-
-impl ConverseUsage {
-    fn input(&self) -> u64 {
-        self.input_tokens
-            + self.cache_read_input_tokens.unwrap_or(0)
-            + self.cache_write_input_tokens.unwrap_or(0)
-    }
-}
-
-pub(crate) fn finish_reason(stop_reason: &str) -> FinishReason {
-    match stop_reason {
-        "end_turn" | "stop_sequence" => FinishReason::Stop,
-        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
-        "tool_use" => FinishReason::ToolCalls,
-        "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
-        other => FinishReason::Other(other.to_owned()),
-    }
 }
 
 /// A Converse response as an OpenAI chat completion. Bedrock gives no id; one is made.
@@ -423,32 +377,14 @@ pub fn from_converse(resp: ConverseResponse, model: &str) -> Result<ChatResponse
             });
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        None
-    } else {
-        Some(Content::Text(text))
-    };
-    Ok(ChatResponse {
-        id: completion_id(),
-        object: "chat.completion".into(),
-        created: tenantry_core::unix_now(),
-        model: model.to_owned(),
-        choices: vec![Choice {
-            index: 0,
-            message: ChatMessage {
-                role: Role::Assistant,
-                content,
-                name: None,
-                tool_calls: (!calls.is_empty()).then_some(calls),
-                tool_call_id: None,
-                extra: Extra::new(),
-            },
-            finish_reason: resp.stop_reason.as_deref().map(finish_reason),
-            extra: Extra::new(),
-        }],
-        usage: resp.usage.map(|u| Usage::new(u.input(), u.output_tokens)),
-        extra: Extra::new(),
-    })
+    Ok(ChatResponse::assistant(
+        completion_id(),
+        model.to_owned(),
+        text,
+        calls,
+        resp.stop_reason.as_deref().map(finish_reason),
+        resp.usage.map(|u| Usage::new(u.input(), u.output_tokens)),
+    ))
 }
 
 /// The HTTP status a Bedrock exception type stands for.
@@ -496,10 +432,10 @@ impl BedrockStream {
         out: &mut VecDeque<ChatChunk>,
     ) -> Result<Flow, ProviderError> {
         let payload = || -> Result<Value, ProviderError> {
-            if frame.payload.is_empty() {
+            if frame.payload().is_empty() {
                 return Ok(json!({}));
             }
-            serde_json::from_slice(&frame.payload)
+            serde_json::from_slice(frame.payload())
                 .map_err(|e| ProviderError::malformed(format!("an event payload is not JSON: {e}")))
         };
         match frame.header_str(":message-type") {
@@ -573,7 +509,7 @@ impl BedrockStream {
             }
             "metadata" => {
                 if let Some(u) = v.get("usage") {
-                    let u: ConverseUsage = serde_json::from_value(u.clone()).map_err(|e| {
+                    let u: CachedUsage = serde_json::from_value(u.clone()).map_err(|e| {
                         ProviderError::malformed(format!("metadata usage is malformed: {e}"))
                     })?;
                     out.push_back(ChatChunk::usage_only(

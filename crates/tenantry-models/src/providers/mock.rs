@@ -21,9 +21,9 @@ use crate::error::ProviderError;
 use crate::providers::{ChatStream, completion_id, tool_call_id};
 use crate::tokens;
 use crate::wire::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, Content, Delta, Embedding,
-    EmbeddingVector, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, Extra, FinishReason,
-    FunctionCall, Role, ToolCall, ToolCallDelta, Usage,
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Delta, Embedding, EmbeddingVector,
+    EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, Extra, FinishReason, FunctionCall,
+    Role, ToolCall, ToolCallDelta, Usage,
 };
 
 #[derive(Debug, Clone)]
@@ -131,32 +131,14 @@ impl MockProvider {
             tokio::time::sleep(wait).await;
         }
         let text: String = r.pieces.concat();
-        let content = if text.is_empty() && !r.calls.is_empty() {
-            None
-        } else {
-            Some(Content::Text(text))
-        };
-        Ok(ChatResponse {
-            id: completion_id(),
-            object: "chat.completion".into(),
-            created: tenantry_core::unix_now(),
-            model: req.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: ChatMessage {
-                    role: Role::Assistant,
-                    content,
-                    name: None,
-                    tool_calls: (!r.calls.is_empty()).then_some(r.calls),
-                    tool_call_id: None,
-                    extra: Extra::new(),
-                },
-                finish_reason: Some(r.finish),
-                extra: Extra::new(),
-            }],
-            usage: Some(r.usage),
-            extra: Extra::new(),
-        })
+        Ok(ChatResponse::assistant(
+            completion_id(),
+            req.model.clone(),
+            text,
+            r.calls,
+            Some(r.finish),
+            Some(r.usage),
+        ))
     }
 
     pub async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {

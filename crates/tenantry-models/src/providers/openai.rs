@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
+use tenantry_core::sse::SseEvent;
 
 use crate::config::{
     ConfigError, MaxTokensField, OpenAiConfig, Secret, Timeouts, invalid, resolve_secret,
@@ -16,7 +17,6 @@ use crate::config::{
 use crate::error::ProviderError;
 use crate::http::{self, Body, Flow, Translator};
 use crate::providers::ChatStream;
-use crate::sse::{SseDecoder, SseEvent};
 use crate::wire::{ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 
 #[derive(Debug)]
@@ -100,7 +100,7 @@ impl OpenAiProvider {
         .await?;
         Ok(http::drive(
             Body::new(resp, self.timeouts.stream_idle),
-            SseDecoder::default(),
+            crate::sse::decoder(),
             OpenAiStream::default(),
         ))
     }

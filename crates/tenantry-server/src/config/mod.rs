@@ -650,9 +650,12 @@ impl Config {
             ));
         }
         for (i, issuer) in self.identity.issuers.iter().enumerate() {
-            issuer
-                .validate()
-                .map_err(|m| invalid(format!("identity.issuers[{i}] ({})", issuer.name), m))?;
+            issuer.validate().map_err(|m| {
+                invalid(
+                    format!("identity.issuers[{i}] ({})", issuer.name),
+                    m.to_string(),
+                )
+            })?;
         }
         if self.tools.max_body_bytes < 1024 {
             return Err(invalid("tools.max_body_bytes", "must be at least 1024"));
@@ -680,7 +683,7 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for (i, tier) in self.tiers.iter().enumerate() {
             tier.validate()
-                .map_err(|m| invalid(format!("tiers[{i}] ({})", tier.name), m))?;
+                .map_err(|m| invalid(format!("tiers[{i}] ({})", tier.name), m.to_string()))?;
             if !names.insert(tier.name.clone()) {
                 return Err(invalid(
                     format!("tiers[{i}].name"),

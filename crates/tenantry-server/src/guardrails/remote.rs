@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tenantry_guardrails::{Remote, RemoteFuture};
+use tenantry_guardrails::{Remote, RemoteError, RemoteFuture};
 use tenantry_models::wire::ChatRequest;
 
 use crate::gateway::Gateway;
@@ -62,7 +62,7 @@ impl Remote for ServerRemote {
                 .choices
                 .first()
                 .map(|c| c.message.text())
-                .ok_or_else(|| "the judge answered no choice".to_owned())
+                .ok_or_else(|| RemoteError::Call("the judge answered no choice".to_owned()))
         })
     }
 
@@ -80,16 +80,22 @@ impl Remote for ServerRemote {
                 .map_err(|e| e.without_url().to_string())?;
             let status = response.status();
             if !status.is_success() {
-                return Err(format!("the webhook answered HTTP {}", status.as_u16()));
+                return Err(RemoteError::Call(format!(
+                    "the webhook answered HTTP {}",
+                    status.as_u16()
+                )));
             }
             let bytes = response
                 .bytes()
                 .await
                 .map_err(|e| e.without_url().to_string())?;
             if bytes.len() > MAX_WEBHOOK_ANSWER {
-                return Err("the webhook's answer is too large".into());
+                return Err(RemoteError::Call(
+                    "the webhook's answer is too large".into(),
+                ));
             }
-            serde_json::from_slice(&bytes).map_err(|e| format!("the webhook's answer: {e}"))
+            serde_json::from_slice(&bytes)
+                .map_err(|e| RemoteError::Call(format!("the webhook's answer: {e}")))
         })
     }
 }

@@ -95,7 +95,8 @@ async fn put_tier(
     let bytes =
         serde_json::to_vec(&body).map_err(|e| ApiError::internal("re-encoding a tier", e))?;
     let tier: Tier = parse_json(&bytes)?;
-    tier.validate().map_err(ApiError::invalid)?;
+    tier.validate()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let before = state.store.get_tier(&name).await?;
     let existed = before.is_some();
     state.store.put_tier(&tier).await?;

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use serde_json::Value;
 use url::Url;
 
 use crate::credentials::OutboundCredential;
@@ -105,24 +104,6 @@ pub(crate) async fn read_limited(
             }
         }
     }
-}
-
-/// The message of an error body, in the shapes HTTP APIs use.
-pub(crate) fn error_message(body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        let candidates = [
-            v.pointer("/error/message"),
-            v.get("error").filter(|e| e.is_string()),
-            v.get("message"),
-            v.get("detail"),
-        ];
-        for c in candidates.into_iter().flatten() {
-            if let Some(s) = c.as_str() {
-                return s.to_owned();
-            }
-        }
-    }
-    String::from_utf8_lossy(body).trim().to_owned()
 }
 
 /// Whether a `Content-Type` names this media type (parameters and case ignored).

@@ -23,6 +23,8 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tenantry_core::sse::{SseDecoder, SseError};
+use tenantry_core::upstream::error_message;
 use tenantry_core::{ErrorCode, RuntimeName, TenantId};
 use url::Url;
 
@@ -32,10 +34,7 @@ use crate::hosted::HostedRuntimes;
 use crate::identity::CallerIdentity;
 use crate::jsonrpc;
 use crate::protocol::{SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS, VERSION_HEADER};
-use crate::sse::SseDecoder;
-use crate::upstream::http::{
-    MAX_BODY, apply_credential, error_message, is_media_type, transport_error,
-};
+use crate::upstream::http::{MAX_BODY, apply_credential, is_media_type, transport_error};
 
 /// The version offered in `initialize`; the upstream may answer any of ours.
 pub(crate) const CLIENT_PROTOCOL_VERSION: &str = "2025-06-18";
@@ -659,10 +658,17 @@ fn is_response_to(message: &Value, id: &Value) -> bool {
         && (message.get("result").is_some() || message.get("error").is_some())
 }
 
+/// Longest event-stream line accepted, in bytes.
+const MAX_SSE_LINE: usize = 8 * 1024 * 1024;
+
+fn sse_malformed(e: SseError) -> UpstreamError {
+    UpstreamError::malformed(e.to_string())
+}
+
 /// Reads server-sent events until the response to our request arrives. Notifications and
 /// requests the upstream interleaves are skipped.
 async fn read_sse_response(mut resp: Reply, id: &Value) -> Result<Value, UpstreamError> {
-    let mut decoder = SseDecoder::default();
+    let mut decoder = SseDecoder::new(MAX_SSE_LINE);
     let mut total = 0usize;
     let check = |data: &str| -> Result<Option<Value>, UpstreamError> {
         if data.trim().is_empty() {
@@ -673,7 +679,7 @@ async fn read_sse_response(mut resp: Reply, id: &Value) -> Result<Value, Upstrea
         Ok(is_response_to(&v, id).then_some(v))
     };
     loop {
-        while let Some(ev) = decoder.next_event().map_err(UpstreamError::malformed)? {
+        while let Some(ev) = decoder.next_event().map_err(sse_malformed)? {
             if ev.event.as_deref().is_none_or(|e| e == "message")
                 && let Some(v) = check(&ev.data)?
             {
@@ -688,10 +694,10 @@ async fn read_sse_response(mut resp: Reply, id: &Value) -> Result<Value, Upstrea
                         "the event stream is larger than {MAX_BODY} bytes"
                     )));
                 }
-                decoder.push(&bytes).map_err(UpstreamError::malformed)?;
+                decoder.push(&bytes).map_err(sse_malformed)?;
             }
             None => {
-                if let Some(ev) = decoder.finish().map_err(UpstreamError::malformed)?
+                if let Some(ev) = decoder.finish().map_err(sse_malformed)?
                     && let Some(v) = check(&ev.data)?
                 {
                     return Ok(v);
