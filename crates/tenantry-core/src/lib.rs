@@ -28,10 +28,14 @@ pub mod testing;
 
 pub use error::{Blame, ErrorCode};
 pub use id::{
-    IdError, RuntimeName, SERVICE_PRINCIPAL_PREFIX, TenantId, TenantUid, TierName, UserId,
+    IdError, RuntimeName, SERVICE_PRINCIPAL_PREFIX, SessionId, TenantId, TenantUid, TierName,
+    UserId,
 };
 pub use money::{Money, MoneyError};
-pub use principal::{CredentialKind, OperatorGrant, Principal, TenantContext, TenantScope};
+pub use principal::{
+    CredentialKind, CrossTenantGrant, OperatorGrant, OperatorKey, Principal, SystemGrant,
+    TenantContext, TenantScope,
+};
 pub use secret::Secret;
 pub use tenant::{
     IsolationMode, IsolationOverrides, IsolationPreset, IsolationSettings, Tenant, TenantIsolation,

@@ -3,8 +3,8 @@
 //!
 //! A `TenantScope` can be made in exactly two ways: from a `TenantContext` (which the identity
 //! layer builds only after verifying a credential), or by the operator's admin code through
-//! `TenantScope::for_operator`, whose `OperatorGrant` is minted only when the admin key has been
-//! checked. Neither takes a tenant id from a request body, query or header.
+//! `TenantScope::for_operator`, whose `OperatorGrant` is minted only by `OperatorKey::verify`
+//! (or, for the platform's own background work, a `SystemGrant` minted once at start). Neither takes a tenant id from a request body, query or header.
 
 use std::collections::BTreeMap;
 
@@ -38,17 +38,95 @@ pub enum Principal {
     },
 }
 
-/// Proof that the operator's admin key was verified. Only the admin authentication code
-/// constructs it (through `OperatorGrant::verified`), and only admin handlers receive it.
+/// Proof that the operator's admin key was verified. The only way to get one is
+/// `OperatorKey::verify` with the right key, and only admin handlers receive it; code that acts
+/// for no caller (sweepers, start-up) holds a `SystemGrant` instead.
 #[derive(Debug, Clone, Copy)]
 pub struct OperatorGrant {
     _private: (),
 }
 
 impl OperatorGrant {
-    /// Call only after the admin credential has been checked.
-    pub fn verified() -> Self {
+    /// A grant without a key, for tests of code that takes one.
+    #[cfg(feature = "test-util")]
+    pub fn for_tests() -> Self {
         Self { _private: () }
+    }
+}
+
+/// The operator's admin key, kept as its SHA-256 digest; `verify` is the one place an
+/// `OperatorGrant` is minted.
+pub struct OperatorKey {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for OperatorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OperatorKey(<redacted>)")
+    }
+}
+
+impl OperatorKey {
+    pub fn new(key: &str) -> Self {
+        use sha2::Digest;
+        Self {
+            digest: sha2::Sha256::digest(key.as_bytes()).into(),
+        }
+    }
+
+    /// Whether `presented` is the admin key (compared in constant time, digest to digest).
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let presented: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        presented.ct_eq(&self.digest).into()
+    }
+
+    /// The operator's grant, when `presented` is the admin key.
+    pub fn verify(&self, presented: &str) -> Option<OperatorGrant> {
+        self.matches(presented)
+            .then_some(OperatorGrant { _private: () })
+    }
+}
+
+/// The platform's own authority over every tenant, for the work no caller asked for: expiring
+/// idle sessions, sweeping storage, seeding budgets from the ledger at start. Minted once when
+/// the server's state is built (`SystemGrant::at_start`) and handed to the parts that need it,
+/// so a handler can never reach for it: handlers pass on the grant they received.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemGrant {
+    _private: (),
+}
+
+impl SystemGrant {
+    /// Call only where the server's state is built, once per server.
+    pub fn at_start() -> Self {
+        Self { _private: () }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::OperatorGrant {}
+    impl Sealed for super::SystemGrant {}
+}
+
+/// Either authority that may reach more than one tenant's data: the operator's
+/// (`OperatorGrant`) or the platform's own (`SystemGrant`). Sealed: no other type can claim it.
+pub trait CrossTenantGrant: sealed::Sealed + Copy + Send + Sync + std::fmt::Debug {
+    /// Who holds it, for logs and audit: `operator` or `system`.
+    fn holder(&self) -> &'static str;
+}
+
+impl CrossTenantGrant for OperatorGrant {
+    fn holder(&self) -> &'static str {
+        "operator"
+    }
+}
+
+impl CrossTenantGrant for SystemGrant {
+    fn holder(&self) -> &'static str {
+        "system"
     }
 }
 
@@ -91,8 +169,9 @@ pub struct TenantScope {
 }
 
 impl TenantScope {
-    /// The operator's access to one tenant's data, for admin endpoints.
-    pub fn for_operator(_grant: OperatorGrant, tenant: TenantId) -> Self {
+    /// Access to one tenant's data by the operator (admin endpoints) or the platform itself
+    /// (background work), never by a tenant caller.
+    pub fn for_operator(_grant: impl CrossTenantGrant, tenant: TenantId) -> Self {
         Self { tenant }
     }
 

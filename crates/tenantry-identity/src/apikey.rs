@@ -12,7 +12,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tenantry_core::TenantId;
 
 const API_KEY_PREFIX: &str = "tk_";
@@ -109,31 +108,10 @@ pub fn generate_admin_key() -> String {
     )
 }
 
-/// Checks presented operator keys against the configured one. Holds only its SHA-256, and
-/// compares in constant time (hashing first also hides the key's length).
-#[derive(Clone)]
-pub struct AdminKeyCheck {
-    hash: [u8; 32],
-}
-
-impl fmt::Debug for AdminKeyCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminKeyCheck(<redacted>)")
-    }
-}
-
-impl AdminKeyCheck {
-    pub fn new(key: &str) -> Self {
-        Self {
-            hash: Sha256::digest(key.as_bytes()).into(),
-        }
-    }
-
-    pub fn matches(&self, presented: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        presented.ct_eq(&self.hash).into()
-    }
-}
+/// Checks presented operator keys against the configured one: the core's `OperatorKey`,
+/// the one place an `OperatorGrant` is minted. Holds only the key's SHA-256 and compares in
+/// constant time (hashing first also hides the key's length).
+pub use tenantry_core::OperatorKey as AdminKeyCheck;
 
 /// Whether a bearer credential is shaped like a compact JWS: three dot-separated base64url
 /// parts, of which only the signature may be empty (so an unsigned token still reaches the

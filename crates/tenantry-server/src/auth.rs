@@ -274,12 +274,12 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if state.admin.matches(token) {
+        if let Some(grant) = state.admin.verify(token) {
             tracing::Span::current().record("principal", "operator");
             if let Some(observed) = parts.extensions.get::<crate::middleware::Observed>() {
                 observed.set_actor("operator".to_string());
             }
-            return Ok(Operator(OperatorGrant::verified()));
+            return Ok(Operator(grant));
         }
         if looks_like_jwt(token) || parse_api_key(token).is_some() {
             return Err(ApiError::new(

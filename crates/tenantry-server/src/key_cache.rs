@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tenantry_core::{TenantId, TenantUid, UserId};
 
-use crate::state::REGISTRY_TTL;
+use crate::registry::REGISTRY_TTL;
 
 /// The most keys remembered at once; past it the map starts again empty (a burst of distinct
 /// valid keys beyond this is served by the store, as without the cache).

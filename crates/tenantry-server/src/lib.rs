@@ -13,12 +13,13 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
-pub mod gateway;
 pub mod guardrails;
 pub mod json;
 pub mod key_cache;
 pub mod ledger;
 pub mod middleware;
+pub mod models;
+pub mod registry;
 pub mod routes;
 pub mod runtimes;
 pub mod sessions;
@@ -54,7 +55,7 @@ pub enum StartError {
     #[error("identity set-up failed: {0}")]
     Identity(String),
     #[error("model gateway set-up failed: {0}")]
-    Models(#[from] gateway::GatewayStartError),
+    Models(#[from] models::GatewayStartError),
     #[error("guardrails set-up failed: {0}")]
     Guardrails(#[from] guardrails::GuardrailsStartError),
     #[error("tool gateway set-up failed: {0}")]
@@ -96,7 +97,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         .await
         .map_err(limiter_err)?;
     limiter.ping().await.map_err(limiter_err)?;
-    let seeded = gateway::limits::seed_from_ledger(&store, &limiter)
+    // The platform's own authority for work no caller asked for (budget seeding here, session
+    // sweeps below); minted once, never reachable from a handler.
+    let system = tenantry_core::SystemGrant::at_start();
+    let seeded = models::limits::seed_from_ledger(system, &store, &limiter)
         .await
         .map_err(|source| StartError::Store {
             url: redact_url(&config.database.url),
@@ -143,16 +147,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     ));
     let env = config.models_env.clone();
     let ledger = ledger::Ledger::start(store.clone());
-    let gateway = gateway::Gateway::start(
+    let models = models::Gateway::start(
         &config.models,
         &|k| env.get(k),
         store.clone(),
         ledger.clone(),
     )
     .await?;
-    let registry = Arc::new(state::RegistryCache::default());
+    let registry = Arc::new(registry::RegistryCache::default());
     let guardrails =
-        guardrails::Guardrails::start(&config.guardrails.profiles, store.clone(), gateway.clone())
+        guardrails::Guardrails::start(&config.guardrails.profiles, store.clone(), models.clone())
             .await?;
     let tools = tools::Tools::start(
         &config,
@@ -179,6 +183,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         store.clone(),
         ledger.clone(),
         workload.clone(),
+        system,
     );
     let metrics = Arc::new(tenantry_telemetry::Metrics::new(tenantry_telemetry::Caps {
         tenants: config.telemetry.metrics_tenant_cap,
@@ -205,7 +210,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             metrics,
             audit,
             sessions,
-            gateway,
+            models,
             tools,
             guardrails,
             ledger,

@@ -96,7 +96,7 @@ async fn forget_in_memory(state: &AppState, id: &TenantId, shared_limits: bool) 
     state.verifier.forget_tenant(id);
     state.api_keys.forget_tenant(id);
     state.tools.vault().forget_tenant(id);
-    state.gateway.forget_tenant(id);
+    state.models.forget_tenant(id);
     if (shared_limits || state.limiter.backend() == "memory")
         && let Err(e) = state.limiter.forget_tenant(id).await
     {

@@ -18,7 +18,7 @@ async fn server_with_bobs_session() -> TestServer {
     let s = TestServer::start().await;
     s.create_tenant("acme", "standard").await;
     let scope =
-        TenantScope::for_operator(OperatorGrant::verified(), TenantId::new("acme").unwrap());
+        TenantScope::for_operator(OperatorGrant::for_tests(), TenantId::new("acme").unwrap());
     let now = unix_now();
     s.server()
         .state

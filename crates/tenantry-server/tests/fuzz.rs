@@ -1,6 +1,6 @@
 //! A bounded, seeded fuzz of the whole HTTP surface: every endpoint the route modules declare
-//! (read from `src/routes/` when the test runs, so a new route is fuzzed without editing this
-//! file), with malformed bodies (truncated, deeply nested, huge, wrong types, unknown fields,
+//! (read from every file below `src/routes/` when the test runs, so a new route is fuzzed
+//! without editing this file), with malformed bodies (truncated, deeply nested, huge, wrong types, unknown fields,
 //! invalid UTF-8), odd ids in the path (empty, very long, unicode, `..`, percent-encoded
 //! slashes and NULs), odd queries and headers (bad `Authorization` forms, huge and duplicate
 //! headers, bad content types, spoofed context headers), while a control-plane task keeps
@@ -75,16 +75,26 @@ struct Endpoint {
     methods: Vec<&'static str>,
 }
 
-/// Every `.route("PATH", ...)` of `src/routes/*.rs` with the methods its handler chain names.
+/// The Rust files below `dir`, at any depth, in a stable order.
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every `.route("PATH", ...)` below `src/routes/` with the methods its handler chain names.
 fn endpoints() -> Vec<Endpoint> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
     let mut found = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
-    files.sort();
+    let files = rust_files(&dir);
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let mut rest = text.as_str();

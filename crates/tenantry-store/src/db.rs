@@ -4,7 +4,7 @@
 //! picks says whose rows its statements may touch: `operator_data` (the registry, as the
 //! connecting user), `tenant_data` (one tenant's rows: on PostgreSQL a transaction as
 //! `tenantry_app` with `app.tenant_id` set, `PgStore::scoped`) or `all_tenants` (the
-//! operator's read-only reports across tenants, which demand an `OperatorGrant`). It then runs
+//! operator's read-only reports across tenants, which demand an `OperatorGrant` or the platform's `SystemGrant`). It then runs
 //! each statement with `sql!` (or `scalar!`), which takes the statement's SQLite and
 //! PostgreSQL texts side by side and its bind values once, so the twins of a query cannot bind
 //! different values or bind them in another order. The few steps only one backend takes (a
@@ -18,7 +18,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgQueryResult, PgRow};
 use sqlx::sqlite::{SqliteQueryResult, SqliteRow};
 use sqlx::{Database, Postgres, Sqlite, Transaction};
-use tenantry_core::{OperatorGrant, TenantId};
+use tenantry_core::{CrossTenantGrant, TenantId};
 
 use crate::row::Row;
 use crate::{Backend, Store, StoreError};
@@ -246,7 +246,10 @@ impl Store {
 
     /// Every tenant's rows, to read only: the operator's cross-tenant reports. On PostgreSQL,
     /// a read-only transaction as `tenantry_operator` (`PgStore::operator`).
-    pub(crate) async fn all_tenants(&self, _grant: &OperatorGrant) -> Result<Db, StoreError> {
+    pub(crate) async fn all_tenants(
+        &self,
+        _grant: &impl CrossTenantGrant,
+    ) -> Result<Db, StoreError> {
         Ok(match &self.backend {
             Backend::Sqlite(s) => Db::Sqlite(Held::Conn(s.pool().acquire().await?)),
             Backend::Postgres(p) => Db::Postgres(Held::Tx(p.operator().await?)),

@@ -61,9 +61,7 @@ pub use error::StoreError;
 pub use guardrail::{GuardrailRecord, GuardrailScope, MAX_GUARDRAIL_BYTES, is_valid_profile_name};
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use runtimes::RuntimeRecord;
-pub use sessions::{
-    LIST_SESSIONS_LIMIT, SESSION_ID_CHARS, SessionRecord, SessionStatus, is_valid_session_id,
-};
+pub use sessions::{LIST_SESSIONS_LIMIT, SessionRecord, SessionStatus};
 pub use settings::{SettingKind, SettingRecord};
 pub use spend::ModelSpend;
 pub use tenants::TenantDeletion;

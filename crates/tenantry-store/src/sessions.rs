@@ -3,12 +3,12 @@
 //!
 //! Every statement of a tenant's sessions filters by the scope's tenant, and on PostgreSQL runs
 //! in the tenant's scoped transaction. The two reads across tenants (the storage sweep's and a
-//! starting node's) take an `OperatorGrant` and, on PostgreSQL, run read-only as
-//! `tenantry_operator`. This module must never write a session outside its tenant's scope, nor
+//! starting node's) take a `CrossTenantGrant` (the operator's or the platform's own) and, on
+//! PostgreSQL, run read-only as `tenantry_operator`. This module must never write a session outside its tenant's scope, nor
 //! decide which status transitions make sense (the runtime layer does).
 
 use serde::{Deserialize, Serialize};
-use tenantry_core::{OperatorGrant, RuntimeName, TenantId, TenantScope, UserId};
+use tenantry_core::{CrossTenantGrant, RuntimeName, TenantId, TenantScope, UserId};
 
 use crate::db::{scalar, sql};
 use crate::row::Row;
@@ -16,14 +16,6 @@ use crate::{Store, StoreError, missing_tenant};
 
 /// The most sessions `Store::list_sessions` returns.
 pub const LIST_SESSIONS_LIMIT: u32 = 1000;
-
-/// The characters a session id may have: AgentCore's 33 to 256.
-pub const SESSION_ID_CHARS: std::ops::RangeInclusive<usize> = 33..=256;
-
-/// Whether `id` may name a session: 33 to 256 characters, none of them control characters.
-pub fn is_valid_session_id(id: &str) -> bool {
-    SESSION_ID_CHARS.contains(&id.chars().count()) && !id.chars().any(char::is_control)
-}
 
 /// Where a session is in its life. The runtime layer decides the transitions; the store only
 /// records them (`Store::set_session_status`).
@@ -62,7 +54,7 @@ impl SessionStatus {
 /// only within the tenant: the key is `(tenant_id, id)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// 33 to 256 characters (`is_valid_session_id`).
+    /// a valid `tenantry_core::SessionId`.
     pub id: String,
     pub tenant_id: TenantId,
     /// The user that created the session; nobody else may use it.
@@ -109,7 +101,7 @@ fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
 
 impl Store {
     /// Stores a new session. Its `tenant_id` must be the scope's tenant and its id must be valid
-    /// (`is_valid_session_id`); anything else is refused as a bug. `StoreError::Conflict` if the
+    /// (`tenantry_core::SessionId`); anything else is refused as a bug. `StoreError::Conflict` if the
     /// tenant already has a session with that id (another tenant's session of the same id is
     /// another session, and does not conflict).
     pub async fn insert_session(
@@ -124,13 +116,9 @@ impl Store {
                 session.tenant_id
             )));
         }
-        if !is_valid_session_id(&session.id) {
+        if let Err(e) = tenantry_core::SessionId::new(session.id.as_str()) {
             return Err(StoreError::Database(format!(
-                "refusing to store a session id of {} characters: session ids have {} to {} \
-                 characters and no control characters",
-                session.id.chars().count(),
-                SESSION_ID_CHARS.start(),
-                SESSION_ID_CHARS.end()
+                "refusing to store a session: {e}"
             )));
         }
         let s = session;
@@ -343,7 +331,7 @@ impl Store {
     /// `delete_session` in that tenant's scope.
     pub async fn sessions_idle_before(
         &self,
-        grant: OperatorGrant,
+        grant: impl CrossTenantGrant,
         before: i64,
         limit: u32,
     ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
@@ -375,7 +363,7 @@ impl Store {
     /// a process of that node that died without stopping them.
     pub async fn sessions_active_on(
         &self,
-        grant: OperatorGrant,
+        grant: impl CrossTenantGrant,
         node: &str,
         limit: u32,
     ) -> Result<Vec<(TenantId, String)>, StoreError> {
@@ -410,14 +398,5 @@ mod tests {
             assert_eq!(SessionStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(SessionStatus::parse("Active"), None);
-    }
-
-    #[test]
-    fn session_ids_are_33_to_256_characters_without_controls() {
-        assert!(!is_valid_session_id(&"a".repeat(32)));
-        assert!(is_valid_session_id(&"a".repeat(33)));
-        assert!(is_valid_session_id(&"ü".repeat(256)));
-        assert!(!is_valid_session_id(&"ü".repeat(257)));
-        assert!(!is_valid_session_id(&format!("{}\t", "a".repeat(40))));
     }
 }

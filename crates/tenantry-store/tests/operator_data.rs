@@ -192,7 +192,7 @@ async fn audit_events_are_read_per_tenant_in_pages_and_outlive_their_tenant(stor
     );
     // The operator sees everyone's and the platform's.
     let everything = store
-        .list_all_audit_events(&OperatorGrant::verified(), &all)
+        .list_all_audit_events(&OperatorGrant::for_tests(), &all)
         .await
         .unwrap();
     assert_eq!(everything.len(), 5);
@@ -207,7 +207,7 @@ async fn audit_events_are_read_per_tenant_in_pages_and_outlive_their_tenant(stor
     );
     assert_eq!(store.delete_audit_events_before(102).await.unwrap(), 2);
     let left = store
-        .list_all_audit_events(&OperatorGrant::verified(), &all)
+        .list_all_audit_events(&OperatorGrant::for_tests(), &all)
         .await
         .unwrap();
     assert_eq!(ids(left), ["019000000005", "019000000004", "019000000003"]);

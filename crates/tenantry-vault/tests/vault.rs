@@ -96,7 +96,7 @@ fn tid(s: &str) -> TenantId {
 }
 
 fn scope(s: &str) -> TenantScope {
-    TenantScope::for_operator(OperatorGrant::verified(), tid(s))
+    TenantScope::for_operator(OperatorGrant::for_tests(), tid(s))
 }
 
 fn api_key(value: &str) -> Credential {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::{Value, json};
-use tenantry_core::{OperatorGrant, TenantId, UserId};
+use tenantry_core::{TenantId, UserId};
 use tenantry_store::{UsageGroup, UsageQuery};
 
 use crate::client::install_crypto;
@@ -380,7 +380,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .state
         .store
         .usage_report(
-            OperatorGrant::verified(),
+            server
+                .state
+                .admin
+                .verify(&demo.admin)
+                .ok_or_else(|| anyhow!("the demo's admin key does not open its own server"))?,
             &UsageQuery {
                 tenant: None,
                 from: 0,

@@ -75,7 +75,7 @@ async fn an_agent_calls_models_as_its_session_and_is_metered_with_it() {
     assert_eq!(row["calls"], 1);
     assert!(row["input_tokens"].as_i64().unwrap() > 0);
     let scope = tenantry_core::TenantScope::for_operator(
-        tenantry_core::OperatorGrant::verified(),
+        tenantry_core::OperatorGrant::for_tests(),
         tenantry_core::TenantId::new("acme").unwrap(),
     );
     let entries = s

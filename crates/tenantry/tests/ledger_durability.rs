@@ -123,7 +123,7 @@ impl Node {
             .await
             .unwrap();
         let scope =
-            TenantScope::for_operator(OperatorGrant::verified(), TenantId::new(tenant).unwrap());
+            TenantScope::for_operator(OperatorGrant::for_tests(), TenantId::new(tenant).unwrap());
         store
             .list_usage(&scope, 0, i64::MAX, 1_000_000)
             .await

@@ -116,7 +116,7 @@ async fn sessions_carry_context_persist_storage_and_belong_to_their_owner() {
     s.delete(&format!("/v1/sessions/{session}"), &alice).await;
     assert!(s.server().state.ledger.flush(Duration::from_secs(5)).await);
     let scope = tenantry_core::TenantScope::for_operator(
-        tenantry_core::OperatorGrant::verified(),
+        tenantry_core::OperatorGrant::for_tests(),
         tenantry_core::TenantId::new("acme").unwrap(),
     );
     let usage = s

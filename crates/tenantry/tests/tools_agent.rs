@@ -239,7 +239,7 @@ async fn an_agents_tool_call_exchanges_the_users_token_and_names_the_agent() {
 
     // The tool call is metered with the agent's session and runtime.
     let scope = tenantry_core::TenantScope::for_operator(
-        tenantry_core::OperatorGrant::verified(),
+        tenantry_core::OperatorGrant::for_tests(),
         tenantry_core::TenantId::new("acme").unwrap(),
     );
     let mut entry = None;

@@ -161,7 +161,7 @@ async fn hosted_mcp_servers_run_in_one_sandbox_per_tenant_session() {
     assert_eq!(is_running(&listed, &a1_runtime_session), Some(false));
     assert_eq!(is_running(&listed, &a2_runtime_session), Some(true));
     let scope = tenantry_core::TenantScope::for_operator(
-        tenantry_core::OperatorGrant::verified(),
+        tenantry_core::OperatorGrant::for_tests(),
         tenantry_core::TenantId::new("acme").unwrap(),
     );
     let mut compute = None;

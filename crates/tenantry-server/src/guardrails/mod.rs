@@ -1,7 +1,7 @@
 //! The guardrails in the server: the active profiles (kept in the store, compiled once), which
 //! profile applies to a caller, the leak index of all tenants' protected identifiers, the
 //! remote checks' I/O, and the decisions' counters and audit lines. Applying them to traffic
-//! is `traffic`; the HTTP surface is `routes::guardrails`.
+//! is `traffic`; the HTTP surface is `routes::admin::guardrails` and `routes::tenant::guardrails`.
 //!
 //! Which profile applies: the tenant's own override if it has an active one (with its tier's
 //! checks first when it says `inherit`), else the profile its tier names, else none. A tier
@@ -24,7 +24,7 @@ use tenantry_guardrails::{Action, Context, Found, Guard, LeakIndex, Profile, Sta
 use tenantry_store::{GuardrailRecord, GuardrailScope, Store, StoreError};
 
 use crate::error::ApiError;
-use crate::state::REGISTRY_TTL;
+use crate::registry::REGISTRY_TTL;
 
 /// Most (tenant, category, action, stage) counters kept; beyond, new tenants count under
 /// `_other` so the label set stays bounded.
@@ -124,7 +124,7 @@ impl Guardrails {
     pub async fn start(
         seeds: &BTreeMap<String, Profile>,
         store: Store,
-        gateway: crate::gateway::Gateway,
+        gateway: crate::models::Gateway,
     ) -> Result<Self, GuardrailsStartError> {
         for (name, profile) in seeds {
             let scope = GuardrailScope::Profile(name.clone());

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tenantry_guardrails::{Remote, RemoteError, RemoteFuture};
 use tenantry_models::wire::ChatRequest;
 
-use crate::gateway::Gateway;
+use crate::models::Gateway;
 
 /// Largest webhook answer read, in bytes.
 const MAX_WEBHOOK_ANSWER: usize = 64 * 1024;

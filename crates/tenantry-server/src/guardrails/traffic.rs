@@ -17,7 +17,7 @@ use tenantry_tools::{CallerIdentity, GuardFuture, Refusal, ToolGuard};
 
 use super::{Applied, Guardrails};
 use crate::error::ApiError;
-use crate::state::RegistryCache;
+use crate::registry::RegistryCache;
 
 /// The caller's error for a block: category and profile version, never the text.
 pub fn blocked_message(guard: &Guard, category: &str) -> String {

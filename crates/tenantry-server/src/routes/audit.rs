@@ -13,7 +13,7 @@ use tenantry_store::{AuditEvent, AuditQuery};
 use crate::auth::{Operator, TenantCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiQuery;
-use crate::routes::keys::TENANT_ADMIN_ROLE;
+use crate::routes::api_keys::TENANT_ADMIN_ROLE;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -1,17 +1,14 @@
 //! The HTTP surface: which path goes to which handler, and the limits in front of them.
+//!
+//! `admin/` is the operator's control plane, `tenant/` the tenants' endpoints, one module per
+//! resource; `api_keys` (key creation shared by both) and `audit` (read by both, each its own
+//! way) serve the two audiences; `system` is health, discovery and metrics.
 
 pub mod admin;
+pub mod api_keys;
 pub mod audit;
-pub mod guardrails;
-pub mod invocations;
-pub mod keys;
-pub mod models;
-pub mod models_admin;
-pub mod runtimes;
 pub mod system;
 pub mod tenant;
-pub mod tools;
-pub mod tools_admin;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,14 +28,6 @@ pub fn router(state: AppState) -> Router {
         .merge(tenant::routes(state.clone()))
         .merge(admin::routes())
         .merge(audit::routes())
-        .merge(runtimes::routes())
-        .merge(invocations::routes(state.clone()))
-        .merge(models::routes(state.clone()))
-        .merge(models_admin::routes())
-        .merge(tools::routes(state.clone()))
-        .merge(tools_admin::routes())
-        .merge(guardrails::admin_routes())
-        .merge(guardrails::tenant_routes(state.clone()))
         .route("/metrics", get(system::metrics))
         .route_layer(axum::middleware::from_fn(crate::middleware::matched_route))
         .fallback(not_found)

@@ -9,17 +9,13 @@ pub const SESSION_HEADER: &str = "x-tenantry-session-id";
 pub(super) const MCP_SESSION_HEADER: &str = "mcp-session-id";
 pub const AGENTCORE_SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 
-/// Whether a caller-chosen session id is acceptable: 33 to 256 characters of letters, digits,
-/// `-`, `_` and `.`.
+/// Whether a caller-chosen session id is acceptable (the one rule: `SessionId`).
 pub fn valid_session_id(id: &str) -> bool {
-    (33..=256).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    tenantry_core::SessionId::is_valid(id)
 }
 
 pub fn new_session_id() -> String {
-    format!("sess-{}", uuid::Uuid::new_v4())
+    tenantry_core::SessionId::generate().into_string()
 }
 
 /// The user JWT a caller presented, for `Invocation::subject`: only a JWT caller has one.

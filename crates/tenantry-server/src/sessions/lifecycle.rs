@@ -63,7 +63,7 @@ impl SessionManager {
             self.meter(&live, session, report.usage, report.exit.as_str())
                 .await;
         }
-        let scope = TenantScope::for_operator(OperatorGrant::verified(), live.tenant.clone());
+        let scope = TenantScope::for_operator(self.inner.system, live.tenant.clone());
         self.record_stopped(&scope, session, reason).await;
         tracing::info!(tenant.id = %live.tenant, session.id = %session, reason, "session stopped");
     }
@@ -129,7 +129,7 @@ impl SessionManager {
             status: status.to_string(),
             at: unix_now(),
         };
-        let scope = TenantScope::for_operator(OperatorGrant::verified(), live.tenant.clone());
+        let scope = TenantScope::for_operator(self.inner.system, live.tenant.clone());
         // No answer waits for a compute sample: it is queued, and `Ledger::drain` writes it at
         // shutdown.
         self.inner.ledger.submit(scope, record).await;
@@ -182,7 +182,7 @@ impl SessionManager {
     /// no storage and no session: it starts afresh), or the sweep finds the session running
     /// and leaves it.
     pub(super) async fn sweep_storage(&self) {
-        let grant = OperatorGrant::verified();
+        let grant = self.inner.system;
         let store = &self.inner.store;
         let candidates = match store.sessions_idle_before(grant, unix_now(), 500).await {
             Ok(c) => c,

@@ -32,7 +32,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tenantry_core::{
-    ErrorCode, OperatorGrant, RuntimeName, TenantContext, TenantId, TenantScope, TenantUid, Tier,
+    ErrorCode, RuntimeName, SystemGrant, TenantContext, TenantId, TenantScope, TenantUid, Tier,
     UserId, unix_now,
 };
 use tenantry_identity::WorkloadSubject;
@@ -221,6 +221,8 @@ enum Backend {
 #[derive(Debug)]
 struct Inner {
     backend: Backend,
+    /// The platform's authority for the sweeps no caller asked for (idle expiry, storage).
+    system: SystemGrant,
     store: Store,
     ledger: Ledger,
     workload: tenantry_identity::WorkloadIssuer,
@@ -297,6 +299,7 @@ impl SessionManager {
         store: Store,
         ledger: Ledger,
         workload: tenantry_identity::WorkloadIssuer,
+        system: SystemGrant,
     ) -> Self {
         let instance_run = settings
             .run_root
@@ -326,6 +329,7 @@ impl SessionManager {
         Self {
             inner: Arc::new(Inner {
                 backend,
+                system,
                 store,
                 ledger,
                 workload,

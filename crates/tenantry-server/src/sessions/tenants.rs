@@ -92,7 +92,7 @@ impl SessionManager {
     /// sandboxes died with it; their compute is in the ledger up to the last sample), and
     /// session storage is tidied (see `sweep_orphaned_storage`).
     pub(super) async fn reconcile(&self) {
-        let grant = OperatorGrant::verified();
+        let grant = self.inner.system;
         let store = &self.inner.store;
         loop {
             let left = match store.sessions_active_on(grant, &self.inner.node, 500).await {

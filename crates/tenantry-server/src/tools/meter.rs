@@ -19,7 +19,7 @@ use tenantry_tools::{
 };
 
 use crate::ledger::{Ledger, LedgerError};
-use crate::state::RegistryCache;
+use crate::registry::RegistryCache;
 
 /// `ToolMeter` over the limiter and the ledger.
 #[derive(Debug, Clone)]

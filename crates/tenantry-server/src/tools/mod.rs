@@ -1,7 +1,7 @@
 //! The tool gateway's state in the server: the target catalogue (kept in the store), the Cedar
 //! policy engine (its sets kept in the store), the credential vault, and the `ToolGateway` of
-//! `tenantry-tools` wired to them; the HTTP surface is in `routes::tools` (`/mcp`) and
-//! `routes::tools_admin` (the control plane).
+//! `tenantry-tools` wired to them; the HTTP surface is in `routes::tenant::mcp` (`/mcp`) and
+//! `routes::admin::{tool_targets, policies, credentials}` (the control plane).
 //!
 //! Targets and policy sets change at run time without a restart: a change through this
 //! replica applies at once, and every replica re-reads both from the store every
@@ -28,7 +28,7 @@ use tenantry_vault::{MasterKey, Vault, VaultError};
 
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::state::{REGISTRY_TTL, RegistryCache};
+use crate::registry::{REGISTRY_TTL, RegistryCache};
 
 pub use credentials::VaultCredentials;
 pub use hosted::HostedSessions;

@@ -113,7 +113,7 @@ pub async fn ledger(s: &TestServer, tenant: &str) -> Vec<tenantry_store::UsageRe
     let state = &s.server().state;
     state.ledger.flush(std::time::Duration::from_secs(5)).await;
     let scope = tenantry_core::TenantScope::for_operator(
-        tenantry_core::OperatorGrant::verified(),
+        tenantry_core::OperatorGrant::for_tests(),
         tenantry_core::TenantId::new(tenant).unwrap(),
     );
     let mut v = state

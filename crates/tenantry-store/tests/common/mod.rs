@@ -23,7 +23,7 @@ use tenantry_store::{Store, TenantDeletion};
 
 /// The scope of tenant `id`, as the operator's.
 pub fn scope(id: &str) -> TenantScope {
-    TenantScope::for_operator(OperatorGrant::verified(), TenantId::new(id).unwrap())
+    TenantScope::for_operator(OperatorGrant::for_tests(), TenantId::new(id).unwrap())
 }
 
 /// Tenant `id` on the tier `basic`, with nothing else set.

@@ -96,7 +96,7 @@ pub async fn usage_of(store: &Store, t: &str) -> Vec<UsageRecord> {
 }
 
 pub fn grant() -> OperatorGrant {
-    OperatorGrant::verified()
+    OperatorGrant::for_tests()
 }
 
 pub fn uid(s: &str) -> UserId {

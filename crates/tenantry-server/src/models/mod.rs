@@ -1,6 +1,6 @@
 //! The model gateway's state in the server: the live model router, the tenants' own routing,
 //! and a handle on the server's usage ledger (`crate::ledger`); the calls themselves are in `call`, the HTTP surface in
-//! `routes::models`.
+//! `routes::tenant::models` and `routes::admin::models`.
 //!
 //! Routing changes at run time without a restart. The router built from `[models]` at start-up
 //! is the base; tier routes set through the control plane are kept in the store and win over
@@ -24,7 +24,7 @@ use tenantry_models::{ConfigError, ModelsConfig, Router, TenantModels, TierRoute
 use tenantry_store::{Store, StoreError};
 
 use crate::ledger::Ledger;
-use crate::state::REGISTRY_TTL;
+use crate::registry::REGISTRY_TTL;
 
 pub use limits::LimitOverrides;
 

@@ -1,12 +1,12 @@
-//! Guardrails over HTTP: the operator's control plane (`/v1/admin/guardrails`: profiles per
-//! name and tenants' overrides, versioned, with rollback, and the decision counters) and the
-//! tenants' standalone check (`POST /v1/guardrails/apply`, also reachable by agents through
-//! the bridge with their workload token).
-//!
-//! A profile is validated (and compiled) before it is stored; a refused one names the field and
-//! the fix. A tenant sees only its own profile's decisions: the apply endpoint takes the
-//! tenant from the credential, and accepts only a profile that tenant may use (its tier's).
+//! Guardrail profiles, for the operator (`/v1/admin/guardrails`): profiles per name and
+//! tenants' overrides, versioned, with rollback. A profile is validated (and compiled) before it
+//! is stored; a refused one names the field and the fix.
 
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::json::ApiJson;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -17,32 +17,16 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::{ErrorCode, unix_now};
-use tenantry_guardrails::{Guard, Outcome, Profile, Stage};
+use tenantry_guardrails::{Guard, Profile};
 use tenantry_store::{GuardrailRecord, GuardrailScope};
 
-use crate::auth::{CallerTier, Operator, TenantCaller};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
-use crate::json::ApiJson;
-use crate::state::AppState;
-
-pub fn admin_routes() -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/guardrails", get(list_active))
         .route("/v1/admin/guardrails/{scope}", get(versions).put(upload))
         .route("/v1/admin/guardrails/{scope}/activate", post(activate))
         .route("/v1/admin/guardrails/{scope}/rollback", post(rollback))
 }
-
-pub fn tenant_routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/v1/guardrails/apply", post(apply))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            crate::admission::admit,
-        ))
-}
-
 fn parse_scope(raw: &str) -> ApiResult<GuardrailScope> {
     GuardrailScope::parse(raw).ok_or_else(|| {
         ApiError::invalid(format!(
@@ -187,100 +171,10 @@ async fn rollback(
     let scope = parse_scope(&scope)?;
     require_scope(&state, &scope).await?;
     let versions = state.store.list_guardrail_profiles(&scope).await?;
-    let active = versions
-        .iter()
-        .find(|r| r.active)
-        .map(|r| r.version)
-        .ok_or_else(|| ApiError::not_found("guardrail profile"))?;
-    let previous = versions
-        .iter()
-        .map(|r| r.version)
-        .filter(|v| *v < active)
-        .max()
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "{scope} has no version before {active} to roll back to"
-            ))
-        })?;
+    let previous = super::previous_version(
+        &scope,
+        versions.iter().map(|r| (r.version, r.active)),
+        || ApiError::not_found("guardrail profile"),
+    )?;
     activate_version(&state, &scope, previous).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Source {
-    Input,
-    Output,
-    ToolInput,
-    ToolResult,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplyRequest {
-    text: String,
-    source: Source,
-    /// A named profile the caller's tenant may use (its tier's); default: the one that applies
-    /// to the caller's traffic.
-    #[serde(default)]
-    profile: Option<String>,
-}
-
-/// The standalone check: the decision, the categories found, and the text as masked.
-async fn apply(
-    State(state): State<AppState>,
-    TenantCaller(ctx): TenantCaller,
-    CallerTier(tier): CallerTier,
-    ApiJson(req): ApiJson<ApplyRequest>,
-) -> ApiResult<Json<Value>> {
-    let tier = tier.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("the tier {} of the caller does not exist", ctx.tier),
-        )
-    })?;
-    let applied = match &req.profile {
-        // Only the tier's profile may be named: any other name is as absent as a profile that
-        // was never created (no enumeration of other tiers' or tenants' profiles).
-        Some(name) if tier.guardrail_profile.as_deref() == Some(name.as_str()) => state
-            .guardrails
-            .named(name)
-            .ok_or_else(|| ApiError::not_found("guardrail profile"))?,
-        Some(_) => return Err(ApiError::not_found("guardrail profile")),
-        None => match state.guardrails.applied(&ctx.tenant_id, &tier)? {
-            Some(a) => a,
-            None => {
-                return Ok(Json(json!({
-                    "decision": "pass", "categories": [], "text": req.text, "profile": null,
-                })));
-            }
-        },
-    };
-    let stage = match req.source {
-        Source::Input => Stage::ModelInput,
-        Source::Output => Stage::ModelOutput,
-        Source::ToolInput => Stage::ToolInput,
-        Source::ToolResult => Stage::ToolResult,
-    };
-    let guard = &applied.guard;
-    let check_ctx = state.guardrails.context(&ctx.tenant_id, &applied.leak);
-    let verdict = guard.check(stage, &req.text, &check_ctx).await;
-    state
-        .guardrails
-        .record(&ctx.tenant_id, stage, guard, &verdict.findings);
-    let categories: Vec<Value> = verdict
-        .findings
-        .iter()
-        .map(|f| json!({"category": f.category, "action": f.action}))
-        .collect();
-    let (decision, text) = match verdict.outcome {
-        Outcome::Pass => ("pass", Some(req.text)),
-        Outcome::Masked(m) => ("masked", Some(m)),
-        Outcome::Blocked { .. } => ("blocked", None),
-    };
-    Ok(Json(json!({
-        "decision": decision,
-        "categories": categories,
-        "text": text,
-        "profile": {"source": guard.source, "version": guard.version},
-    })))
 }

@@ -3,7 +3,7 @@
 //! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`.
 //!
 //! Authentication and the ingress rate check happen in the admission layer; the model, its
-//! limits and its metering are decided in `crate::gateway` from the verified caller only.
+//! limits and its metering are decided in `crate::models` from the verified caller only.
 //! A stream is passed on chunk by chunk as it arrives, never buffered; an upstream failure in
 //! the middle of a stream becomes an `error` event (the shape OpenAI clients raise on) and
 //! the end of the stream, without `[DONE]`. `[DONE]` is sent only after the stream's ledger
@@ -30,10 +30,10 @@ use tenantry_models::wire::{
 use crate::auth::{CallerTier, TenantCaller};
 use crate::error::{ApiError, ApiResult, current_request_id, openai_type};
 use crate::extract::ApiPath;
-use crate::gateway::call::{self, StreamGuard};
-use crate::gateway::limits::{Refusal, add_headers};
 use crate::guardrails::traffic::{self, OutputGuard};
 use crate::json::ApiJson;
+use crate::models::call::{self, StreamGuard};
+use crate::models::limits::{Refusal, add_headers};
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -89,11 +89,11 @@ async fn chat_completions(
     if request.messages.is_empty() {
         return ApiError::invalid("`messages` must hold at least one message").into_response();
     }
-    let routed =
-        match call::route(&state.gateway, &state.limiter, &ctx, &tier, &request.model).await {
-            Ok(r) => r,
-            Err(r) => return r.into_response(),
-        };
+    let routed = match call::route(&state.models, &state.limiter, &ctx, &tier, &request.model).await
+    {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
     let headers = routed.rate_headers();
     // Guardrails after the rate check (a blocked request still counts) and before any
     // reservation or upstream call.
@@ -111,12 +111,12 @@ async fn chat_completions(
         let output = applied
             .as_ref()
             .and_then(|a| OutputGuard::new(&state.guardrails, a, &ctx.tenant_id));
-        match call::chat_stream(&state.gateway, &state.limiter, &ctx, routed, request).await {
+        match call::chat_stream(&state.models, &state.limiter, &ctx, routed, request).await {
             Ok((stream, guard)) => with_headers(sse(stream, guard, output), &headers),
             Err(r) => refused(r, headers),
         }
     } else {
-        match call::chat(&state.gateway, &state.limiter, &ctx, routed, request).await {
+        match call::chat(&state.models, &state.limiter, &ctx, routed, request).await {
             Ok(mut answer) => {
                 if let Some(a) = &applied
                     && let Err(e) =
@@ -142,13 +142,13 @@ async fn embeddings(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let routed =
-        match call::route(&state.gateway, &state.limiter, &ctx, &tier, &request.model).await {
-            Ok(r) => r,
-            Err(r) => return r.into_response(),
-        };
+    let routed = match call::route(&state.models, &state.limiter, &ctx, &tier, &request.model).await
+    {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
     let headers = routed.rate_headers();
-    match call::embeddings(&state.gateway, &state.limiter, &ctx, routed, request).await {
+    match call::embeddings(&state.models, &state.limiter, &ctx, routed, request).await {
         Ok(answer) => with_headers(Json(answer).into_response(), &headers),
         Err(r) => refused(r, headers),
     }
@@ -160,9 +160,9 @@ async fn list_models(
     CallerTier(tier): CallerTier,
 ) -> ApiResult<Json<ModelList>> {
     let tier = tier_of(&ctx, tier)?;
-    let own = state.gateway.tenant_models(&ctx.tenant_id).await?;
+    let own = state.models.tenant_models(&ctx.tenant_id).await?;
     Ok(Json(
-        state.gateway.router().models_for(&tier, own.as_deref()),
+        state.models.router().models_for(&tier, own.as_deref()),
     ))
 }
 
@@ -173,9 +173,9 @@ async fn get_model(
     ApiPath(model): ApiPath<String>,
 ) -> ApiResult<Json<ModelInfo>> {
     let tier = tier_of(&ctx, tier)?;
-    let own = state.gateway.tenant_models(&ctx.tenant_id).await?;
+    let own = state.models.tenant_models(&ctx.tenant_id).await?;
     state
-        .gateway
+        .models
         .router()
         .models_for(&tier, own.as_deref())
         .data

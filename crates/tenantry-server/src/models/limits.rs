@@ -14,9 +14,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tenantry_core::{
-    ErrorCode, Money, OperatorGrant, TenantContext, TenantScope, Tier, UserLimits,
-};
+use tenantry_core::{ErrorCode, Money, SystemGrant, TenantContext, TenantScope, Tier, UserLimits};
 use tenantry_limits::{
     BudgetKey, Decision, Dimension, LimitError, Limiter, Rate, RateKey, Reservation, Subject,
     Tokens,
@@ -336,7 +334,11 @@ fn budget_refusal(e: LimitError, message: String, limit: String) -> Refusal {
 /// created again under the same id starts afresh, as it does on Redis (deletion clears its
 /// budgets there), though the ledger keeps the old tenant's entries under that id for billing.
 /// Returns the number of tenants with spend in the month.
-pub async fn seed_from_ledger(store: &Store, limiter: &Limiter) -> Result<usize, StoreError> {
+pub async fn seed_from_ledger(
+    system: SystemGrant,
+    store: &Store,
+    limiter: &Limiter,
+) -> Result<usize, StoreError> {
     if limiter.backend() != "memory" {
         return Ok(0);
     }
@@ -344,7 +346,7 @@ pub async fn seed_from_ledger(store: &Store, limiter: &Limiter) -> Result<usize,
     let minute = limiter.window_start::<Tokens>();
     let mut seeded = 0;
     for tenant in store.list_tenants().await? {
-        let scope = TenantScope::for_operator(OperatorGrant::verified(), tenant.id.clone());
+        let scope = TenantScope::for_operator(system, tenant.id.clone());
         let spent = store
             .model_spend_since(&scope, month.max(tenant.created_at))
             .await?;

@@ -1,6 +1,12 @@
-//! Endpoints for tenant callers. Each takes a `TenantCaller` and reaches tenant data only
-//! through the caller's own `TenantScope`: another tenant's resource is simply not found.
+//! A tenant's own API keys (`/v1/api-keys`), for its tenant-admins. Each handler takes a
+//! `TenantCaller` and reaches keys only through the caller's own `TenantScope`.
 
+use crate::auth::TenantCaller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::json::ApiJson;
+use crate::routes::api_keys::{self, CreateApiKey, CreatedApiKey, Creator, TENANT_ADMIN_ROLE};
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -10,37 +16,11 @@ use serde_json::{Value, json};
 use tenantry_core::{ErrorCode, TenantContext};
 use tenantry_store::ApiKeyRecord;
 
-use super::keys::{self, CreateApiKey, CreatedApiKey, Creator, TENANT_ADMIN_ROLE};
-use crate::auth::TenantCaller;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
-use crate::json::ApiJson;
-use crate::state::AppState;
-
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/me", get(me))
         .route("/v1/api-keys", get(list_keys).post(create_key))
         .route("/v1/api-keys/{key_id}", get(get_key).delete(revoke_key))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            crate::admission::admit,
-        ))
 }
-
-async fn me(TenantCaller(ctx): TenantCaller) -> Json<Value> {
-    Json(json!({
-        "principal": {
-            "kind": "tenant_user",
-            "tenant_id": ctx.tenant_id,
-            "user_id": ctx.user_id,
-            "roles": ctx.roles,
-            "credential": ctx.credential,
-        },
-        "tenant": ctx,
-    }))
-}
-
 fn require_tenant_admin(ctx: &TenantContext) -> ApiResult<()> {
     if ctx.has_role(TENANT_ADMIN_ROLE) {
         Ok(())
@@ -65,7 +45,7 @@ async fn get_key(
     TenantCaller(ctx): TenantCaller,
     ApiPath(key_id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKeyRecord>> {
-    keys::get(&state.store, &ctx.scope(), &key_id)
+    api_keys::get(&state.store, &ctx.scope(), &key_id)
         .await
         .map(Json)
 }
@@ -76,7 +56,7 @@ async fn create_key(
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     require_tenant_admin(&ctx)?;
-    let created = keys::create(&state.store, &ctx.scope(), Creator::Tenant(&ctx), req).await?;
+    let created = api_keys::create(&state.store, &ctx.scope(), Creator::Tenant(&ctx), req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -87,7 +67,9 @@ async fn revoke_key(
 ) -> ApiResult<Json<ApiKeyRecord>> {
     // Look the key up before checking the role, so a non-admin learns nothing about other
     // tenants' keys either: both answers are the same 404 for a key outside the tenant.
-    keys::get(&state.store, &ctx.scope(), &key_id).await?;
+    api_keys::get(&state.store, &ctx.scope(), &key_id).await?;
     require_tenant_admin(&ctx)?;
-    keys::revoke(&state, &ctx.scope(), &key_id).await.map(Json)
+    api_keys::revoke(&state, &ctx.scope(), &key_id)
+        .await
+        .map(Json)
 }

@@ -1,10 +1,16 @@
-//! The control plane for the operator: tiers, tenants and tenant API keys. Every handler takes
-//! an `Operator`, which only the operator key yields; tenant credentials are refused with 403.
+//! Tenants and their API keys, for the operator (`/v1/admin/tenants`): create, show, update,
+//! delete (with everything of the tenant), and the tenant's keys. Every handler takes an
+//! `Operator`, which only the operator key yields; tenant credentials are refused with 403.
 
+use super::parse_tenant;
 use crate::audit::AuditNote;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::json::ApiJson;
+use crate::routes::api_keys::{self, CreateApiKey, CreatedApiKey, Creator};
+use crate::state::AppState;
 use axum::Extension;
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -12,23 +18,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use tenantry_core::{
-    ErrorCode, IsolationSettings, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus,
-    TenantUid, Tier, TierName, unix_now,
+    IsolationSettings, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, TenantUid,
+    Tier, TierName, unix_now,
 };
 use tenantry_store::ApiKeyRecord;
 
-use super::keys::{self, CreateApiKey, CreatedApiKey, Creator};
-use crate::auth::Operator;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiPath, ApiQuery};
-use crate::json::{ApiJson, parse_json};
-use crate::state::AppState;
-
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/admin/tiers", get(list_tiers))
-        .route("/v1/admin/tiers/{name}", get(get_tier).put(put_tier))
         .route("/v1/admin/tenants", get(list_tenants).post(create_tenant))
         .route(
             "/v1/admin/tenants/{id}",
@@ -43,79 +41,6 @@ pub fn routes() -> Router<AppState> {
             get(get_key).delete(revoke_key),
         )
 }
-
-fn parse_tenant_id(raw: &str) -> ApiResult<TenantId> {
-    TenantId::new(raw).map_err(|e| ApiError::invalid(e.to_string()))
-}
-
-fn parse_tier_name(raw: &str) -> ApiResult<TierName> {
-    TierName::new(raw).map_err(|e| ApiError::invalid(e.to_string()))
-}
-
-// ---- tiers
-
-async fn list_tiers(_: Operator, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let tiers = state.store.list_tiers().await?;
-    Ok(Json(json!({ "tiers": tiers })))
-}
-
-async fn get_tier(
-    _: Operator,
-    State(state): State<AppState>,
-    ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Tier>> {
-    let name = parse_tier_name(&name)?;
-    let tier = state.store.get_tier(&name).await?;
-    tier.map(Json).ok_or_else(|| ApiError::not_found("tier"))
-}
-
-/// Creates or replaces a tier. The body is a whole tier; `name` may be left out, and if given
-/// must match the path.
-async fn put_tier(
-    _: Operator,
-    State(state): State<AppState>,
-    ApiPath(name): ApiPath<String>,
-    ApiJson(mut body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Tier>)> {
-    let name = parse_tier_name(&name)?;
-    let object = body
-        .as_object_mut()
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"))?;
-    match object.get("name") {
-        None => {
-            object.insert("name".into(), Value::String(name.to_string()));
-        }
-        Some(Value::String(n)) if n == name.as_str() => {}
-        Some(_) => {
-            return Err(ApiError::invalid(format!(
-                "`name` in the body must be {name:?} (the name in the path) or left out"
-            )));
-        }
-    }
-    let bytes =
-        serde_json::to_vec(&body).map_err(|e| ApiError::internal("re-encoding a tier", e))?;
-    let tier: Tier = parse_json(&bytes)?;
-    tier.validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let before = state.store.get_tier(&name).await?;
-    let existed = before.is_some();
-    state.store.put_tier(&tier).await?;
-    state.registry.forget_tier(&name);
-    tracing::info!(tier = %name, created = !existed, "tier saved");
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let note = AuditNote {
-        tenant: None,
-        target: Some(format!("tier:{name}")),
-        detail: json!({"before": before, "after": tier}),
-    };
-    Ok((status, Extension(note), Json(tier)))
-}
-
-// ---- tenants
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,7 +205,7 @@ async fn list_tenants(_: Operator, State(state): State<AppState>) -> ApiResult<J
 }
 
 async fn load_tenant(state: &AppState, raw_id: &str) -> ApiResult<Tenant> {
-    let id = parse_tenant_id(raw_id)?;
+    let id = parse_tenant(raw_id)?;
     state
         .store
         .get_tenant(&id)
@@ -360,7 +285,7 @@ async fn delete_tenant(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteTenant>,
 ) -> ApiResult<(Extension<AuditNote>, Json<crate::tenants::Removed>)> {
-    let id = parse_tenant_id(&id)?;
+    let id = parse_tenant(&id)?;
     let purge_usage = match q.purge.as_deref() {
         None => false,
         Some("usage") => true,
@@ -406,7 +331,7 @@ async fn create_key(
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     let scope = scope_of(&state, op, &id).await?;
-    let created = keys::create(&state.store, &scope, Creator::Operator, req).await?;
+    let created = api_keys::create(&state.store, &scope, Creator::Operator, req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -416,7 +341,7 @@ async fn get_key(
     ApiPath((id, key_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ApiKeyRecord>> {
     let scope = scope_of(&state, op, &id).await?;
-    keys::get(&state.store, &scope, &key_id).await.map(Json)
+    api_keys::get(&state.store, &scope, &key_id).await.map(Json)
 }
 
 async fn revoke_key(
@@ -425,5 +350,5 @@ async fn revoke_key(
     ApiPath((id, key_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ApiKeyRecord>> {
     let scope = scope_of(&state, op, &id).await?;
-    keys::revoke(&state, &scope, &key_id).await.map(Json)
+    api_keys::revoke(&state, &scope, &key_id).await.map(Json)
 }
