@@ -178,4 +178,10 @@ impl TenantScope {
     pub fn tenant(&self) -> &TenantId {
         &self.tenant
     }
+
+    /// A scope without a verified caller, for tests of code that takes one.
+    #[cfg(feature = "test-util")]
+    pub fn for_tests(tenant: TenantId) -> Self {
+        Self { tenant }
+    }
 }

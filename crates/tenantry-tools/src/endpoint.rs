@@ -286,7 +286,7 @@ async fn post_mcp(
             }
             Ok(Incoming::Response) => {}
             Ok(Incoming::Notification { method, .. }) => {
-                tracing::debug!(tenant = %caller.tenant, method = %method, "MCP notification");
+                tracing::debug!(tenant = %caller.tenant(), method = %method, "MCP notification");
             }
             Ok(Incoming::Request { id, method, params }) => {
                 let answer =
@@ -348,7 +348,7 @@ fn initialize_session(
     if let (Some(text), Some(obj)) = (&gw.config.instructions, result.as_object_mut()) {
         obj.insert("instructions".into(), json!(text));
     }
-    tracing::debug!(tenant = %caller.tenant, user = %caller.user, version, "MCP session opened");
+    tracing::debug!(tenant = %caller.tenant(), user = %caller.user, version, "MCP session opened");
     respond(
         StatusCode::OK,
         format,

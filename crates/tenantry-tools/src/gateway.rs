@@ -122,7 +122,7 @@ impl ToolGateway {
     /// does not have, contributes nothing (hidden, not an error). `session` is the caller's
     /// MCP session: a runtime-hosted target lists in the runtime session that serves it.
     pub async fn list_tools(&self, caller: &CallerIdentity, session: Option<&str>) -> Vec<Value> {
-        let targets = self.catalog.visible_to(&caller.tenant);
+        let targets = self.catalog.visible_to(caller.tenant());
         let basis = session.map(SessionBasis::Mcp);
         let lists = join_all(targets.iter().map(|t| self.target_tools(caller, t, basis))).await;
         let mut tools: Vec<Value> = lists.into_iter().flatten().collect();
@@ -171,12 +171,12 @@ impl ToolGateway {
         let raw = match tokio::time::timeout(spec.timeout(), work).await {
             Ok(Ok(raw)) => raw,
             Ok(Err(e)) => {
-                tracing::warn!(tenant = %caller.tenant, user = %caller.user, target = %spec.name,
+                tracing::warn!(tenant = %caller.tenant(), user = %caller.user, target = %spec.name,
                     reason = e.reason(), error = %e, "a target's tools are left out of tools/list");
                 return Vec::new();
             }
             Err(_) => {
-                tracing::warn!(tenant = %caller.tenant, user = %caller.user, target = %spec.name,
+                tracing::warn!(tenant = %caller.tenant(), user = %caller.user, target = %spec.name,
                     timeout_ms = spec.timeout_ms, "a target did not list its tools in time");
                 return Vec::new();
             }
@@ -209,7 +209,7 @@ impl ToolGateway {
     /// be learned, and why.
     pub async fn discover(&self, caller: Option<&CallerIdentity>) -> Vec<(TargetName, String)> {
         let targets = match caller {
-            Some(c) => self.catalog.visible_to(&c.tenant),
+            Some(c) => self.catalog.visible_to(c.tenant()),
             None => self.catalog.all(),
         };
         let learn = |target: Arc<Target>| async move {
@@ -239,7 +239,7 @@ impl ToolGateway {
                             }
                             None => None,
                         };
-                        let route = Route::new(caller.map(|c| &c.tenant), credential.as_ref());
+                        let route = Route::new(caller.map(|c| c.tenant()), credential.as_ref());
                         self.learn(spec, m, &route).await
                     }
                 }
@@ -283,7 +283,7 @@ impl ToolGateway {
             host.end(caller, &session).await;
         }
         m.forget(&Route {
-            tenant: Some(&caller.tenant),
+            tenant: Some(caller.tenant()),
             credential: None,
             hosted: Some((caller, session)),
         });
@@ -308,12 +308,12 @@ impl ToolGateway {
         basis: Option<SessionBasis<'_>>,
     ) -> Result<Route<'a>, ToolError> {
         if m.hosted_runtime().is_none() {
-            return Ok(Route::new(Some(&caller.tenant), credential));
+            return Ok(Route::new(Some(caller.tenant()), credential));
         }
         let session = hosted_session_id(&target.spec.name, caller, basis)
             .ok_or_else(|| hosted_needs_session(&target.spec))?;
         Ok(Route {
-            tenant: Some(&caller.tenant),
+            tenant: Some(caller.tenant()),
             credential,
             hosted: Some((caller, session)),
         })
@@ -328,7 +328,7 @@ impl ToolGateway {
         ) {
             return;
         }
-        for target in self.catalog.visible_to(&caller.tenant) {
+        for target in self.catalog.visible_to(caller.tenant()) {
             let Backend::Mcp(m) = &target.backend else {
                 continue;
             };
@@ -340,7 +340,7 @@ impl ToolGateway {
             };
             host.end(caller, &id).await;
             m.forget(&Route {
-                tenant: Some(&caller.tenant),
+                tenant: Some(caller.tenant()),
                 credential: None,
                 hosted: Some((caller, id)),
             });
@@ -385,7 +385,7 @@ impl ToolGateway {
         let started = Instant::now();
         let target = name
             .split_once(TOOL_SEPARATOR)
-            .and_then(|(target, _)| self.catalog.resolve(&caller.tenant, target));
+            .and_then(|(target, _)| self.catalog.resolve(caller.tenant(), target));
         let (Some(target), Some((_, tool))) = (target, name.split_once(TOOL_SEPARATOR)) else {
             return Err(ToolError::UnknownTool(name.to_owned()));
         };
@@ -421,12 +421,12 @@ impl ToolGateway {
             CallStatus::Failed { .. } => None,
         };
         let latency = started.elapsed();
-        tracing::info!(tenant = %caller.tenant, user = %caller.user, tool = name,
+        tracing::info!(tenant = %caller.tenant(), user = %caller.user, tool = name,
             status = %status.ledger_status(), latency_ms = latency.as_millis() as u64, "tool call");
         let recorded = self
             .meter
             .record(ToolCallRecord {
-                tenant: caller.tenant.clone(),
+                tenant: caller.tenant().clone(),
                 user: caller.user.clone(),
                 session: session.map(str::to_owned),
                 target: target.spec.name.clone(),
@@ -435,7 +435,7 @@ impl ToolGateway {
                 status,
                 price,
                 credential: caller.credential.clone(),
-                scope: caller.scope().cloned(),
+                scope: caller.scope().clone(),
             })
             .await;
         match (outcome, recorded) {
@@ -444,7 +444,7 @@ impl ToolGateway {
             (Ok(_), Err(refusal)) => Err(ToolError::Refused(refusal)),
             (outcome, Ok(())) => outcome,
             (Err(e), Err(refusal)) => {
-                tracing::error!(tenant = %caller.tenant, tool = name, reason = refusal.reason,
+                tracing::error!(tenant = %caller.tenant(), tool = name, reason = refusal.reason,
                     "a failed tool call cannot be recorded");
                 Err(e)
             }

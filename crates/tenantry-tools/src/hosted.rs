@@ -96,7 +96,7 @@ mod tests {
 
     fn caller(credential: CredentialKind) -> CallerIdentity {
         CallerIdentity::new(
-            TenantId::new("acme").unwrap(),
+            tenantry_core::TenantScope::for_tests(TenantId::new("acme").unwrap()),
             UserId::new("alice").unwrap(),
             TierName::new("basic").unwrap(),
             credential,

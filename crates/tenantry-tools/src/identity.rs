@@ -16,7 +16,10 @@ pub use tenantry_core::Secret;
 /// authentication layer.
 #[derive(Debug, Clone)]
 pub struct CallerIdentity {
-    pub tenant: TenantId,
+    /// The caller's tenant-data scope, from the server's verified tenant context (or the
+    /// operator's grant, for a stand-in): what the server's vault and ledger adapters read and
+    /// write with. The caller's tenant is the scope's, so the two can never disagree.
+    scope: TenantScope,
     pub user: UserId,
     /// The tenant's tier, from the registry (not from the token).
     pub tier: TierName,
@@ -32,17 +35,18 @@ pub struct CallerIdentity {
     /// The agent's own token (its workload token), for the exchange's `actor_token`, so the
     /// upstream's token names the agent in its `act` claim. `None` for a direct user call.
     pub actor_token: Option<Secret>,
-    /// The caller's tenant-data scope, from the server's verified tenant context: what the
-    /// server's vault and ledger adapters read and write with. `None` when the server did not
-    /// set one (those adapters then refuse: fail closed). It must name `tenant`.
-    pub scope: Option<TenantScope>,
 }
 
 impl CallerIdentity {
     /// An identity with no roles, claims or tokens.
-    pub fn new(tenant: TenantId, user: UserId, tier: TierName, credential: CredentialKind) -> Self {
+    pub fn new(
+        scope: TenantScope,
+        user: UserId,
+        tier: TierName,
+        credential: CredentialKind,
+    ) -> Self {
         Self {
-            tenant,
+            scope,
             user,
             tier,
             roles: Vec::new(),
@@ -50,13 +54,17 @@ impl CallerIdentity {
             credential,
             subject_token: None,
             actor_token: None,
-            scope: None,
         }
     }
 
-    /// The caller's scope, if the server set one for the caller's own tenant.
-    pub fn scope(&self) -> Option<&TenantScope> {
-        self.scope.as_ref().filter(|s| s.tenant() == &self.tenant)
+    /// The caller's tenant.
+    pub fn tenant(&self) -> &TenantId {
+        self.scope.tenant()
+    }
+
+    /// The caller's tenant-data scope.
+    pub fn scope(&self) -> &TenantScope {
+        &self.scope
     }
 }
 

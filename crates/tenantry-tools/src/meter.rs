@@ -70,8 +70,8 @@ pub struct ToolCallRecord {
     /// How the caller authenticated (a workload token names the runtime session the call
     /// belongs to).
     pub credential: CredentialKind,
-    /// The caller's scope as the server set it ([`CallerIdentity::scope`]).
-    pub scope: Option<TenantScope>,
+    /// The caller's scope ([`CallerIdentity::scope`]): the ledger entry is written in it.
+    pub scope: TenantScope,
 }
 
 /// The future of an admission check.

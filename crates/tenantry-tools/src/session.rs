@@ -98,7 +98,7 @@ impl Sessions {
         }
         let mine: Vec<String> = inner
             .by_tenant
-            .get(&caller.tenant)
+            .get(caller.tenant())
             .cloned()
             .unwrap_or_default();
         let of_user: Vec<&String> = mine
@@ -118,7 +118,7 @@ impl Sessions {
         inner.by_id.insert(
             id.clone(),
             Session {
-                tenant: caller.tenant.clone(),
+                tenant: caller.tenant().clone(),
                 user: caller.user.clone(),
                 version,
                 last_used: Instant::now(),
@@ -126,7 +126,7 @@ impl Sessions {
         );
         inner
             .by_tenant
-            .entry(caller.tenant.clone())
+            .entry(caller.tenant().clone())
             .or_default()
             .push(id.clone());
         id
@@ -137,7 +137,7 @@ impl Sessions {
     pub(crate) fn get(&self, id: &str, caller: &CallerIdentity) -> Option<&'static str> {
         let mut inner = self.lock();
         let s = inner.by_id.get_mut(id)?;
-        if s.tenant != caller.tenant || s.user != caller.user {
+        if &s.tenant != caller.tenant() || s.user != caller.user {
             return None;
         }
         if s.last_used.elapsed() > self.idle {
@@ -166,7 +166,7 @@ mod tests {
 
     fn caller(t: &str, u: &str) -> CallerIdentity {
         CallerIdentity::new(
-            TenantId::new(t).unwrap(),
+            tenantry_core::TenantScope::for_tests(TenantId::new(t).unwrap()),
             UserId::new(u).unwrap(),
             TierName::new("basic").unwrap(),
             CredentialKind::ApiKey { key_id: "k".into() },

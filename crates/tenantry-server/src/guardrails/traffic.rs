@@ -281,15 +281,15 @@ impl ToolGuardrails {
                     format!("the tier {} of the caller does not exist", caller.tier),
                 )
             })?;
-        let applied = match self.gr.applied(&caller.tenant, &tier) {
+        let applied = match self.gr.applied(caller.tenant(), &tier) {
             Ok(Some(a)) => a,
             Ok(None) => return Ok(None),
             Err(e) => return Err(refusal(e.code, "guardrail_undecided", e.message)),
         };
-        let ctx = self.gr.context(&caller.tenant, &applied.leak);
+        let ctx = self.gr.context(caller.tenant(), &applied.leak);
         let v = applied.guard.check_value(stage, value, &ctx).await;
         self.gr
-            .record(&caller.tenant, stage, &applied.guard, &v.findings);
+            .record(caller.tenant(), stage, &applied.guard, &v.findings);
         match v.blocked {
             Some(category) => Err(refusal(
                 ErrorCode::GuardrailBlocked,

@@ -59,12 +59,7 @@ impl CredentialSource for VaultCredentials {
             let Some(placement) = &target.credential else {
                 return Ok(None);
             };
-            let Some(scope) = caller.scope() else {
-                tracing::error!(tenant = %caller.tenant, "a tool caller has no verified scope; refusing");
-                return Err(CredentialError::Unavailable(
-                    "the caller's tenant scope is missing".into(),
-                ));
-            };
+            let scope = caller.scope();
             let tokens = CallerTokens::new(
                 caller
                     .subject_token

@@ -76,7 +76,7 @@ impl HostedRuntimes for HostedSessions {
         Box::pin(async move {
             let state = self.state()?;
             let claimed = Claimed {
-                tenant: caller.tenant.clone(),
+                tenant: caller.tenant().clone(),
                 tenant_uid: None,
                 user: caller.user.clone(),
                 roles: caller.roles.clone(),
@@ -128,8 +128,9 @@ impl HostedRuntimes for HostedSessions {
     fn end<'a>(&'a self, caller: &'a CallerIdentity, session: &'a str) -> EndFuture<'a> {
         Box::pin(async move {
             let Ok(state) = self.state() else { return };
-            let Some(scope) = caller.scope() else { return };
-            let Ok(Some(tenant)) = state.registry.tenant(&state.store, &caller.tenant).await else {
+            let scope = caller.scope();
+            let Ok(Some(tenant)) = state.registry.tenant(&state.store, caller.tenant()).await
+            else {
                 return;
             };
             match state.store.get_session(scope, session).await {

@@ -111,7 +111,7 @@ impl ToolMeter for LedgerMeter {
                         "limits_undecided",
                         format!(
                             "the limits of tenant {} cannot be decided: its tier {} does not exist",
-                            caller.tenant, caller.tier
+                            caller.tenant(), caller.tier
                         ),
                     )
                 })?;
@@ -119,7 +119,10 @@ impl ToolMeter for LedgerMeter {
                 return Ok(());
             };
             let burst = tier.limits.burst.unwrap_or(rps);
-            let key = RateKey::new(Subject::tenant(caller.tenant.clone()), Dimension::ToolCalls);
+            let key = RateKey::new(
+                Subject::tenant(caller.tenant().clone()),
+                Dimension::ToolCalls,
+            );
             let decision = self
                 .limiter
                 .check_rate(&key, Rate::per_second(rps), burst)
@@ -141,7 +144,8 @@ impl ToolMeter for LedgerMeter {
                     reason: "tool_rate_limited",
                     message: format!(
                         "tenant {} is over its tool-call rate ({rps} per second on tier {}); retry later",
-                        caller.tenant, tier.name
+                        caller.tenant(),
+                        tier.name
                     ),
                     retry_after: decision.retry_after,
                 })
@@ -151,11 +155,7 @@ impl ToolMeter for LedgerMeter {
 
     fn record<'a>(&'a self, record: ToolCallRecord) -> RecordFuture<'a> {
         Box::pin(async move {
-            let Some(scope) = record.scope.clone() else {
-                tracing::error!(tenant.id = %record.tenant, tool = %record.tool,
-                    "a tool call without a verified scope cannot be written to the ledger");
-                return Err(unrecorded());
-            };
+            let scope = record.scope.clone();
             let entry = ledger_entry(&record);
             // On a task of its own: a caller that goes away while it waits cannot stop the
             // entry before it is queued.

@@ -32,7 +32,7 @@ pub struct CedarPolicy {
 
 fn principal(caller: &CallerIdentity) -> PrincipalAttrs {
     PrincipalAttrs {
-        tenant: caller.tenant.clone(),
+        tenant: caller.tenant().clone(),
         tier: caller.tier.clone(),
         user: caller.user.clone(),
         roles: caller.roles.clone(),

@@ -80,7 +80,7 @@ fn route_key(route: &Route<'_>) -> CredKey {
     let mut h = Sha256::new();
     if let Some((caller, session)) = &route.hosted {
         h.update(b"hosted\0");
-        h.update(caller.tenant.as_str().as_bytes());
+        h.update(caller.tenant().as_str().as_bytes());
         h.update(b"\0");
         h.update(session.as_bytes());
         return h.finalize().into();
@@ -741,7 +741,7 @@ mod tests {
         // A hosted server's sessions are kept per tenant and runtime session.
         let caller = |t: &str| {
             CallerIdentity::new(
-                tenantry_core::TenantId::new(t).unwrap(),
+                tenantry_core::TenantScope::for_tests(tenantry_core::TenantId::new(t).unwrap()),
                 tenantry_core::UserId::new("u").unwrap(),
                 tenantry_core::TierName::new("basic").unwrap(),
                 tenantry_core::CredentialKind::ApiKey { key_id: "k".into() },

@@ -29,7 +29,7 @@ async fn fake_auth(mut req: Request, next: Next) -> Response {
             let mut p = t.split(':');
             let (tenant, user, tier) = (p.next()?, p.next()?, p.next()?);
             Some(CallerIdentity::new(
-                TenantId::new(tenant).ok()?,
+                tenantry_core::TenantScope::for_tests(TenantId::new(tenant).ok()?),
                 UserId::new(user).ok()?,
                 TierName::new(tier).ok()?,
                 CredentialKind::ApiKey {
@@ -95,10 +95,10 @@ impl CredentialSource for MapVault {
         target: &'a TargetSpec,
     ) -> CredentialFuture<'a> {
         Box::pin(async move {
-            if self.broken.iter().any(|t| t == caller.tenant.as_str()) {
+            if self.broken.iter().any(|t| t == caller.tenant().as_str()) {
                 return Err(CredentialError::Unavailable("the vault is sealed".into()));
             }
-            let Some(secret) = self.secrets.get(caller.tenant.as_str()) else {
+            let Some(secret) = self.secrets.get(caller.tenant().as_str()) else {
                 return Ok(None);
             };
             Ok(target
@@ -127,12 +127,12 @@ impl ToolMeter for RecordingMeter {
     fn admit<'a>(&'a self, caller: &'a CallerIdentity, _tool: &'a str) -> AdmitFuture<'a> {
         Box::pin(async move {
             let mut admitted = self.admitted.lock().unwrap();
-            let n = admitted.entry(caller.tenant.to_string()).or_default();
+            let n = admitted.entry(caller.tenant().to_string()).or_default();
             if self.limit.is_some_and(|l| *n >= l) {
                 return Err(Refusal {
                     code: tenantry_core::ErrorCode::RateLimited,
                     reason: "tool_rate_limited",
-                    message: format!("tenant {} is over its tool-call rate", caller.tenant),
+                    message: format!("tenant {} is over its tool-call rate", caller.tenant()),
                     retry_after: Some(std::time::Duration::from_secs(7)),
                 });
             }

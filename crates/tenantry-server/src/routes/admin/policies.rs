@@ -116,15 +116,14 @@ pub const PLATFORM_STAND_IN: &str = "tenantry:policy-discovery";
 
 /// An operator's stand-in for a tenant, to list the tools that tenant would see.
 fn stand_in(grant: OperatorGrant, tenant: &tenantry_core::Tenant) -> Option<CallerIdentity> {
-    let mut c = CallerIdentity::new(
-        tenant.id.clone(),
+    let c = CallerIdentity::new(
+        TenantScope::for_operator(grant, tenant.id.clone()),
         UserId::service(PLATFORM_STAND_IN).ok()?,
         tenant.tier.clone(),
         tenantry_core::CredentialKind::ApiKey {
             key_id: "operator".into(),
         },
     );
-    c.scope = Some(TenantScope::for_operator(grant, tenant.id.clone()));
     Some(c)
 }
 

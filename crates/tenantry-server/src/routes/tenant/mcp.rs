@@ -59,13 +59,12 @@ fn verified_claims(jwt: &str) -> Map<String, Value> {
 /// The gateway's view of a verified caller whose bearer credential is `token`.
 pub fn caller_identity(state: &AppState, ctx: &TenantContext, token: &str) -> CallerIdentity {
     let mut caller = CallerIdentity::new(
-        ctx.tenant_id.clone(),
+        ctx.scope(),
         ctx.user_id.clone(),
         ctx.tier.clone(),
         ctx.credential.clone(),
     );
     caller.roles = ctx.roles.clone();
-    caller.scope = Some(ctx.scope());
     match &ctx.credential {
         CredentialKind::Jwt { .. } => {
             caller.claims = verified_claims(token);
