@@ -152,4 +152,24 @@ impl AdminClient {
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }
+
+    /// Rolls a versioned document at `base` (a policy set's or a guardrail profile's scope)
+    /// back: to `version` when given, otherwise to the version before the active one.
+    pub async fn roll_back(&self, base: &str, version: Option<i64>) -> Result<Value> {
+        match version {
+            Some(v) => {
+                let body = serde_json::json!({ "version": v });
+                self.call(
+                    reqwest::Method::POST,
+                    &format!("{base}/activate"),
+                    Some(&body),
+                )
+                .await
+            }
+            None => {
+                self.call(reqwest::Method::POST, &format!("{base}/rollback"), None)
+                    .await
+            }
+        }
+    }
 }

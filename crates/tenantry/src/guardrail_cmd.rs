@@ -285,27 +285,10 @@ pub async fn guardrail(cmd: GuardrailCmd) -> Result<()> {
             server,
         } => {
             let path = scope.path()?;
-            let client = server.client()?;
-            let answer = match version {
-                Some(v) => {
-                    client
-                        .call(
-                            Method::POST,
-                            &format!("/v1/admin/guardrails/{path}/activate"),
-                            Some(&json!({"version": v})),
-                        )
-                        .await?
-                }
-                None => {
-                    client
-                        .call(
-                            Method::POST,
-                            &format!("/v1/admin/guardrails/{path}/rollback"),
-                            None,
-                        )
-                        .await?
-                }
-            };
+            let answer = server
+                .client()?
+                .roll_back(&format!("/v1/admin/guardrails/{path}"), version)
+                .await?;
             print(&answer)
         }
         GuardrailCmd::Apply(args) => apply(args).await,

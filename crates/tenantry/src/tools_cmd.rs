@@ -451,27 +451,10 @@ pub async fn policy(cmd: PolicyCmd) -> Result<()> {
             server,
         } => {
             let path = scope.path()?;
-            let client = server.client()?;
-            let answer = match version {
-                Some(v) => {
-                    client
-                        .call(
-                            Method::POST,
-                            &format!("/v1/admin/policies/{path}/activate"),
-                            Some(&json!({"version": v})),
-                        )
-                        .await?
-                }
-                None => {
-                    client
-                        .call(
-                            Method::POST,
-                            &format!("/v1/admin/policies/{path}/rollback"),
-                            None,
-                        )
-                        .await?
-                }
-            };
+            let answer = server
+                .client()?
+                .roll_back(&format!("/v1/admin/policies/{path}"), version)
+                .await?;
             print(&answer)
         }
         PolicyCmd::Clear { scope, server } => {
