@@ -51,7 +51,7 @@ pub(crate) async fn connect(path: &Path) -> io::Result<AgentStream> {
     Ok(AgentStream { inner: stream })
 }
 
-/// A connection to an agent (see `SandboxHandle::connect_agent`): a TCP socket of the
+/// A connection to an agent (see `ProcessInstance::connect_agent`): a TCP socket of the
 /// sandbox's network namespace, with no delay on what the host writes and an immediate
 /// acknowledgement of what it reads (see the module's notes on delayed acknowledgements).
 #[derive(Debug)]

@@ -66,6 +66,10 @@ pub enum SandboxError {
     #[error("cannot connect to the agent: {0}")]
     AgentConnect(#[source] std::io::Error),
 
+    /// This host has no sandbox backend (see `UnavailableSandbox`); the message says why.
+    #[error("this server cannot start sandboxes: {0}")]
+    NoBackend(String),
+
     /// Any other I/O failure on the host side, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -93,7 +97,8 @@ impl SandboxError {
             | SandboxError::Setup(_)
             | SandboxError::Io { .. } => ErrorCode::Internal,
             SandboxError::AgentSpawn(_) => ErrorCode::UpstreamError,
-            SandboxError::StartTimeout(_)
+            SandboxError::NoBackend(_)
+            | SandboxError::StartTimeout(_)
             | SandboxError::NotRunning(_)
             | SandboxError::AgentNotReady { .. }
             | SandboxError::AgentConnect(_) => ErrorCode::Unavailable,
@@ -140,6 +145,10 @@ mod tests {
                 ErrorCode::Unavailable,
             ),
             (SandboxError::AgentConnect(io()), ErrorCode::Unavailable),
+            (
+                SandboxError::NoBackend("no helper".into()),
+                ErrorCode::Unavailable,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(err.code(), code, "{err}");

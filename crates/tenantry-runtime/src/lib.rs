@@ -9,8 +9,12 @@
 //!
 //! Layout:
 //! * `spec` — what to run (`SandboxSpec`) and its validation;
-//! * `sandbox` — the backend trait, how a sandbox ended, what it consumed;
-//! * `process` — the platform side of the process backend (`ProcessSandbox`, `SandboxHandle`);
+//! * `sandbox` — the backend trait (`Sandbox`), how a sandbox ended, what it consumed;
+//! * `instance` — what a started sandbox offers whatever its backend (`SandboxInstance`, and
+//!   `SandboxHandle`, the owning handle callers hold);
+//! * `process` — the platform side of the process backend (`ProcessSandbox`, and
+//!   `ProcessInstance` with its diagnostics: init pid, cgroups);
+//! * `unavailable` — the backend of a host that cannot run sandboxes (`UnavailableSandbox`);
 //! * `helper` — the helper executable that builds the sandbox, and the sandbox's init;
 //! * `cgroup`, `seccomp` — limits and the syscall policy (kept as data);
 //! * `protocol` — the wire formats between platform, helper and init;
@@ -36,6 +40,7 @@ mod bridge;
 pub mod cgroup;
 mod error;
 mod helper;
+mod instance;
 pub mod probe;
 mod process;
 pub mod protocol;
@@ -45,23 +50,27 @@ pub mod seccomp;
 mod spec;
 pub mod storage;
 mod sys;
+mod unavailable;
 
 pub use bridge::AgentStream;
 pub use cgroup::{CgroupLayout, MigrationTuning, favor_dynamic_migrations};
 pub use error::SandboxError;
 pub use helper::helper_main;
+pub use instance::{AgentConnection, AgentIo, SandboxHandle, SandboxInstance};
 pub use probe::{ProbeReport, probe};
 pub use process::{
-    DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID_COUNT, ProcessSandbox, ProcessSandboxConfig,
-    SandboxHandle, port_listening_in,
+    DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID_COUNT, ProcessInstance, ProcessSandbox,
+    ProcessSandboxConfig, port_listening_in,
 };
 pub use sandbox::{
-    BackendKind, ComputeUsage, Sandbox, SandboxExit, SandboxReport, SandboxStatus, StartFuture,
+    BackendKind, ComputeUsage, Sandbox, SandboxExit, SandboxFuture, SandboxReport, SandboxStatus,
+    StartFuture,
 };
 pub use spec::{
     DEFAULT_AGENT_PORT, DEFAULT_MOUNT_PATH, DEFAULT_PATH, DEFAULT_PLATFORM_PORT, PlatformBridge,
     SandboxSpec,
 };
+pub use unavailable::UnavailableSandbox;
 
 /// Marks every descriptor this process inherited beyond stdin, stdout and stderr
 /// close-on-exec, so that no program it starts (the sandbox helper, and through it an agent)

@@ -1,8 +1,11 @@
-//! The backend-neutral face of a sandbox: the `Sandbox` trait that backends implement, how a
-//! sandbox ended (`SandboxExit`), and what it consumed (`ComputeUsage`).
+//! The backend-neutral face of a sandbox backend: the `Sandbox` trait that backends implement,
+//! how a sandbox ended (`SandboxExit`), and what it consumed (`ComputeUsage`). What a started
+//! sandbox offers is in `instance` (`SandboxInstance`, `SandboxHandle`).
 //!
 //! Session management (which session owns which sandbox, idle timeouts, warm pools) lives above
-//! this layer; a backend only starts one isolated sandbox per call and never shares it.
+//! this layer; a backend only starts one isolated sandbox per call and never shares it. Nothing
+//! here may name a backend's own details (pids, cgroups, VM ids): a caller holding an
+//! `Arc<dyn Sandbox>` must work the same with every backend.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,20 +20,42 @@ use crate::{SandboxError, SandboxHandle, SandboxSpec};
 pub enum BackendKind {
     /// Namespaces, cgroups, Landlock and seccomp around a host process tree.
     Process,
+    /// None: this host cannot run sandboxes (see `UnavailableSandbox`).
+    Unavailable,
 }
 
-/// A future returned by a `Sandbox` backend.
-pub type StartFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<SandboxHandle, SandboxError>> + Send + 'a>>;
+/// A boxed future of a backend or of one of its sandboxes (the traits stay object-safe).
+pub type SandboxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What `Sandbox::launch` returns.
+pub type StartFuture<'a> = SandboxFuture<'a, Result<SandboxHandle, SandboxError>>;
 
 /// A sandbox backend: starts one fresh, isolated sandbox per call.
 ///
-/// Object-safe so the session manager can hold an `Arc<dyn Sandbox>` chosen from configuration.
+/// Object-safe so the session manager can hold an `Arc<dyn Sandbox>` chosen from configuration:
+/// a new backend implements this trait and `SandboxInstance`, and is chosen where the server is
+/// built; the session manager does not change.
 pub trait Sandbox: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
 
-    /// Starts a sandbox for `spec`. The returned handle owns it: dropping the handle kills it.
+    /// Whether this backend can start sandboxes on this host at all. `launch` refuses with the
+    /// same error when it cannot; callers ask first so that they prepare nothing (storage,
+    /// bridges) for a launch that cannot happen.
+    fn check(&self) -> Result<(), SandboxError> {
+        Ok(())
+    }
+
+    /// Starts a sandbox for `spec` and returns once the agent has been started in it (use
+    /// `SandboxHandle::wait_for_agent` to know when it listens). The returned handle owns the
+    /// sandbox: dropping it kills it.
     fn launch(&self, spec: SandboxSpec) -> StartFuture<'_>;
+
+    /// Removes what sandboxes of platform processes that are gone (killed without cleaning
+    /// up) left on this host, leaving those of platform processes still running alone; how
+    /// many leftovers were removed. Blocking: call it off the async runtime.
+    fn reap_leftovers(&self) -> usize {
+        0
+    }
 }
 
 /// How a sandbox's agent ended.

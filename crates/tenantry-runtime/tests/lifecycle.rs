@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use tenantry_runtime::{SandboxError, SandboxExit, SandboxStatus};
+use tenantry_runtime::{
+    BackendKind, ProcessInstance, Sandbox, SandboxError, SandboxExit, SandboxStatus,
+};
 
 const HTTP_AGENT: &str = r#"
 import json, os
@@ -30,6 +32,49 @@ class Handler(BaseHTTPRequestHandler):
 
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
 "#;
+
+/// The session manager holds an `Arc<dyn Sandbox>` and a backend-neutral `SandboxHandle`: the
+/// agent is reachable through it, and the process details only through the backend's type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_neutral_handle_reaches_the_agent_and_hides_the_process() {
+    let Some(backend) = backend("the_neutral_handle_reaches_the_agent_and_hides_the_process")
+    else {
+        return;
+    };
+    let backend: std::sync::Arc<dyn Sandbox> = std::sync::Arc::new(backend);
+    assert_eq!(backend.kind(), BackendKind::Process);
+    backend.check().unwrap();
+    let dirs = Dirs::new();
+    let workdir = dirs.agent("neutral", HTTP_AGENT);
+    let storage = dirs.storage("storage");
+    let handle = backend
+        .launch(python_spec("neutral", &workdir, &storage))
+        .await
+        .unwrap();
+    assert_eq!(handle.session_id(), "session-neutral");
+    handle
+        .wait_for_agent(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; output: {:?}", handle.recent_output()));
+    let response = http_get(handle.connect_agent().await.unwrap(), "/ping").await;
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+
+    let process = handle
+        .downcast_ref::<ProcessInstance>()
+        .expect("a process backend's sandbox");
+    assert_eq!(process.id(), handle.id());
+    let seen = handle.host_path(Path::new("/mnt/session")).unwrap();
+    assert_eq!(
+        seen,
+        Path::new(&format!("/proc/{}/root/mnt/session", process.init_pid()))
+    );
+    std::fs::write(seen.join("from-host"), "x").unwrap();
+    assert!(storage.join("from-host").exists(), "the session's storage");
+
+    let report = handle.stop().await.unwrap();
+    assert_eq!(report.exit, SandboxExit::Stopped);
+    assert_eq!(handle.status(), SandboxStatus::Ended(SandboxExit::Stopped));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agents_http_server_is_reachable_through_connect_agent() {

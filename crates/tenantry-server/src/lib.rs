@@ -41,6 +41,56 @@ use tokio::task::JoinHandle;
 pub use config::Config;
 pub use state::AppState;
 
+/// The sandbox backend this server launches sessions' sandboxes with, chosen from its
+/// configuration: the process backend when a helper is configured and the host supports it,
+/// otherwise one that refuses every launch and says why (the server still serves everything
+/// else). Another backend (e.g. microVMs) is chosen here; the session manager takes any.
+fn sandbox_backend(
+    config: &Config,
+    storage_refusal: Option<&str>,
+) -> Arc<dyn tenantry_runtime::Sandbox> {
+    use tenantry_runtime::{ProcessSandbox, ProcessSandboxConfig, UnavailableSandbox};
+    let (helper, args) = match (config.sandbox_helper(), storage_refusal) {
+        (None, _) => {
+            return Arc::new(UnavailableSandbox::new("no sandbox helper is configured"));
+        }
+        (Some(_), Some(why)) => return Arc::new(UnavailableSandbox::new(why)),
+        (Some(helper), None) => helper,
+    };
+    let mut process = ProcessSandboxConfig::new(helper);
+    process.helper_args = args;
+    process.run_root = sessions::SessionManager::sandbox_run_root(&config.runtime.run_dir);
+    match ProcessSandbox::new(process) {
+        Ok(backend) => {
+            if config.runtime.favor_dynamic_cgroups {
+                tune_cgroup_migrations();
+            }
+            Arc::new(backend)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sessions cannot start: the process sandbox is unavailable");
+            Arc::new(UnavailableSandbox::new(e.to_string()))
+        }
+    }
+}
+
+/// Applies `favordynmods` (see `RuntimeConfig::favor_dynamic_cgroups`) and says what happened.
+fn tune_cgroup_migrations() {
+    match tenantry_runtime::favor_dynamic_migrations() {
+        Ok(tenantry_runtime::MigrationTuning::AlreadySet(at)) => {
+            tracing::debug!(mount = %at.display(), "cgroup favordynmods is set");
+        }
+        Ok(tenantry_runtime::MigrationTuning::Set(at)) => {
+            tracing::info!(mount = %at.display(),
+                "remounted a cgroup hierarchy with favordynmods: sandboxes join their cgroups without an RCU grace period");
+        }
+        Err(e) => {
+            tracing::info!(error = %e,
+                "cgroup favordynmods is not set: each new sandbox may wait an RCU grace period (several ms) to join its cgroups");
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -168,18 +218,21 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         actor.clone(),
     )
     .await?;
+    let session_settings = sessions::SessionSettings {
+        storage_root: config.runtime.storage_dir.clone(),
+        run_root: config.runtime.run_dir.clone(),
+        ready_timeout: Duration::from_secs(config.runtime.ready_timeout_seconds.max(1)),
+        time_divisor: config.runtime.time_divisor,
+        node: config.node_id()?,
+        compute_every: Duration::from_secs(config.runtime.compute_sample_seconds),
+        storage_limit: config.runtime.storage_limit,
+    };
+    let session_storage = sessions::SessionStorage::prepare(&session_settings);
+    let backend = sandbox_backend(&config, session_storage.refusal());
     let sessions = sessions::SessionManager::new(
-        sessions::SessionSettings {
-            storage_root: config.runtime.storage_dir.clone(),
-            run_root: config.runtime.run_dir.clone(),
-            helper: config.sandbox_helper(),
-            ready_timeout: Duration::from_secs(config.runtime.ready_timeout_seconds.max(1)),
-            time_divisor: config.runtime.time_divisor,
-            favor_dynamic_cgroups: config.runtime.favor_dynamic_cgroups,
-            node: config.node_id()?,
-            compute_every: Duration::from_secs(config.runtime.compute_sample_seconds),
-            storage_limit: config.runtime.storage_limit,
-        },
+        session_settings,
+        session_storage,
+        backend,
         store.clone(),
         ledger.clone(),
         workload.clone(),

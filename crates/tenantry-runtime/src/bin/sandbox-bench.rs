@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tenantry_core::{SandboxResources, TenantId};
-use tenantry_runtime::{ProcessSandbox, ProcessSandboxConfig, SandboxHandle, SandboxSpec};
+use tenantry_runtime::{ProcessInstance, ProcessSandbox, ProcessSandboxConfig, SandboxSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PYTHON_AGENT: &str = r#"
@@ -182,7 +182,7 @@ impl Drop for Scratch {
 }
 
 /// Retries a GET /ping through the bridge until the agent answers 200.
-async fn first_response(handle: &SandboxHandle, timeout: Duration) -> Res<()> {
+async fn first_response(handle: &ProcessInstance, timeout: Duration) -> Res<()> {
     let start = Instant::now();
     loop {
         if let Ok(mut s) = handle.connect_agent().await {

@@ -13,15 +13,10 @@ impl SessionManager {
         label: &str,
         storage: &Path,
     ) -> Result<Sandboxed, ApiError> {
-        let backend = match &self.inner.backend {
-            Backend::Process(b) => b,
-            Backend::Unavailable(why) => {
-                return Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("this server cannot start sandboxes: {why}"),
-                ));
-            }
-        };
+        let backend = &self.inner.backend;
+        backend
+            .check()
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
         let image = self
             .prepare_storage(storage, tier.sandbox.storage_mb)
             .await?;

@@ -37,7 +37,7 @@ use tenantry_core::{
 };
 use tenantry_identity::WorkloadSubject;
 use tenantry_runtime::{
-    PlatformBridge, ProcessSandbox, SandboxExit, SandboxHandle, SandboxSpec, SandboxStatus,
+    PlatformBridge, Sandbox, SandboxExit, SandboxHandle, SandboxSpec, SandboxStatus,
 };
 use tenantry_store::{SessionRecord, SessionStatus, Store, UsageKind, UsageRecord};
 
@@ -64,6 +64,7 @@ pub use headers::{
     AGENTCORE_SESSION_HEADER, SESSION_HEADER, new_session_id, subject_of, valid_session_id,
 };
 use headers::{MCP_SESSION_HEADER, agent_headers};
+pub use storage::SessionStorage;
 use storage::{measure_storage, storage_exceeded};
 use tenantry_runtime::ComputeUsage;
 use tenantry_runtime::storage::{image_of, remove_storage};
@@ -211,16 +212,12 @@ impl Live {
     }
 }
 
-/// The platform's view of the sandbox backend: available, or why not.
-#[derive(Debug)]
-enum Backend {
-    Process(Box<ProcessSandbox>),
-    Unavailable(String),
-}
-
 #[derive(Debug)]
 struct Inner {
-    backend: Backend,
+    /// Whatever the server was built with (see `crate::sandbox_backend`): the manager only
+    /// launches through it and never asks which kind it is, so a new backend needs no change
+    /// here. A host that cannot run sandboxes has a backend that refuses every launch.
+    backend: Arc<dyn Sandbox>,
     /// The platform's authority for the sweeps no caller asked for (idle expiry, storage).
     system: SystemGrant,
     store: Store,
@@ -259,15 +256,11 @@ pub struct SessionManager {
 pub struct SessionSettings {
     pub storage_root: PathBuf,
     pub run_root: PathBuf,
-    /// The sandbox helper and its arguments; `None` when the platform cannot run sandboxes.
-    pub helper: Option<(PathBuf, Vec<String>)>,
     /// Longest wait for a new sandbox's agent to listen on its port.
     pub ready_timeout: Duration,
     /// Divides every lifecycle duration (idle timeout, maximum lifetime): 1 in production;
     /// tests use a larger value to see a 60-second timeout in a fraction of that.
     pub time_divisor: u32,
-    /// Remount a cgroup hierarchy with `favordynmods` (see `RuntimeConfig`).
-    pub favor_dynamic_cgroups: bool,
     /// This process's node id (see `RuntimeConfig::node_id`).
     pub node: String,
     /// How often a running session's compute goes to the ledger.
@@ -276,26 +269,21 @@ pub struct SessionSettings {
     pub storage_limit: crate::config::StorageLimit,
 }
 
-/// Applies `favordynmods` (see `RuntimeConfig::favor_dynamic_cgroups`) and says what happened.
-fn tune_cgroup_migrations() {
-    match tenantry_runtime::favor_dynamic_migrations() {
-        Ok(tenantry_runtime::MigrationTuning::AlreadySet(at)) => {
-            tracing::debug!(mount = %at.display(), "cgroup favordynmods is set");
-        }
-        Ok(tenantry_runtime::MigrationTuning::Set(at)) => {
-            tracing::info!(mount = %at.display(),
-                "remounted a cgroup hierarchy with favordynmods: sandboxes join their cgroups without an RCU grace period");
-        }
-        Err(e) => {
-            tracing::info!(error = %e,
-                "cgroup favordynmods is not set: each new sandbox may wait an RCU grace period (several ms) to join its cgroups");
-        }
-    }
-}
-
 impl SessionManager {
+    /// Where the sandboxes of this platform process keep their run files (below `run_root`,
+    /// in this process's own directory): the backend is configured with it.
+    pub fn sandbox_run_root(run_root: &Path) -> PathBuf {
+        run_root
+            .join(tenantry_runtime::reap::instance_id())
+            .join("sandboxes")
+    }
+
+    /// `storage` is the session storage prepared from the same settings (see
+    /// `SessionStorage::prepare`); `backend` starts the sandboxes.
     pub fn new(
         settings: SessionSettings,
+        storage: SessionStorage,
+        backend: Arc<dyn Sandbox>,
         store: Store,
         ledger: Ledger,
         workload: tenantry_identity::WorkloadIssuer,
@@ -304,28 +292,7 @@ impl SessionManager {
         let instance_run = settings
             .run_root
             .join(tenantry_runtime::reap::instance_id());
-        let (blanks, no_images) = storage::storage_images(&settings);
-        let backend = match (&settings.helper, no_images) {
-            (None, _) => Backend::Unavailable("no sandbox helper is configured".into()),
-            (Some(_), Some(why)) => Backend::Unavailable(why),
-            (Some((helper, args)), None) => {
-                let mut config = tenantry_runtime::ProcessSandboxConfig::new(helper);
-                config.helper_args = args.clone();
-                config.run_root = instance_run.join("sandboxes");
-                match ProcessSandbox::new(config) {
-                    Ok(b) => {
-                        if settings.favor_dynamic_cgroups {
-                            tune_cgroup_migrations();
-                        }
-                        Backend::Process(Box::new(b))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sessions cannot start: the process sandbox is unavailable");
-                        Backend::Unavailable(e.to_string())
-                    }
-                }
-            }
-        };
+        let blanks = storage.blanks;
         Self {
             inner: Arc::new(Inner {
                 backend,

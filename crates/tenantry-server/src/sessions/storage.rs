@@ -29,11 +29,30 @@ pub(super) fn storage_exceeded(limit: u64) -> ApiError {
     )
 }
 
+/// How session storage is sized on this host, decided once at start: blank images when they are
+/// to be used, and, when `image` was required but the host cannot do it, why sessions cannot
+/// start (the server then gets a sandbox backend that refuses every launch with that reason).
+#[derive(Debug)]
+pub struct SessionStorage {
+    pub(super) blanks: Option<Arc<BlankImages>>,
+    refusal: Option<String>,
+}
+
+impl SessionStorage {
+    pub fn prepare(settings: &SessionSettings) -> Self {
+        let (blanks, refusal) = storage_images(settings);
+        Self { blanks, refusal }
+    }
+
+    /// Why no session can start on this host because of its storage, if that is the case.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+}
+
 /// How the storage size will be enforced: blank images when they are to be used, and, when
 /// `image` was required but the host cannot do it, why sessions cannot start.
-pub(super) fn storage_images(
-    settings: &SessionSettings,
-) -> (Option<Arc<BlankImages>>, Option<String>) {
+fn storage_images(settings: &SessionSettings) -> (Option<Arc<BlankImages>>, Option<String>) {
     let mode = settings.storage_limit;
     if mode == StorageLimit::Measure {
         tracing::info!(
@@ -138,11 +157,12 @@ impl SessionManager {
         if let Some(live) = self.live(&key)
             && live.running()
             && live.sandbox.image.is_some()
+            && let Some(seen) = live
+                .sandbox
+                .handle
+                .host_path(&live.runtime.spec.storage.mount_path)
         {
-            let inside = live.runtime.spec.storage.mount_path.clone();
-            let rel = inside.strip_prefix("/").unwrap_or(&inside).to_path_buf();
-            return PathBuf::from(format!("/proc/{}/root", live.sandbox.handle.init_pid()))
-                .join(rel);
+            return seen;
         }
         self.storage_dir(tenant, session)
     }

@@ -129,10 +129,7 @@ impl SessionManager {
         let manager = self.clone();
         let reaped = tokio::task::spawn_blocking(move || {
             let inner = &manager.inner;
-            let cgroups = match &inner.backend {
-                Backend::Process(b) => b.reap_stale_cgroups(),
-                Backend::Unavailable(_) => 0,
-            };
+            let cgroups = inner.backend.reap_leftovers();
             let mut run_dirs = tenantry_runtime::reap::reap_run_dirs(&inner.run_root);
             // Earlier builds kept every process's run files in these two directories.
             for legacy in ["sandboxes", "bridges"] {
