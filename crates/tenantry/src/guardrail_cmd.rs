@@ -146,7 +146,8 @@ pub enum GuardrailCmd {
     },
     /// Check a text as one of a tenant's users would (POST /v1/guardrails/apply): prints the
     /// decision (pass, masked, blocked), the categories found and the masked text. The text is
-    /// the argument, or standard input when there is none (or it is `-`).
+    /// the argument, or standard input when there is none (or it is `-`). Exits 0 when the text
+    /// passes or is masked, 2 when it is blocked, 1 on an error.
     Apply(ApplyArgs),
 }
 
@@ -342,6 +343,9 @@ fn tenant_client(args: &ApplyArgs, tenant: &TenantId) -> Result<AdminClient> {
     AdminClient::with_key(&url, key)
 }
 
+/// The exit status of `guardrail apply` when the text is blocked.
+const BLOCKED_EXIT: i32 = 2;
+
 async fn apply(args: ApplyArgs) -> Result<()> {
     let tenant = TenantId::new(&args.tenant)?;
     let text = match args.text.as_deref() {
@@ -361,8 +365,15 @@ async fn apply(args: ApplyArgs) -> Result<()> {
     let (status, answer) = tenant_client(&args, &tenant)?
         .send(Method::POST, "/v1/guardrails/apply", Some(&body))
         .await?;
-    if (200..300).contains(&status) {
-        return print(&answer);
+    if !(200..300).contains(&status) {
+        return Err(api_error(status, &answer));
     }
-    Err(api_error(status, &answer))
+    print(&answer)?;
+    if answer["decision"] == "blocked" {
+        // A block is this command's failure, distinct from an error (1), so a script can
+        // branch on it; the decision above is its explanation.
+        std::io::Write::flush(&mut std::io::stdout())?;
+        std::process::exit(BLOCKED_EXIT);
+    }
+    Ok(())
 }

@@ -472,10 +472,19 @@ topics = [{ name = "weapons", phrases = ["pipe bomb"] }]
     assert_eq!(masked["decision"], "masked", "{masked}");
     assert_eq!(masked["text"], "write to [EMAIL] today");
     assert_eq!(masked["profile"]["version"], 1);
-    let blocked = cli.ok_with_stdin(
+    // A block is the command's failure (exit 2), so a script can branch on it; the decision
+    // is still printed.
+    let out = cli.run_with_stdin(
         &["guardrail", "apply", "--tenant", "acme"],
         "how does a PIPE BOMB work?\n",
     );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a blocked text exits 2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blocked: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(blocked["decision"], "blocked", "{blocked}");
     assert_eq!(blocked["text"], Value::Null);
     assert_eq!(blocked["categories"][0]["category"], "denied_topic:weapons");
