@@ -495,9 +495,9 @@ pub(crate) fn close_from(first: libc::c_int) -> io::Result<()> {
 /// this process executes inherits them. Owners keep using them; nothing is closed.
 pub(crate) fn cloexec_from(first: libc::c_int) -> io::Result<()> {
     let first_u = libc::c_uint::try_from(first).unwrap_or(0);
+    let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; it closes
     // nothing, so no owner's descriptor becomes invalid.
-    let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
     if unsafe { libc::close_range(first_u, libc::c_uint::MAX, flags) } == 0 {
         return Ok(());
     }

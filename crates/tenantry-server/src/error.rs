@@ -2,8 +2,9 @@
 //! failure. `type` is the OpenAI error type of the code, so OpenAI client libraries pointed at
 //! the model gateway classify Tenantry's errors as they do OpenAI's.
 //!
-//! Errors of the layers below (store, identity) are classified here through their own
-//! exhaustive `code()` mappings; internal details are logged, never sent to the caller.
+//! Errors of the layers below (store, identity, limits, sessions) are classified here through
+//! their own exhaustive `code()` mappings; internal details are logged, never sent to the
+//! caller.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,8 @@ use tenantry_core::{Blame, ErrorCode};
 use tenantry_identity::AuthError;
 use tenantry_limits::LimitError;
 use tenantry_store::StoreError;
+
+use crate::sessions::SessionError;
 
 tokio::task_local! {
     /// The id of the request being served, set by the request-id middleware for the whole
@@ -107,6 +110,27 @@ impl From<LimitError> for ApiError {
     }
 }
 
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Store(e) => ApiError::from(e),
+            SessionError::Internal { context, detail } => ApiError::internal(context, detail),
+            SessionError::NotFound
+            | SessionError::TooManySessions { .. }
+            | SessionError::StorageExceeded { .. }
+            | SessionError::BodyTooLarge { .. }
+            | SessionError::BodyPastLimit
+            | SessionError::NoSandboxes(_)
+            | SessionError::RuntimeCannotStart { .. }
+            | SessionError::SandboxStart(_)
+            | SessionError::AgentUnavailable(_)
+            | SessionError::OutOfMemory
+            | SessionError::AgentError(_)
+            | SessionError::NotBound => ApiError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
 /// The OpenAI error `type` closest to a code (`invalid_request_error`, `rate_limit_error`...).
 pub const fn openai_type(code: ErrorCode) -> &'static str {
     match code {
@@ -159,5 +183,31 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_errors_keep_their_code_and_hide_internal_details() {
+        let e = ApiError::from(SessionError::NotFound);
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::NotFound, "session not found")
+        );
+        let e = ApiError::from(SessionError::OutOfMemory);
+        assert_eq!(e.code, ErrorCode::SandboxOom);
+        assert_eq!(e.retry_after, None);
+        let e = ApiError::from(SessionError::Internal {
+            context: "binding the platform bridge",
+            detail: "/run/x: permission denied".into(),
+        });
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert_eq!(
+            e.message,
+            "internal error while binding the platform bridge; see the server log"
+        );
     }
 }

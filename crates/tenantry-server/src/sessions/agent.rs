@@ -4,12 +4,12 @@
 
 use super::*;
 
-pub(super) fn agent_unavailable(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::AgentUnavailable, message)
+pub(super) fn agent_unavailable(message: impl Into<String>) -> SessionError {
+    SessionError::AgentUnavailable(message.into())
 }
 
 /// The error for a sandbox that is no longer running.
-pub(super) fn ended_error(exit: SandboxExit, output: &[String]) -> ApiError {
+pub(super) fn ended_error(exit: SandboxExit, output: &[String]) -> SessionError {
     let tail = output
         .iter()
         .rev()
@@ -24,10 +24,7 @@ pub(super) fn ended_error(exit: SandboxExit, output: &[String]) -> ApiError {
         format!("; last output: {tail}")
     };
     match exit {
-        SandboxExit::OutOfMemory => ApiError::new(
-            ErrorCode::SandboxOom,
-            "the agent was killed for going over the memory limit of its tier",
-        ),
+        SandboxExit::OutOfMemory => SessionError::OutOfMemory,
         SandboxExit::Exited { code } => {
             agent_unavailable(format!("the agent exited with code {code}{tail}"))
         }
@@ -40,14 +37,11 @@ pub(super) fn ended_error(exit: SandboxExit, output: &[String]) -> ApiError {
 
 /// Classifies a failed exchange with the agent. A connection that drops mid-request is often
 /// the kernel killing the agent: give the sandbox a moment to report how it ended.
-pub(super) async fn forward_error(live: &Live, e: hyper::Error) -> ApiError {
+pub(super) async fn forward_error(live: &Live, e: hyper::Error) -> SessionError {
     let too_large =
         std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
     if too_large {
-        return ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "the body is larger than the runtime's max_body_bytes",
-        );
+        return SessionError::BodyPastLimit;
     }
     let handle = &live.sandbox.handle;
     if !e.is_parse() && !e.is_parse_status() {
@@ -60,10 +54,9 @@ pub(super) async fn forward_error(live: &Live, e: hyper::Error) -> ApiError {
         return ended_error(SandboxExit::OutOfMemory, &[]);
     }
     if e.is_parse() || e.is_parse_status() {
-        return ApiError::new(
-            ErrorCode::AgentError,
-            format!("the agent answered with something that is not HTTP: {e}"),
-        );
+        return SessionError::AgentError(format!(
+            "the agent answered with something that is not HTTP: {e}"
+        ));
     }
     agent_unavailable(format!(
         "the agent closed the connection without answering: {e}"
@@ -78,7 +71,7 @@ pub(super) const MAX_POOLED_CONNECTIONS: usize = 8;
 /// A connection to the session's agent: a kept-alive one from its pool if one is ready,
 /// otherwise a new one through the sandbox's agent bridge. Reusing connections spares a round
 /// trip to the sandbox's init (which connects each new one) per invocation.
-pub(super) async fn agent_connection(live: &Live) -> Result<AgentSender, ApiError> {
+pub(super) async fn agent_connection(live: &Live) -> Result<AgentSender, SessionError> {
     loop {
         let pooled = live.connections.lock().ok().and_then(|mut p| p.pop());
         let Some(mut sender) = pooled else { break };
@@ -96,12 +89,7 @@ pub(super) async fn agent_connection(live: &Live) -> Result<AgentSender, ApiErro
         })?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::AgentError,
-                format!("the agent's connection failed: {e}"),
-            )
-        })?;
+        .map_err(|e| SessionError::AgentError(format!("the agent's connection failed: {e}")))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

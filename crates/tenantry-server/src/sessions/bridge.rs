@@ -2,6 +2,7 @@
 //! workload token, and for nothing before it is bound.
 
 use super::*;
+use crate::error::ApiError;
 
 /// Who a bound sandbox acts for: set when a sandbox is handed to a session.
 #[derive(Debug, Default)]
@@ -31,11 +32,7 @@ pub(super) async fn bridge_auth(
                     .insert(axum::http::header::AUTHORIZATION, v);
             }
             None => {
-                return ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "this sandbox is not bound to a session yet",
-                )
-                .into_response();
+                return ApiError::from(SessionError::NotBound).into_response();
             }
         }
     }

@@ -12,11 +12,9 @@ impl SessionManager {
         tier: &Tier,
         label: &str,
         storage: &Path,
-    ) -> Result<Sandboxed, ApiError> {
+    ) -> Result<Sandboxed, SessionError> {
         let backend = &self.inner.backend;
-        backend
-            .check()
-            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+        backend.check().map_err(SessionError::NoSandboxes)?;
         let image = self
             .prepare_storage(storage, tier.sandbox.storage_mb)
             .await?;
@@ -26,14 +24,14 @@ impl SessionManager {
             .join("bridges")
             .join(uuid::Uuid::new_v4().simple().to_string());
         tenantry_runtime::storage::create_private_dir(&run_dir)
-            .map_err(|e| ApiError::internal("creating a run directory", e))?;
+            .map_err(|e| SessionError::internal("creating a run directory", e))?;
         let socket = run_dir.join("platform.sock");
         let listener = tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| ApiError::internal("binding the platform bridge", e))?;
+            .map_err(|e| SessionError::internal("binding the platform bridge", e))?;
         let bridge_secret = format!("tsbx_{}", uuid::Uuid::new_v4().simple());
         let binding = Arc::new(Mutex::new(Binding::default()));
         let app = self.inner.app.get().cloned().ok_or_else(|| {
-            ApiError::internal("starting a sandbox", "the session manager was not started")
+            SessionError::internal("starting a sandbox", "the session manager was not started")
         })?;
         let bridged = app.layer(axum::middleware::from_fn_with_state(
             (bridge_secret.clone(), binding.clone()),
@@ -73,14 +71,10 @@ impl SessionManager {
             times: LaunchTimes::default(),
         };
         let launched = Instant::now();
-        let handle = backend.launch(spec).await.map_err(|e| {
-            let code = e.code();
-            if code == ErrorCode::InvalidRequest {
-                ApiError::invalid(format!("runtime {} cannot start: {e}", runtime.name))
-            } else {
-                ApiError::new(code, format!("cannot start the sandbox: {e}"))
-            }
-        })?;
+        let handle = backend
+            .launch(spec)
+            .await
+            .map_err(|e| SessionError::launch_failed(&runtime.name, e))?;
         let mut started = sandboxed(handle);
         started.times.start = launched.elapsed();
         let waited = Instant::now();

@@ -26,14 +26,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tenantry_core::{
-    ErrorCode, RuntimeName, SystemGrant, TenantContext, TenantId, TenantScope, TenantUid, Tier,
-    UserId, unix_now,
+    RuntimeName, SystemGrant, TenantContext, TenantId, TenantScope, TenantUid, Tier, UserId,
+    unix_now,
 };
 use tenantry_identity::WorkloadSubject;
 use tenantry_runtime::{
@@ -41,12 +41,12 @@ use tenantry_runtime::{
 };
 use tenantry_store::{SessionRecord, SessionStatus, Store, UsageKind, UsageRecord};
 
-use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::runtimes::{Protocol, Runtime};
 
 mod agent;
 mod bridge;
+mod error;
 mod headers;
 mod launch;
 mod lifecycle;
@@ -60,6 +60,7 @@ use agent::{
     forward_error, ping, ping_busy,
 };
 use bridge::{Binding, bridge_auth};
+pub use error::SessionError;
 pub use headers::{
     AGENTCORE_SESSION_HEADER, SESSION_HEADER, new_session_id, subject_of, valid_session_id,
 };
@@ -422,7 +423,7 @@ impl SessionManager {
         live: &Live,
         session: &str,
         ttl: Duration,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, SessionError> {
         let subject = WorkloadSubject {
             tenant: ctx.tenant_id.clone(),
             tenant_uid: ctx.tenant_uid.clone(),
@@ -434,7 +435,7 @@ impl SessionManager {
         self.inner
             .workload
             .mint(&subject, ttl)
-            .map_err(|e| ApiError::internal("minting a workload token", e))
+            .map_err(|e| SessionError::internal("minting a workload token", e))
     }
 
     // ---- invocation ---------------------------------------------------------------------
@@ -447,7 +448,7 @@ impl SessionManager {
         ctx: &TenantContext,
         tier: &Tier,
         invocation: Invocation<'_>,
-    ) -> Result<Response<Body>, ApiError> {
+    ) -> Result<Response<Body>, SessionError> {
         let Invocation {
             runtime,
             session_id,
@@ -489,7 +490,7 @@ impl SessionManager {
         ctx: &TenantContext,
         live: Arc<Live>,
         invocation: Invocation<'_>,
-    ) -> Result<Response<Body>, ApiError> {
+    ) -> Result<Response<Body>, SessionError> {
         let Invocation {
             runtime,
             session_id,
@@ -540,20 +541,16 @@ impl SessionManager {
             .and_then(|v| v.parse::<u64>().ok())
             && len > runtime.spec.max_body_bytes
         {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "the body is larger than runtime {}'s max_body_bytes",
-                    runtime.name
-                ),
-            ));
+            return Err(SessionError::BodyTooLarge {
+                runtime: runtime.name.clone(),
+            });
         }
         let limited = http_body_util::Limited::new(body, runtime.spec.max_body_bytes as usize);
 
         let mut sender = agent_connection(&live).await?;
         let mut request = Request::post(runtime.spec.protocol.path())
             .body(Body::new(limited))
-            .map_err(|e| ApiError::internal("building the agent request", e))?;
+            .map_err(|e| SessionError::internal("building the agent request", e))?;
         *request.headers_mut() = headers;
         let response =
             match tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request)).await {
@@ -585,10 +582,6 @@ impl SessionManager {
             _guard: guard,
         });
         out.body(body)
-            .map_err(|e| ApiError::internal("building the response", e))
+            .map_err(|e| SessionError::internal("building the response", e))
     }
-}
-
-pub fn status_code_of(e: &ApiError) -> StatusCode {
-    StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

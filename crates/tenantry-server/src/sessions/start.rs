@@ -75,14 +75,14 @@ impl SessionManager {
     pub(super) async fn lock_entry(
         &self,
         key: &LiveKey,
-    ) -> Result<(Arc<Entry>, tokio::sync::OwnedMutexGuard<()>), ApiError> {
+    ) -> Result<(Arc<Entry>, tokio::sync::OwnedMutexGuard<()>), SessionError> {
         loop {
             let entry = {
                 let mut map = self
                     .inner
                     .sessions
                     .lock()
-                    .map_err(|_| ApiError::internal("locking sessions", "poisoned"))?;
+                    .map_err(|_| SessionError::internal("locking sessions", "poisoned"))?;
                 map.entry(key.clone()).or_default().clone()
             };
             let guard = entry.lock.clone().lock_owned().await;
@@ -106,14 +106,14 @@ impl SessionManager {
         tier: &Tier,
         runtime: &Runtime,
         session_id: &str,
-    ) -> Result<(Arc<Live>, bool), ApiError> {
+    ) -> Result<(Arc<Live>, bool), SessionError> {
         let key = (ctx.tenant_uid.clone(), session_id.to_string());
         // A running session is answered from memory: its owner and runtime are known.
         if let Some(live) = self.live(&key)
             && live.running()
         {
             if live.user != ctx.user_id || live.runtime.name != runtime.name {
-                return Err(ApiError::not_found("session"));
+                return Err(SessionError::NotFound);
             }
             return Ok((live, false));
         }
@@ -130,7 +130,7 @@ impl SessionManager {
             }
         });
         rx.await.map_err(|_| {
-            ApiError::internal("starting a session", "the start ended without an answer")
+            SessionError::internal("starting a session", "the start ended without an answer")
         })?
     }
 
@@ -140,7 +140,7 @@ impl SessionManager {
         tier: &Tier,
         runtime: &Runtime,
         key: &LiveKey,
-    ) -> Result<(Arc<Live>, bool), ApiError> {
+    ) -> Result<(Arc<Live>, bool), SessionError> {
         let session_id = key.1.as_str();
         let (entry, _lock) = self.lock_entry(key).await?;
         let _vacate = Vacate {
@@ -151,7 +151,7 @@ impl SessionManager {
         if let Some(live) = entry.live() {
             if live.running() {
                 if live.user != ctx.user_id || live.runtime.name != runtime.name {
-                    return Err(ApiError::not_found("session"));
+                    return Err(SessionError::NotFound);
                 }
                 return Ok((live, false));
             }
@@ -172,18 +172,16 @@ impl SessionManager {
             && (r.user_id != ctx.user_id || r.runtime != runtime.name)
         {
             // Another user's (or another runtime's) session does not exist for this caller.
-            return Err(ApiError::not_found("session"));
+            return Err(SessionError::NotFound);
         }
         if let Some(max) = tier.limits.concurrent_sessions
             && self.others_running(key) >= max as usize
         {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "tenant {} already has {max} running sessions (tier {})",
-                    ctx.tenant_id, tier.name
-                ),
-            ));
+            return Err(SessionError::TooManySessions {
+                tenant: ctx.tenant_id.clone(),
+                max,
+                tier: tier.name.clone(),
+            });
         }
         let storage = self.storage_dir(&ctx.tenant_uid, session_id);
         let storage_limit = u64::from(tier.sandbox.storage_mb) * 1024 * 1024;

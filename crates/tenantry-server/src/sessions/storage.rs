@@ -19,14 +19,8 @@ use tenantry_runtime::storage::BlankImages;
 /// Blank images kept ready per storage size in use (each one a rename away from a session's).
 const BLANKS_PER_SIZE: usize = 2;
 
-pub(super) fn storage_exceeded(limit: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::StorageExceeded,
-        format!(
-            "the session's storage holds more than its tier allows ({} MiB); the agent must delete files, the owner reset the storage (DELETE /v1/sessions/{{id}}?storage=true), or the operator raise the tier's sandbox.storage_mb",
-            limit / (1024 * 1024)
-        ),
-    )
+pub(super) fn storage_exceeded(limit: u64) -> SessionError {
+    SessionError::StorageExceeded { limit_bytes: limit }
 }
 
 /// How session storage is sized on this host, decided once at start: blank images when they are
@@ -130,9 +124,9 @@ impl SessionManager {
         &self,
         storage: &Path,
         size_mb: u32,
-    ) -> Result<Option<PathBuf>, ApiError> {
+    ) -> Result<Option<PathBuf>, SessionError> {
         tenantry_runtime::storage::create_private_dir(storage)
-            .map_err(|e| ApiError::internal("creating session storage", e))?;
+            .map_err(|e| SessionError::internal("creating session storage", e))?;
         let Some(image) = self.image_for(storage) else {
             return Ok(None);
         };
@@ -145,8 +139,8 @@ impl SessionManager {
         let dest = image.clone();
         tokio::task::spawn_blocking(move || blanks.place(size_mb, &dest))
             .await
-            .map_err(|e| ApiError::internal("preparing session storage", e))?
-            .map_err(|e| ApiError::internal("preparing a session storage image", e))?;
+            .map_err(|e| SessionError::internal("preparing session storage", e))?
+            .map_err(|e| SessionError::internal("preparing a session storage image", e))?;
         Ok(Some(image))
     }
 
@@ -170,7 +164,11 @@ impl SessionManager {
     /// Stops the session (reason `storage_reset`) if it runs and deletes its storage, under
     /// the session's lock (a start racing it waits, then finds empty storage). Whether the
     /// session was running.
-    pub async fn reset_storage(&self, tenant: &TenantUid, session: &str) -> Result<bool, ApiError> {
+    pub async fn reset_storage(
+        &self,
+        tenant: &TenantUid,
+        session: &str,
+    ) -> Result<bool, SessionError> {
         let key = (tenant.clone(), session.to_string());
         let (entry, _lock) = self.lock_entry(&key).await?;
         let _vacate = start::Vacate {
@@ -189,8 +187,8 @@ impl SessionManager {
         let dir = self.storage_dir(tenant, session);
         tokio::task::spawn_blocking(move || remove_storage(&dir))
             .await
-            .map_err(|e| ApiError::internal("resetting session storage", e))?
-            .map_err(|e| ApiError::internal("resetting session storage", e))?;
+            .map_err(|e| SessionError::internal("resetting session storage", e))?
+            .map_err(|e| SessionError::internal("resetting session storage", e))?;
         tracing::info!(tenant.uid = %tenant, session.id = %session, was_running, "session storage reset");
         Ok(was_running)
     }

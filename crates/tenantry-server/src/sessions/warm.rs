@@ -109,7 +109,7 @@ impl SessionManager {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(runtime = %runtime.name, error = %e.message, "cannot fill the warm pool");
+                        tracing::warn!(runtime = %runtime.name, error = %e, "cannot fill the warm pool");
                         return;
                     }
                 }

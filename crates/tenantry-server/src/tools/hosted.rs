@@ -121,7 +121,7 @@ impl HostedRuntimes for HostedSessions {
                 .sessions
                 .invoke(&ctx, &tier, invocation)
                 .await
-                .map_err(from_api)
+                .map_err(|e| from_api(ApiError::from(e)))
         })
     }
 

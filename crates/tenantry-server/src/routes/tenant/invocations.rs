@@ -107,7 +107,7 @@ async fn invoke(
         body,
         permit,
     };
-    state.sessions.invoke(&ctx, &tier, invocation).await
+    Ok(state.sessions.invoke(&ctx, &tier, invocation).await?)
 }
 
 #[derive(Debug, Deserialize)]
