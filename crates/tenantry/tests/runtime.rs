@@ -15,28 +15,38 @@ use tenantry_testkit::{RequestBody, TestServer};
 mod support;
 
 use support::{
-    BIN, create_runtime, invoke, python_agent_dir, sandboxes_available, server, session_id,
-    test_agents_dir,
+    BIN, acme_and_globex_with_runtime, acme_with_runtime, assert_refused_over_quota,
+    create_runtime, invoke, invoke_ok, measured_server, python_agent_dir, sandboxes_available,
+    server, session_id, small_disk_tier, test_agents_dir,
 };
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `acme_with_runtime` with the Python example agent as runtime `py`, its idle timeout and
+/// maximum lifetime in seconds, every lifecycle duration divided by `divisor`.
+async fn py_with_lifecycle(
+    test: &str,
+    divisor: u32,
+    idle_timeout_seconds: u64,
+    max_lifetime_seconds: u64,
+) -> Option<(TestServer, String)> {
+    let lifecycle = json!({"idle_timeout_seconds": idle_timeout_seconds,
+                           "max_lifetime_seconds": max_lifetime_seconds});
+    let runtime = json!({"name": "py", "command": ["python3", "agent.py"],
+                         "workdir": python_agent_dir(), "lifecycle": lifecycle});
+    acme_with_runtime(test, divisor, "standard", runtime).await
+}
+
 #[tokio::test]
 async fn sessions_carry_context_persist_storage_and_belong_to_their_owner() {
-    if !sandboxes_available("sessions_carry_context_persist_storage_and_belong_to_their_owner") {
+    let test = "sessions_carry_context_persist_storage_and_belong_to_their_owner";
+    let runtime = json!({"name": "py", "command": ["python3", "agent.py"],
+                         "workdir": python_agent_dir(), "allowed_headers": ["X-Tenantry-Custom-Plan"]});
+    let Some(s) = acme_and_globex_with_runtime(test, runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    s.create_tenant("globex", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
-               "allowed_headers": ["X-Tenantry-Custom-Plan"]}),
-    )
-    .await;
+    };
     let alice = s.token("acme", "alice", &[]);
     let session = session_id("ctx");
 
@@ -152,18 +162,12 @@ async fn sessions_carry_context_persist_storage_and_belong_to_their_owner() {
 
 #[tokio::test]
 async fn storage_expires_and_workload_tokens_die_with_their_session() {
-    if !sandboxes_available("storage_expires_and_workload_tokens_die_with_their_session") {
+    let test = "storage_expires_and_workload_tokens_die_with_their_session";
+    let runtime = json!({"name": "py", "command": ["python3", "leaky.py"],
+                         "workdir": test_agents_dir(), "storage": {"idle_expiry_seconds": 1}});
+    let Some((s, alice)) = acme_with_runtime(test, 1, "standard", runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "leaky.py"], "workdir": test_agents_dir(),
-               "storage": {"idle_expiry_seconds": 1}}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    };
     let session = session_id("exp");
     let r = invoke(&s, "py", &alice, &session, json!({}), &[]).await;
     assert_eq!(r.body["invocations_in_session"], 1, "{}", r.text);
@@ -238,21 +242,15 @@ async fn broken_agents_give_clear_errors_not_hangs() {
 
 #[tokio::test]
 async fn memory_limit_kills_the_agent_with_sandbox_oom() {
-    if !sandboxes_available("memory_limit_kills_the_agent_with_sandbox_oom") {
-        return;
-    }
-    let s = server(1).await;
     // basic: 256 MiB per sandbox.
-    s.create_tenant("acme", "basic").await;
-    create_runtime(
-        &s,
-        json!({"name": "hog", "command": ["python3", "hog.py"], "workdir": test_agents_dir()}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    let test = "memory_limit_kills_the_agent_with_sandbox_oom";
+    let runtime =
+        json!({"name": "hog", "command": ["python3", "hog.py"], "workdir": test_agents_dir()});
+    let Some((s, alice)) = acme_with_runtime(test, 1, "basic", runtime).await else {
+        return;
+    };
     let session = session_id("oom");
-    let r = invoke(&s, "hog", &alice, &session, json!({"allocate_mb": 16}), &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    invoke_ok(&s, "hog", &alice, &session, json!({"allocate_mb": 16})).await;
     let r = invoke(
         &s,
         "hog",
@@ -265,25 +263,18 @@ async fn memory_limit_kills_the_agent_with_sandbox_oom() {
     assert_eq!((r.status, r.code()), (502, "sandbox_oom"), "{}", r.text);
     // The platform is fine, and the session starts afresh on the next call.
     assert_eq!(s.get("/v1/me", &alice).await.status, 200);
-    let r = invoke(&s, "hog", &alice, &session, json!({"allocate_mb": 1}), &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    invoke_ok(&s, "hog", &alice, &session, json!({"allocate_mb": 1})).await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn dedicated_runtimes_exist_only_for_their_tenant() {
-    if !sandboxes_available("dedicated_runtimes_exist_only_for_their_tenant") {
+    let test = "dedicated_runtimes_exist_only_for_their_tenant";
+    let runtime = json!({"name": "acme-only", "command": ["python3", "agent.py"],
+                         "workdir": python_agent_dir(), "tenancy": {"dedicated": "acme"}});
+    let Some(s) = acme_and_globex_with_runtime(test, runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    s.create_tenant("globex", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "acme-only", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
-               "tenancy": {"dedicated": "acme"}}),
-    )
-    .await;
+    };
     let acme = s.token("acme", "alice", &[]);
     let globex = s.token("globex", "bob", &[]);
     let r = invoke(
@@ -313,28 +304,16 @@ async fn dedicated_runtimes_exist_only_for_their_tenant() {
 
 #[tokio::test]
 async fn idle_timeout_stops_sessions_unless_busy() {
-    if !sandboxes_available("idle_timeout_stops_sessions_unless_busy") {
-        return;
-    }
     // Lifecycle durations divided by 30: the 60 s idle timeout acts after 2 s.
-    let s = server(30).await;
-    s.create_tenant("acme", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
-               "lifecycle": {"idle_timeout_seconds": 60, "max_lifetime_seconds": 600}}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    let test = "idle_timeout_stops_sessions_unless_busy";
+    let Some((s, alice)) = py_with_lifecycle(test, 30, 60, 600).await else {
+        return;
+    };
     let idle = session_id("idle");
     let busy = session_id("busy");
-    assert_eq!(
-        invoke(&s, "py", &alice, &idle, json!({}), &[]).await.status,
-        200
-    );
+    invoke_ok(&s, "py", &alice, &idle, json!({})).await;
     // This one reports HealthyBusy on /ping for 6 s (three idle timeouts).
-    let r = invoke(&s, "py", &alice, &busy, json!({"busy_seconds": 6}), &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    invoke_ok(&s, "py", &alice, &busy, json!({"busy_seconds": 6})).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let state = &s.server().state;
     let acme = s.tenant_uid("acme").await;
@@ -353,26 +332,13 @@ async fn idle_timeout_stops_sessions_unless_busy() {
 
 #[tokio::test]
 async fn max_lifetime_stops_even_busy_sessions() {
-    if !sandboxes_available("max_lifetime_stops_even_busy_sessions") {
-        return;
-    }
     // Divided by 60: the 60 s maximum lifetime acts after 1 s.
-    let s = server(60).await;
-    s.create_tenant("acme", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
-               "lifecycle": {"idle_timeout_seconds": 600, "max_lifetime_seconds": 60}}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    let test = "max_lifetime_stops_even_busy_sessions";
+    let Some((s, alice)) = py_with_lifecycle(test, 60, 600, 60).await else {
+        return;
+    };
     let session = session_id("life");
-    assert_eq!(
-        invoke(&s, "py", &alice, &session, json!({"busy_seconds": 60}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &alice, &session, json!({"busy_seconds": 60})).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let r = s.get(&format!("/v1/sessions/{session}"), &alice).await;
     assert_eq!(r.body["stop_reason"], "max_lifetime", "{}", r.text);
@@ -381,37 +347,19 @@ async fn max_lifetime_stops_even_busy_sessions() {
 
 #[tokio::test]
 async fn warm_pool_serves_new_sessions_once_each() {
-    if !sandboxes_available("warm_pool_serves_new_sessions_once_each") {
+    let test = "warm_pool_serves_new_sessions_once_each";
+    let runtime = json!({"name": "py", "command": ["python3", "agent.py"],
+                         "workdir": python_agent_dir(), "warm_pool": 2});
+    let Some((s, alice)) = acme_with_runtime(test, 1, "standard", runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(), "warm_pool": 2}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    };
     // The first session fills the pool for this tenant.
-    assert_eq!(
-        invoke(&s, "py", &alice, &session_id("w0"), json!({}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &alice, &session_id("w0"), json!({})).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut counters = Vec::new();
     for i in 0..3 {
-        let r = invoke(
-            &s,
-            "py",
-            &alice,
-            &session_id(&format!("w{}", i + 1)),
-            json!({}),
-            &[],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        let session = session_id(&format!("w{}", i + 1));
+        let r = invoke_ok(&s, "py", &alice, &session, json!({})).await;
         counters.push(r.body["invocations_in_session"].clone());
     }
     // Every new session starts with empty storage: a warm sandbox is never reused.
@@ -469,28 +417,18 @@ async fn a_dedicated_runtime_fills_its_warm_pool_before_its_first_session() {
 
 #[tokio::test]
 async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
-    if !sandboxes_available("a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network") {
+    let test = "a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network";
+    let runtime =
+        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir()});
+    let Some(s) = acme_and_globex_with_runtime(test, runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    s.create_tenant("globex", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir()}),
-    )
-    .await;
+    };
     create_runtime(&s, json!({"name": "hostile", "command": ["python3", "hostile.py"], "workdir": test_agents_dir()})).await;
 
     // A victim session of another tenant, with data in its storage.
     let victim = session_id("victim");
     let globex = s.token("globex", "bob", &[]);
-    assert_eq!(
-        invoke(&s, "py", &globex, &victim, json!({}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &globex, &victim, json!({})).await;
     let sessions = &s.server().state.sessions;
     // Where the host sees its files (inside its sandbox when its storage is an image).
     let victim_dir = sessions.storage_view(&s.tenant_uid("globex").await, &victim);
@@ -616,42 +554,17 @@ async fn concurrent_sessions_are_capped_by_the_tier() {
     .await;
     let alice = s.token("acme", "alice", &[]);
     let first = session_id("cap");
-    assert_eq!(
-        invoke(&s, "py", &alice, &first, json!({}), &[])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        invoke(&s, "py", &alice, &session_id("cap"), json!({}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &alice, &first, json!({})).await;
+    invoke_ok(&s, "py", &alice, &session_id("cap"), json!({})).await;
     let r = invoke(&s, "py", &alice, &session_id("cap"), json!({}), &[]).await;
     assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.text);
     // A running session keeps working, and another tenant has its own allowance.
-    assert_eq!(
-        invoke(&s, "py", &alice, &first, json!({}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &alice, &first, json!({})).await;
     let bob = s.token("globex", "bob", &[]);
-    assert_eq!(
-        invoke(&s, "py", &bob, &session_id("cap"), json!({}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &bob, &session_id("cap"), json!({})).await;
     // Stopping one frees a place.
     s.delete(&format!("/v1/sessions/{first}"), &alice).await;
-    assert_eq!(
-        invoke(&s, "py", &alice, &session_id("cap"), json!({}), &[])
-            .await
-            .status,
-        200
-    );
+    invoke_ok(&s, "py", &alice, &session_id("cap"), json!({})).await;
     s.stop().await;
 }
 
@@ -737,69 +650,28 @@ async fn session_storage_is_limited_by_the_tier() {
     }
     // The soft limit (storage measured after each invocation); the hard one, on an image, is
     // tested in `storage_quota.rs`.
-    let s = tenantry_testkit::TestServer::builder()
-        .sandbox_helper(BIN, &["sandbox-helper"])
-        .configure(|c| {
-            c.runtime.ready_timeout_seconds = 5;
-            c.runtime.storage_limit = tenantry_server::config::StorageLimit::Measure;
-        })
-        .start()
-        .await;
-    let tier = json!({"limits": {"requests_per_second": 100, "burst": 100},
-                      "sandbox": {"memory_mb": 256, "cpu_millis": 1000, "max_processes": 64, "storage_mb": 4}});
-    s.admin("PUT", "/v1/admin/tiers/small-disk", Some(tier))
-        .await;
+    let s = measured_server().await;
+    small_disk_tier(&s, 4).await;
     s.create_tenant("acme", "small-disk").await;
     create_runtime(&s, json!({"name": "filler", "command": ["python3", "filler.py"], "workdir": test_agents_dir()})).await;
     let alice = s.token("acme", "alice", &[]);
     let session = session_id("disk");
-    assert_eq!(
-        invoke(&s, "filler", &alice, &session, json!({"write_mb": 2}), &[])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        invoke(&s, "filler", &alice, &session, json!({"write_mb": 3}), &[])
-            .await
-            .status,
-        200
-    );
-    // Now 5 MiB against a 4 MiB limit: the next invocation is refused once measured.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = invoke(&s, "filler", &alice, &session, json!({}), &[]).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (507, "storage_exceeded"),
-        "{}",
-        r.text
-    );
-    // Resuming an over-full session is refused too.
-    s.delete(&format!("/v1/sessions/{session}"), &alice).await;
-    let r = invoke(&s, "filler", &alice, &session, json!({}), &[]).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (507, "storage_exceeded"),
-        "{}",
-        r.text
-    );
+    invoke_ok(&s, "filler", &alice, &session, json!({"write_mb": 2})).await;
+    invoke_ok(&s, "filler", &alice, &session, json!({"write_mb": 3})).await;
+    // Now 5 MiB against a 4 MiB limit: the next invocation is refused once measured, and so
+    // is resuming the over-full session.
+    assert_refused_over_quota(&s, "filler", &alice, &session).await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn invocation_bodies_pass_up_to_the_runtime_limit() {
-    if !sandboxes_available("invocation_bodies_pass_up_to_the_runtime_limit") {
+    let test = "invocation_bodies_pass_up_to_the_runtime_limit";
+    let runtime = json!({"name": "py", "command": ["python3", "agent.py"],
+                         "workdir": python_agent_dir(), "max_body_bytes": 4 * 1024 * 1024});
+    let Some((s, alice)) = acme_with_runtime(test, 1, "standard", runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "py", "command": ["python3", "agent.py"], "workdir": python_agent_dir(),
-               "max_body_bytes": 4 * 1024 * 1024}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    };
     let session = session_id("body");
     // 3 MiB: larger than the control plane's 1 MiB limit, within the runtime's 4 MiB.
     let prompt = "x".repeat(3 * 1024 * 1024);
@@ -819,22 +691,16 @@ async fn invocation_bodies_pass_up_to_the_runtime_limit() {
 
 #[tokio::test]
 async fn invocations_of_a_session_reuse_the_agent_connection() {
-    if !sandboxes_available("invocations_of_a_session_reuse_the_agent_connection") {
+    let test = "invocations_of_a_session_reuse_the_agent_connection";
+    let runtime = json!({"name": "keepalive", "command": ["python3", "keepalive.py"],
+                         "workdir": test_agents_dir()});
+    let Some((s, alice)) = acme_with_runtime(test, 1, "standard", runtime).await else {
         return;
-    }
-    let s = server(1).await;
-    s.create_tenant("acme", "standard").await;
-    create_runtime(
-        &s,
-        json!({"name": "keepalive", "command": ["python3", "keepalive.py"], "workdir": test_agents_dir()}),
-    )
-    .await;
-    let alice = s.token("acme", "alice", &[]);
+    };
     let session = session_id("keepalive");
     let mut ports = Vec::new();
     for _ in 0..4 {
-        let r = invoke(&s, "keepalive", &alice, &session, json!({"n": 1}), &[]).await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        let r = invoke_ok(&s, "keepalive", &alice, &session, json!({"n": 1})).await;
         ports.push(r.body["port"].as_u64().unwrap());
     }
     // The first invocation may come on a new connection; the ones after it come on the one

@@ -17,7 +17,10 @@ use tenantry_testkit::TestServer;
 
 mod support;
 
-use support::{create_runtime, invoke, sandboxes_available, server, session_id, test_agents_dir};
+use support::{
+    assert_refused_over_quota, create_runtime, invoke_ok, measured_server, sandboxes_available,
+    server, session_id, small_disk_tier, test_agents_dir,
+};
 
 const MB: u64 = 1024 * 1024;
 
@@ -37,10 +40,7 @@ fn images_available(test: &str) -> bool {
 /// A server with a 5 MB tier `small-disk`, tenant `acme` on it, and the `quota` agent.
 async fn small_disk() -> TestServer {
     let s = server(1).await;
-    let tier = json!({"limits": {"requests_per_second": 1000, "burst": 1000},
-                      "sandbox": {"memory_mb": 256, "cpu_millis": 1000, "max_processes": 64, "storage_mb": 5}});
-    s.admin("PUT", "/v1/admin/tiers/small-disk", Some(tier))
-        .await;
+    small_disk_tier(&s, 5).await;
     s.create_tenant("acme", "small-disk").await;
     create_runtime(
         &s,
@@ -61,9 +61,7 @@ fn allocated(path: &Path) -> u64 {
 }
 
 async fn call(s: &TestServer, token: &str, session: &str, body: Value) -> Value {
-    let r = invoke(s, "quota", token, session, body, &[]).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+    invoke_ok(s, "quota", token, session, body).await.body
 }
 
 #[tokio::test]
@@ -240,18 +238,8 @@ async fn a_session_over_its_measured_quota_is_usable_again_after_a_reset() {
     if !sandboxes_available("a_session_over_its_measured_quota_is_usable_again_after_a_reset") {
         return;
     }
-    let s = TestServer::builder()
-        .sandbox_helper(support::BIN, &["sandbox-helper"])
-        .configure(|c| {
-            c.runtime.ready_timeout_seconds = 5;
-            c.runtime.storage_limit = tenantry_server::config::StorageLimit::Measure;
-        })
-        .start()
-        .await;
-    let tier = json!({"limits": {"requests_per_second": 1000, "burst": 1000},
-                      "sandbox": {"memory_mb": 256, "cpu_millis": 1000, "max_processes": 64, "storage_mb": 5}});
-    s.admin("PUT", "/v1/admin/tiers/small-disk", Some(tier))
-        .await;
+    let s = measured_server().await;
+    small_disk_tier(&s, 5).await;
     s.create_tenant("acme", "small-disk").await;
     create_runtime(
         &s,
@@ -270,22 +258,7 @@ async fn a_session_over_its_measured_quota_is_usable_again_after_a_reset() {
     let dir = sessions.storage_dir(&s.tenant_uid("acme").await, &session);
     assert!(!tenantry_runtime::storage::image_of(&dir).exists());
     // Measured after the invocation: over, so the next one is refused, and so is a resume.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = invoke(&s, "quota", &alice, &session, json!({}), &[]).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (507, "storage_exceeded"),
-        "{}",
-        r.text
-    );
-    s.delete(&format!("/v1/sessions/{session}"), &alice).await;
-    let r = invoke(&s, "quota", &alice, &session, json!({}), &[]).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (507, "storage_exceeded"),
-        "{}",
-        r.text
-    );
+    assert_refused_over_quota(&s, "quota", &alice, &session).await;
     // The owner resets the storage: the session is usable again, on empty storage.
     let r = s
         .delete(&format!("/v1/sessions/{session}?storage=true"), &alice)

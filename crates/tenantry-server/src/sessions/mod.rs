@@ -140,8 +140,8 @@ struct Sandboxed {
     times: LaunchTimes,
 }
 
-/// The two steps of a launch: the backend's start (helper, namespaces, cgroups, agent
-/// executed) and the wait until the agent listened.
+/// The two steps of a launch: the backend's start (until the agent was executed in the
+/// sandbox) and the wait until the agent listened.
 #[derive(Debug, Clone, Copy, Default)]
 struct LaunchTimes {
     start: Duration,

@@ -122,14 +122,15 @@ impl SessionManager {
     }
 
     /// What platform processes of this node that are gone (killed without cleaning up) left
-    /// on the host: their sandboxes' cgroups, their run directories (bridge sockets, sandbox
+    /// on the host: what the backend keeps of their sandboxes (the process backend's cgroups),
+    /// their run directories (bridge sockets, sandbox
     /// run files) and the storage of their warm sandboxes (never bound to a session). Those of
     /// a platform process still running beside this one are left alone.
     async fn reap_leftovers(&self) {
         let manager = self.clone();
         let reaped = tokio::task::spawn_blocking(move || {
             let inner = &manager.inner;
-            let cgroups = inner.backend.reap_leftovers();
+            let sandboxes = inner.backend.reap_leftovers();
             let mut run_dirs = tenantry_runtime::reap::reap_run_dirs(&inner.run_root);
             // Earlier builds kept every process's run files in these two directories.
             for legacy in ["sandboxes", "bridges"] {
@@ -149,14 +150,14 @@ impl SessionManager {
                     warm += usize::from(removed.is_ok());
                 }
             }
-            (cgroups, run_dirs, warm)
+            (sandboxes, run_dirs, warm)
         })
         .await;
-        if let Ok((cgroups, run_dirs, warm)) = reaped
-            && cgroups + run_dirs + warm > 0
+        if let Ok((sandboxes, run_dirs, warm)) = reaped
+            && sandboxes + run_dirs + warm > 0
         {
             tracing::info!(
-                cgroups,
+                sandboxes,
                 run_dirs,
                 warm_storage = warm,
                 "removed what platform processes that are gone left behind"

@@ -1,9 +1,9 @@
 # An agent that reports the file descriptors it was started with (before it opened any of its
 # own) and what it can read through descriptors it did not open: an inherited descriptor is a
 # way out of the sandbox.
-import json
 import os
-from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from jsonagent import JsonHandler, serve
 
 
 def inherited():
@@ -19,25 +19,9 @@ def inherited():
 AT_START = inherited()
 
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-
-    def do_GET(self):
-        self.reply({"status": "Healthy"})
-
+class H(JsonHandler):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        body = self.body()
         read = {}
         for fd in body.get("read_fds", []):
             try:
@@ -47,4 +31,4 @@ class H(BaseHTTPRequestHandler):
         self.reply({"fds_at_start": AT_START, "read": read})
 
 
-HTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
+serve(H, threaded=False)

@@ -1,10 +1,10 @@
 # A hostile agent: on each invocation it tries to break out of its sandbox in the ways the
 # request names, and reports what worked. Every "escaped" entry must come back false.
-import json
 import os
 import signal
 import socket
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from jsonagent import JsonHandler, serve
 
 
 def attempt(fn):
@@ -44,26 +44,9 @@ def probe(req):
     return {"escaped": r, "visible_pids": pids, "uid": os.getuid()}
 
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-
-    def do_GET(self):
-        self.reply({"status": "Healthy"})
-
+class H(JsonHandler):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        self.reply(probe(body))
+        self.reply(probe(self.body()))
 
 
-ThreadingHTTPServer(("127.0.0.1", 8080), H).serve_forever()
+serve(H)

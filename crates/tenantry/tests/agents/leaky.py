@@ -3,12 +3,12 @@
 # request: the lifecycle tests use it to see what an old sandbox, token or storage could reach.
 # Arguments: a marker (ignored; tests find the process by it) and, optionally, seconds to wait
 # before listening (a slow start).
-import json
 import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from jsonagent import JsonHandler, serve
 
 DIR = os.environ.get("SESSION_DIR", "/mnt/session")
 
@@ -32,25 +32,9 @@ def keep_writing():
         time.sleep(0.05)
 
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-
-    def do_GET(self):
-        self.reply({"status": "Healthy"})
-
+class H(JsonHandler):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        body = self.body()
         for name, data in body.get("write", {}).items():
             with open(os.path.join(DIR, name), "w") as f:
                 f.write(data)
@@ -70,4 +54,4 @@ class H(BaseHTTPRequestHandler):
 
 if len(sys.argv) > 2:
     time.sleep(float(sys.argv[2]))
-ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
+serve(H)

@@ -2,10 +2,10 @@
 # thread that keeps going after the invocation returned, reports what it managed to write and
 # the error that stopped it, and deletes files on request.
 import errno
-import json
 import os
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from jsonagent import JsonHandler, serve
 
 DIR = os.environ.get("SESSION_DIR", "/mnt/session")
 MB = 1024 * 1024
@@ -26,25 +26,9 @@ def fill(name, mb, report):
     report["done"] = True
 
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, obj):
-        b = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-
-    def do_GET(self):
-        self.reply({"status": "Healthy"})
-
+class H(JsonHandler):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        body = self.body()
         out = {}
         for name in body.get("delete", []):
             os.remove(os.path.join(DIR, name))
@@ -71,4 +55,4 @@ class H(BaseHTTPRequestHandler):
         self.reply(out)
 
 
-ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
+serve(H)

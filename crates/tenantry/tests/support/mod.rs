@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tenantry_testkit::{RequestBody, Response, TestServer};
 
 /// The `tenantry` binary under test (also the sandbox helper: `tenantry sandbox-helper`).
@@ -60,6 +60,61 @@ pub async fn server(divisor: u32) -> TestServer {
         .await
 }
 
+/// `server(1)`, but the tier's storage size is a soft limit (`storage_limit = "measure"`: the
+/// storage is a directory, measured after each invocation) even where images are possible.
+pub async fn measured_server() -> TestServer {
+    TestServer::builder()
+        .sandbox_helper(BIN, &["sandbox-helper"])
+        .configure(|c| {
+            c.runtime.ready_timeout_seconds = 5;
+            c.runtime.storage_limit = tenantry_server::config::StorageLimit::Measure;
+        })
+        .start()
+        .await
+}
+
+/// Creates the tier `small-disk`: sessions get `storage_mb` of storage (and 256 MiB, one core,
+/// 64 processes); its request rate is never reached by a test.
+pub async fn small_disk_tier(s: &TestServer, storage_mb: u32) {
+    let tier = json!({"limits": {"requests_per_second": 1000, "burst": 1000},
+                      "sandbox": {"memory_mb": 256, "cpu_millis": 1000, "max_processes": 64,
+                                  "storage_mb": storage_mb}});
+    s.admin("PUT", "/v1/admin/tiers/small-disk", Some(tier))
+        .await;
+}
+
+/// The start most sandbox tests share: `None` (after a SKIP line) on a host that cannot run
+/// sandboxes; otherwise `server(divisor)` with tenant `acme` on `tier`, the runtime `runtime`
+/// created, and a token of acme's user `alice`.
+pub async fn acme_with_runtime(
+    test: &str,
+    divisor: u32,
+    tier: &str,
+    runtime: Value,
+) -> Option<(TestServer, String)> {
+    if !sandboxes_available(test) {
+        return None;
+    }
+    let s = server(divisor).await;
+    s.create_tenant("acme", tier).await;
+    create_runtime(&s, runtime).await;
+    let alice = s.token("acme", "alice", &[]);
+    Some((s, alice))
+}
+
+/// `acme_with_runtime`'s start for tests of two tenants: tenants `acme` and `globex`, both on
+/// tier `standard`, and the runtime `runtime`.
+pub async fn acme_and_globex_with_runtime(test: &str, runtime: Value) -> Option<TestServer> {
+    if !sandboxes_available(test) {
+        return None;
+    }
+    let s = server(1).await;
+    s.create_tenant("acme", "standard").await;
+    s.create_tenant("globex", "standard").await;
+    create_runtime(&s, runtime).await;
+    Some(s)
+}
+
 pub fn session_id(tag: &str) -> String {
     format!("{tag}-{}", uuid_like())
 }
@@ -92,6 +147,41 @@ pub async fn invoke(
         Some(RequestBody::Json(body)),
     )
     .await
+}
+
+/// `invoke` with no extra headers, which must answer 200.
+pub async fn invoke_ok(
+    s: &TestServer,
+    runtime: &str,
+    token: &str,
+    session: &str,
+    body: Value,
+) -> Response {
+    let r = invoke(s, runtime, token, session, body, &[]).await;
+    assert_eq!(r.status, 200, "{runtime}: {}", r.text);
+    r
+}
+
+/// A session whose storage (a directory, measured after each invocation) went over its tier's
+/// size: once measured, its next invocation is refused with 507 `storage_exceeded`, and so is
+/// its resume after a stop.
+pub async fn assert_refused_over_quota(s: &TestServer, runtime: &str, token: &str, session: &str) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = invoke(s, runtime, token, session, json!({}), &[]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (507, "storage_exceeded"),
+        "{}",
+        r.text
+    );
+    s.delete(&format!("/v1/sessions/{session}"), token).await;
+    let r = invoke(s, runtime, token, session, json!({}), &[]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (507, "storage_exceeded"),
+        "a resume: {}",
+        r.text
+    );
 }
 
 pub async fn create_runtime(s: &TestServer, body: Value) {
