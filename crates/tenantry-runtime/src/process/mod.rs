@@ -1,6 +1,6 @@
 //! The `process` sandbox backend, platform side: prepares a session's cgroup, storage and
-//! run directory, runs the helper (see `helper`), and hands back a `ProcessInstance` that owns the
-//! sandbox: it reaches the agent, meters the cgroup, reports how the agent ended, and stops
+//! run directory, runs the helper (see `helper`), and hands back a `ProcessInstance` that owns
+//! the sandbox: it reaches the agent, meters the cgroup, reports how the agent ended, and stops
 //! everything.
 //!
 //! Identity: when the platform runs as root, the sandbox's root user is mapped to an
@@ -13,6 +13,7 @@
 //! platform is not root, the sandbox's root is the platform's own uid.
 //!
 //! This module must never pass the platform's environment, file descriptors or credentials into
+//! the sandbox: the helper is started with an empty environment and only stdin/stdout/stderr.
 //!
 //! Split by concern: this module prepares and launches (`ProcessSandbox`), `spares` keeps
 //! helpers started ahead of need, `instance` is the running sandbox (`ProcessInstance`: the
