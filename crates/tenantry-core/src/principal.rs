@@ -4,7 +4,8 @@
 //! A `TenantScope` can be made in exactly two ways: from a `TenantContext` (which the identity
 //! layer builds only after verifying a credential), or by the operator's admin code through
 //! `TenantScope::for_operator`, whose `OperatorGrant` is minted only by `OperatorKey::verify`
-//! (or, for the platform's own background work, a `SystemGrant` minted once at start). Neither takes a tenant id from a request body, query or header.
+//! (or, for the platform's own background work, a `SystemGrant` minted once at start). Neither
+//! takes a tenant id from a request body, query or header.
 
 use std::collections::BTreeMap;
 
@@ -113,22 +114,11 @@ mod sealed {
 
 /// Either authority that may reach more than one tenant's data: the operator's
 /// (`OperatorGrant`) or the platform's own (`SystemGrant`). Sealed: no other type can claim it.
-pub trait CrossTenantGrant: sealed::Sealed + Copy + Send + Sync + std::fmt::Debug {
-    /// Who holds it, for logs and audit: `operator` or `system`.
-    fn holder(&self) -> &'static str;
-}
+pub trait CrossTenantGrant: sealed::Sealed + Copy + Send + Sync + std::fmt::Debug {}
 
-impl CrossTenantGrant for OperatorGrant {
-    fn holder(&self) -> &'static str {
-        "operator"
-    }
-}
+impl CrossTenantGrant for OperatorGrant {}
 
-impl CrossTenantGrant for SystemGrant {
-    fn holder(&self) -> &'static str {
-        "system"
-    }
-}
+impl CrossTenantGrant for SystemGrant {}
 
 /// Everything Tenantry knows about the caller's tenant for this request, resolved from the
 /// verified principal and the tenant registry.

@@ -9,15 +9,6 @@ pub const SESSION_HEADER: &str = "x-tenantry-session-id";
 pub(super) const MCP_SESSION_HEADER: &str = "mcp-session-id";
 pub const AGENTCORE_SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 
-/// Whether a caller-chosen session id is acceptable (the one rule: `SessionId`).
-pub fn valid_session_id(id: &str) -> bool {
-    tenantry_core::SessionId::is_valid(id)
-}
-
-pub fn new_session_id() -> String {
-    tenantry_core::SessionId::generate().into_string()
-}
-
 /// The user JWT a caller presented, for `Invocation::subject`: only a JWT caller has one.
 pub fn subject_of(ctx: &TenantContext, headers: &HeaderMap) -> Option<String> {
     match &ctx.credential {

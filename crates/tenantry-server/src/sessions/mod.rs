@@ -61,9 +61,7 @@ use agent::{
 };
 use bridge::{Binding, bridge_auth};
 pub use error::SessionError;
-pub use headers::{
-    AGENTCORE_SESSION_HEADER, SESSION_HEADER, new_session_id, subject_of, valid_session_id,
-};
+pub use headers::{AGENTCORE_SESSION_HEADER, SESSION_HEADER, subject_of};
 use headers::{MCP_SESSION_HEADER, agent_headers};
 pub use storage::SessionStorage;
 use storage::{measure_storage, storage_exceeded};

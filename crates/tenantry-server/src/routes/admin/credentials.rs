@@ -2,7 +2,7 @@
 //! Credentials are write-only: a response shows their metadata and versions, never a secret,
 //! and a refused credential body is described without echoing its values.
 
-use super::{parse_tenant, require_tenant};
+use super::scope_of;
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
@@ -16,7 +16,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantry_core::{ErrorCode, TenantScope, UserId};
+use tenantry_core::{ErrorCode, UserId};
 use tenantry_vault::{Credential, VaultError};
 
 pub fn routes() -> Router<AppState> {
@@ -40,12 +40,6 @@ fn vault_error(e: VaultError) -> ApiError {
         }
         tenantry_core::Blame::Internal => ApiError::internal("using the vault", e),
     }
-}
-
-async fn scope_of(state: &AppState, op: Operator, raw_id: &str) -> ApiResult<TenantScope> {
-    let id = parse_tenant(raw_id)?;
-    require_tenant(state, &id).await?;
-    Ok(TenantScope::for_operator(op.0, id))
 }
 
 #[derive(Debug, Deserialize)]

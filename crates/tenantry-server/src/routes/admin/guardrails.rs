@@ -37,12 +37,10 @@ fn parse_scope(raw: &str) -> ApiResult<GuardrailScope> {
 }
 
 async fn require_scope(state: &AppState, scope: &GuardrailScope) -> ApiResult<()> {
-    if let GuardrailScope::Tenant(t) = scope
-        && state.store.get_tenant(t).await?.is_none()
-    {
-        return Err(ApiError::not_found("tenant"));
+    match scope {
+        GuardrailScope::Tenant(t) => super::require_tenant(state, t).await.map(drop),
+        GuardrailScope::Profile(_) => Ok(()),
     }
-    Ok(())
 }
 
 fn view(r: &GuardrailRecord, with_body: bool) -> Value {

@@ -15,8 +15,9 @@ pub mod tool_targets;
 pub mod usage;
 
 use axum::Router;
-use tenantry_core::{Tenant, TenantId, TierName};
+use tenantry_core::{Tenant, TenantId, TenantScope, TierName};
 
+use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -50,6 +51,25 @@ pub(crate) async fn require_tenant(state: &AppState, id: &TenantId) -> ApiResult
         .get_tenant(id)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+/// `not_found` unless the tier `name` exists.
+pub(crate) async fn require_tier(state: &AppState, name: &TierName) -> ApiResult<()> {
+    match state.store.get_tier(name).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("tier")),
+    }
+}
+
+/// The operator's scope on the tenant named in a path: invalid when malformed, `not_found`
+/// when there is no such tenant.
+pub(crate) async fn scope_of(
+    state: &AppState,
+    op: Operator,
+    raw_id: &str,
+) -> ApiResult<TenantScope> {
+    let tenant = require_tenant(state, &parse_tenant(raw_id)?).await?;
+    Ok(TenantScope::for_operator(op.0, tenant.id))
 }
 
 /// What a rollback of a versioned document (policy set, guardrail profile) activates: the

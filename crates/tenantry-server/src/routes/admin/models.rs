@@ -5,7 +5,7 @@
 //! store, and applied to the live router without a restart (on this replica at once, on the
 //! others within `REGISTRY_TTL`). Every handler takes an `Operator`.
 
-use super::{parse_tenant, parse_tier, require_tenant};
+use super::{parse_tenant, parse_tier, require_tenant, require_tier};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
@@ -48,13 +48,6 @@ pub fn routes() -> Router<AppState> {
 fn invalid_routes(e: &ConfigError, prefix: &str) -> ApiError {
     let key = e.key.strip_prefix(prefix).unwrap_or(&e.key);
     ApiError::invalid(format!("`{key}` is not valid: {}", e.message))
-}
-
-async fn require_tier(state: &AppState, tier: &TierName) -> ApiResult<()> {
-    match state.store.get_tier(tier).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found("tier")),
-    }
 }
 
 // ---- overview and tier routes

@@ -2,7 +2,7 @@
 //! versioned, applied without a restart. An upload is validated against the Cedar schema of the
 //! tools known now, and refused with the line and column of each problem.
 
-use super::require_tenant;
+use super::{require_tenant, require_tier};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult, current_request_id, openai_type};
 use crate::extract::ApiPath;
@@ -54,10 +54,7 @@ fn parse_scope(raw: &str) -> ApiResult<PolicyScope> {
 async fn require_scope(state: &AppState, scope: &PolicyScope) -> ApiResult<()> {
     match scope {
         PolicyScope::Platform => Ok(()),
-        PolicyScope::Tier(t) => match state.store.get_tier(t).await? {
-            Some(_) => Ok(()),
-            None => Err(ApiError::not_found("tier")),
-        },
+        PolicyScope::Tier(t) => require_tier(state, t).await,
         PolicyScope::Tenant(t) => require_tenant(state, t).await.map(drop),
     }
 }

@@ -2,7 +2,7 @@
 //! delete (with everything of the tenant), and the tenant's keys. Every handler takes an
 //! `Operator`, which only the operator key yields; tenant credentials are refused with 403.
 
-use super::parse_tenant;
+use super::{parse_tenant, require_tenant, scope_of};
 use crate::audit::AuditNote;
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tenantry_core::{
-    IsolationSettings, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, TenantUid,
-    Tier, TierName, unix_now,
+    IsolationSettings, Tenant, TenantId, TenantIsolation, TenantStatus, TenantUid, Tier, TierName,
+    unix_now,
 };
 use tenantry_store::ApiKeyRecord;
 
@@ -205,12 +205,7 @@ async fn list_tenants(_: Operator, State(state): State<AppState>) -> ApiResult<J
 }
 
 async fn load_tenant(state: &AppState, raw_id: &str) -> ApiResult<Tenant> {
-    let id = parse_tenant(raw_id)?;
-    state
-        .store
-        .get_tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))
+    require_tenant(state, &parse_tenant(raw_id)?).await
 }
 
 async fn get_tenant(
@@ -308,11 +303,6 @@ async fn delete_tenant(
 }
 
 // ---- tenant API keys
-
-async fn scope_of(state: &AppState, op: Operator, raw_id: &str) -> ApiResult<TenantScope> {
-    let tenant = load_tenant(state, raw_id).await?;
-    Ok(TenantScope::for_operator(op.0, tenant.id))
-}
 
 async fn list_keys(
     op: Operator,

@@ -19,10 +19,7 @@ use crate::auth::{CallerTier, TenantCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::runtimes::Protocol;
-use crate::sessions::{
-    AGENTCORE_SESSION_HEADER, Invocation, SESSION_HEADER, new_session_id, subject_of,
-    valid_session_id,
-};
+use crate::sessions::{AGENTCORE_SESSION_HEADER, Invocation, SESSION_HEADER, subject_of};
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -42,12 +39,12 @@ fn session_id(headers: &HeaderMap) -> ApiResult<String> {
         .get(SESSION_HEADER)
         .or_else(|| headers.get(AGENTCORE_SESSION_HEADER));
     match given {
-        None => Ok(new_session_id()),
+        None => Ok(tenantry_core::SessionId::generate().into_string()),
         Some(v) => {
             let id = v
                 .to_str()
                 .map_err(|_| ApiError::invalid("the session id header is not valid text"))?;
-            if valid_session_id(id) {
+            if tenantry_core::SessionId::is_valid(id) {
                 Ok(id.to_string())
             } else {
                 Err(ApiError::invalid(
