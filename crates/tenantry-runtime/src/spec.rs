@@ -50,7 +50,9 @@ impl PlatformBridge {
 /// Everything needed to start one session's sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
-    /// The session this sandbox serves (used for attribution only, never in a path).
+    /// A label for attribution in logs, never used in a path: the id of the session the
+    /// sandbox serves, or a warm spare's name before any session is bound to it — so not
+    /// necessarily a `tenantry_core::SessionId`, whose rule the server applies to sessions.
     pub session_id: String,
     pub tenant: TenantId,
     /// Program and arguments; the program is looked up on the agent's `PATH` when it has no `/`.
@@ -111,7 +113,7 @@ impl SandboxSpec {
             || self.session_id.len() > 256
             || self.session_id.chars().any(char::is_control)
         {
-            return bad("session_id must be 1 to 256 characters without control characters".into());
+            return bad("session_id (the sandbox's label) must be 1 to 256 characters without control characters".into());
         }
         if self.command.is_empty() || self.command[0].is_empty() {
             return bad("command must name a program".into());

@@ -26,7 +26,7 @@ async fn server_with_bobs_session() -> TestServer {
         .insert_session(
             &scope,
             &SessionRecord {
-                id: BOB_SESSION.into(),
+                id: tenantry_core::SessionId::new(BOB_SESSION).unwrap(),
                 tenant_id: TenantId::new("acme").unwrap(),
                 user_id: UserId::new("bob").unwrap(),
                 runtime: RuntimeName::new("echo").unwrap(),

@@ -8,7 +8,7 @@
 //! decide which status transitions make sense (the runtime layer does).
 
 use serde::{Deserialize, Serialize};
-use tenantry_core::{CrossTenantGrant, RuntimeName, TenantId, TenantScope, UserId};
+use tenantry_core::{CrossTenantGrant, RuntimeName, SessionId, TenantId, TenantScope, UserId};
 
 use crate::db::{scalar, sql};
 use crate::row::Row;
@@ -54,8 +54,7 @@ impl SessionStatus {
 /// only within the tenant: the key is `(tenant_id, id)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// a valid `tenantry_core::SessionId`.
-    pub id: String,
+    pub id: SessionId,
     pub tenant_id: TenantId,
     /// The user that created the session; nobody else may use it.
     pub user_id: UserId,
@@ -80,7 +79,7 @@ macro_rules! session_cols {
 }
 
 fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
-    let id = row.text("id")?;
+    let id = row.parsed("id", SessionId::new)?;
     let status_text = row.text("status")?;
     let status = SessionStatus::parse(&status_text).ok_or_else(|| {
         StoreError::corrupt(format!("session {id}: unknown status {status_text:?}"))
@@ -116,11 +115,6 @@ impl Store {
                 session.tenant_id
             )));
         }
-        if let Err(e) = tenantry_core::SessionId::new(session.id.as_str()) {
-            return Err(StoreError::Database(format!(
-                "refusing to store a session: {e}"
-            )));
-        }
         let s = session;
         sql!(self.tenant_data(tenant) => execute(
             sqlite: concat!("INSERT INTO sessions (", session_cols!(), ")
@@ -128,7 +122,7 @@ impl Store {
             postgres: concat!("INSERT INTO sessions (", session_cols!(), ")
                                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
             tenant.as_str(),
-            &s.id,
+            s.id.as_str(),
             s.user_id.as_str(),
             s.runtime.as_str(),
             s.status.as_str(),
@@ -334,7 +328,7 @@ impl Store {
         grant: impl CrossTenantGrant,
         before: i64,
         limit: u32,
-    ) -> Result<Vec<(TenantId, String, RuntimeName)>, StoreError> {
+    ) -> Result<Vec<(TenantId, SessionId, RuntimeName)>, StoreError> {
         let rows = sql!(self.all_tenants(&grant) => fetch_all(
             sqlite: "SELECT tenant_id, id, runtime FROM sessions
                      WHERE status IN ('stopped', 'expired') AND last_active_at < ?1
@@ -351,7 +345,7 @@ impl Store {
             .map(|row| {
                 Ok((
                     row.parsed("tenant_id", TenantId::new)?,
-                    row.text("id")?,
+                    row.parsed("id", SessionId::new)?,
                     row.parsed("runtime", RuntimeName::new)?,
                 ))
             })
@@ -366,7 +360,7 @@ impl Store {
         grant: impl CrossTenantGrant,
         node: &str,
         limit: u32,
-    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+    ) -> Result<Vec<(TenantId, SessionId)>, StoreError> {
         let rows = sql!(self.all_tenants(&grant) => fetch_all(
             sqlite: "SELECT tenant_id, id FROM sessions WHERE node = ?1 AND status = 'active'
                      ORDER BY tenant_id, id LIMIT ?2",
@@ -376,7 +370,12 @@ impl Store {
             i64::from(limit),
         ))?;
         rows.iter()
-            .map(|row| Ok((row.parsed("tenant_id", TenantId::new)?, row.text("id")?)))
+            .map(|row| {
+                Ok((
+                    row.parsed("tenant_id", TenantId::new)?,
+                    row.parsed("id", SessionId::new)?,
+                ))
+            })
             .collect()
     }
 }

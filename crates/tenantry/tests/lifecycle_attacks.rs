@@ -22,7 +22,7 @@ mod support;
 
 use support::{
     create_runtime, free_port, init_state, invoke, ok, sandboxes_available, serve, server,
-    session_id, test_agents_dir,
+    session_id, test_agents_dir, typed,
 };
 
 /// Processes on this host whose command line contains `marker` (an agent's unique argument).
@@ -153,10 +153,10 @@ async fn a_deleted_tenant_leaves_nothing_that_a_new_tenant_of_its_id_could_reach
     );
     let old_uid = s.tenant_uid("acme").await;
     let sessions = &s.server().state.sessions;
-    let storage = sessions.storage_dir(&old_uid, &session);
+    let storage = sessions.storage_dir(&old_uid, &typed(&session));
     assert!(
         sessions
-            .storage_view(&old_uid, &session)
+            .storage_view(&old_uid, &typed(&session))
             .join("secret")
             .exists()
     );
@@ -178,7 +178,7 @@ async fn a_deleted_tenant_leaves_nothing_that_a_new_tenant_of_its_id_could_reach
     );
     assert!(!storage.exists(), "{}", storage.display());
     assert!(!storage.parent().unwrap().exists());
-    assert!(sessions.is_running(&s.tenant_uid("globex").await, &other));
+    assert!(sessions.is_running(&s.tenant_uid("globex").await, &typed(&other)));
     // Its credentials are dead.
     let r = s.get("/v1/me", &old_token).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"), "{}", r.text);

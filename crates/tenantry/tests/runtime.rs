@@ -17,7 +17,7 @@ mod support;
 use support::{
     BIN, acme_and_globex_with_runtime, acme_with_runtime, assert_refused_over_quota,
     create_runtime, invoke, invoke_ok, measured_server, python_agent_dir, sandboxes_available,
-    server, session_id, small_disk_tier, test_agents_dir,
+    server, session_id, small_disk_tier, test_agents_dir, typed,
 };
 
 fn repo() -> PathBuf {
@@ -318,11 +318,11 @@ async fn idle_timeout_stops_sessions_unless_busy() {
     let state = &s.server().state;
     let acme = s.tenant_uid("acme").await;
     assert!(
-        !state.sessions.is_running(&acme, &idle),
+        !state.sessions.is_running(&acme, &typed(&idle)),
         "idle session must be stopped"
     );
     assert!(
-        state.sessions.is_running(&acme, &busy),
+        state.sessions.is_running(&acme, &typed(&busy)),
         "HealthyBusy must keep the session"
     );
     let r = s.get(&format!("/v1/sessions/{idle}"), &alice).await;
@@ -431,7 +431,7 @@ async fn a_hostile_agent_cannot_reach_other_sessions_the_host_or_the_network() {
     invoke_ok(&s, "py", &globex, &victim, json!({})).await;
     let sessions = &s.server().state.sessions;
     // Where the host sees its files (inside its sandbox when its storage is an image).
-    let victim_dir = sessions.storage_view(&s.tenant_uid("globex").await, &victim);
+    let victim_dir = sessions.storage_view(&s.tenant_uid("globex").await, &typed(&victim));
     let victim_file = victim_dir.join("counter");
     assert!(victim_file.exists());
     let admin_key = s.config_path.parent().unwrap().join("admin.key");

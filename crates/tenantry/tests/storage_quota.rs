@@ -19,7 +19,7 @@ mod support;
 
 use support::{
     assert_refused_over_quota, create_runtime, invoke_ok, measured_server, sandboxes_available,
-    server, session_id, small_disk_tier, test_agents_dir,
+    server, session_id, small_disk_tier, test_agents_dir, typed,
 };
 
 const MB: u64 = 1024 * 1024;
@@ -80,7 +80,7 @@ async fn writes_past_the_tier_storage_fail_at_once_from_any_process() {
         "ENOSPC near 5 MB: {written} bytes written"
     );
     let sessions = &s.server().state.sessions;
-    let dir = sessions.storage_dir(&s.tenant_uid("acme").await, &session);
+    let dir = sessions.storage_dir(&s.tenant_uid("acme").await, &typed(&session));
     let image = tenantry_runtime::storage::image_of(&dir);
     assert!(
         allocated(&image) <= 5 * MB,
@@ -157,7 +157,7 @@ async fn image_storage_survives_resume_and_goes_with_reset_expiry_and_deletion()
     let uid = s.tenant_uid("acme").await;
     let sessions = &s.server().state.sessions;
     let session = session_id("kept");
-    let dir = sessions.storage_dir(&uid, &session);
+    let dir = sessions.storage_dir(&uid, &typed(&session));
     let image = tenantry_runtime::storage::image_of(&dir);
 
     // Stop and resume: the files are still there.
@@ -169,7 +169,7 @@ async fn image_storage_survives_resume_and_goes_with_reset_expiry_and_deletion()
     )
     .await;
     assert_eq!(r["files"], json!(["blob", "note"]), "no lost+found: {r}");
-    let view = sessions.storage_view(&uid, &session);
+    let view = sessions.storage_view(&uid, &typed(&session));
     assert_eq!(std::fs::read_to_string(view.join("note")).unwrap(), "kept");
     assert_eq!(
         s.delete(&format!("/v1/sessions/{session}"), &alice)
@@ -215,7 +215,7 @@ async fn image_storage_survives_resume_and_goes_with_reset_expiry_and_deletion()
     s.delete(&format!("/v1/sessions/{stopped}"), &alice).await;
     let images: Vec<_> = [&running, &stopped]
         .iter()
-        .map(|id| tenantry_runtime::storage::image_of(&sessions.storage_dir(&uid, id)))
+        .map(|id| tenantry_runtime::storage::image_of(&sessions.storage_dir(&uid, &typed(id))))
         .collect();
     assert!(images.iter().all(|i| i.exists()));
     let r = s.delete("/v1/admin/tenants/acme", &s.admin_key).await;
@@ -225,7 +225,7 @@ async fn image_storage_survives_resume_and_goes_with_reset_expiry_and_deletion()
     }
     assert!(
         !sessions
-            .storage_dir(&uid, &running)
+            .storage_dir(&uid, &typed(&running))
             .parent()
             .unwrap()
             .exists()
@@ -255,7 +255,7 @@ async fn a_session_over_its_measured_quota_is_usable_again_after_a_reset() {
         "the soft limit lets it write: {r}"
     );
     let sessions = &s.server().state.sessions;
-    let dir = sessions.storage_dir(&s.tenant_uid("acme").await, &session);
+    let dir = sessions.storage_dir(&s.tenant_uid("acme").await, &typed(&session));
     assert!(!tenantry_runtime::storage::image_of(&dir).exists());
     // Measured after the invocation: over, so the next one is refused, and so is a resume.
     assert_refused_over_quota(&s, "quota", &alice, &session).await;

@@ -19,8 +19,8 @@ impl SessionManager {
     }
 
     /// Stops a tenant's session at the caller's request; `false` if it was not running.
-    pub async fn stop(&self, tenant: &TenantUid, session: &str, reason: &str) -> bool {
-        self.stop_key(&(tenant.clone(), session.to_string()), reason)
+    pub async fn stop(&self, tenant: &TenantUid, session: &SessionId, reason: &str) -> bool {
+        self.stop_key(&(tenant.clone(), session.clone()), reason)
             .await
     }
 
@@ -60,7 +60,7 @@ impl SessionManager {
         let report = live.sandbox.handle.stop().await;
         let session = &key.1;
         if let Ok(report) = &report {
-            self.meter(&live, session, report.usage, report.exit.as_str())
+            self.meter(&live, session.as_str(), report.usage, report.exit.as_str())
                 .await;
         }
         let scope = TenantScope::for_operator(self.inner.system, live.tenant.clone());
@@ -70,13 +70,18 @@ impl SessionManager {
 
     /// Marks the session stopped in the store (logged, not returned, when that fails: the
     /// start-up reconciliation of this node corrects a row left `active`).
-    pub(super) async fn record_stopped(&self, scope: &TenantScope, session: &str, reason: &str) {
+    pub(super) async fn record_stopped(
+        &self,
+        scope: &TenantScope,
+        session: &SessionId,
+        reason: &str,
+    ) {
         if let Err(e) = self
             .inner
             .store
             .set_session_status(
                 scope,
-                session,
+                session.as_str(),
                 SessionStatus::Stopped,
                 Some(reason),
                 unix_now(),
@@ -160,8 +165,13 @@ impl SessionManager {
                 .map(|m| m.1.elapsed() >= self.inner.compute_every)
                 .unwrap_or(false);
             if due {
-                self.meter(&live, &key.1, live.sandbox.handle.usage(), "running")
-                    .await;
+                self.meter(
+                    &live,
+                    key.1.as_str(),
+                    live.sandbox.handle.usage(),
+                    "running",
+                )
+                .await;
             }
             let idle_ms = now_ms.saturating_sub(live.last_active_ms.load(Ordering::Relaxed));
             if live.in_flight.load(Ordering::SeqCst) > 0
@@ -232,7 +242,7 @@ impl SessionManager {
                 continue;
             }
             let scope = TenantScope::for_operator(grant, tenant.clone());
-            let Ok(Some(record)) = store.get_session(&scope, &key.1).await else {
+            let Ok(Some(record)) = store.get_session(&scope, key.1.as_str()).await else {
                 continue;
             };
             let secs = (secs / u64::from(self.inner.time_divisor)) as i64;
@@ -244,7 +254,7 @@ impl SessionManager {
                 tracing::warn!(error = %e, "cannot delete expired session storage");
                 continue;
             }
-            let _ = store.delete_session(&scope, &key.1).await;
+            let _ = store.delete_session(&scope, key.1.as_str()).await;
             tracing::info!(tenant.id = %tenant, session.id = %key.1, "session storage expired");
         }
         self.sweep_orphaned_storage().await;

@@ -32,8 +32,8 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tenantry_core::{
-    RuntimeName, SystemGrant, TenantContext, TenantId, TenantScope, TenantUid, Tier, UserId,
-    unix_now,
+    RuntimeName, SessionId, SystemGrant, TenantContext, TenantId, TenantScope, TenantUid, Tier,
+    UserId, unix_now,
 };
 use tenantry_identity::WorkloadSubject;
 use tenantry_runtime::{
@@ -82,7 +82,7 @@ const INVOCATION_TOKEN_TTL: Duration = Duration::from_secs(900);
 #[derive(Debug)]
 pub struct Invocation<'a> {
     pub runtime: Runtime,
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The caller's headers: the allowlisted ones are passed on, the others dropped.
     pub caller_headers: &'a HeaderMap,
     /// Headers the platform itself sets (a tool target's credential), passed as they are.
@@ -95,7 +95,7 @@ pub struct Invocation<'a> {
 }
 
 /// A session, by its tenant's uid and its id.
-type LiveKey = (TenantUid, String);
+type LiveKey = (TenantUid, SessionId);
 
 /// A session's place while it starts or runs. The lock serialises starting, stopping and the
 /// storage sweep of the session; `live` is read without it. An entry is in the map only while
@@ -350,13 +350,16 @@ impl SessionManager {
     /// Whether this sandbox instance of the session is running: workload tokens are honoured
     /// only then (a token minted for an earlier instance of the same session is not).
     pub fn is_live_instance(&self, tenant: &TenantUid, session: &str, instance: &str) -> bool {
-        self.live(&(tenant.clone(), session.to_string()))
+        let Ok(session) = SessionId::new(session) else {
+            return false;
+        };
+        self.live(&(tenant.clone(), session))
             .is_some_and(|l| l.instance == instance && l.running())
     }
 
     /// Whether the session has a running sandbox.
-    pub fn is_running(&self, tenant: &TenantUid, session: &str) -> bool {
-        self.live(&(tenant.clone(), session.to_string()))
+    pub fn is_running(&self, tenant: &TenantUid, session: &SessionId) -> bool {
+        self.live(&(tenant.clone(), session.clone()))
             .is_some_and(|l| l.running())
     }
 
@@ -385,9 +388,11 @@ impl SessionManager {
 
     /// The user JWT the running session was last invoked with, for a token exchange on behalf
     /// of that user by the session's agent; `None` when the session is not running or was
-    /// invoked with another credential (an API key).
+    /// invoked with another credential (an API key). `session` comes from a verified workload
+    /// token.
     pub fn subject_token(&self, tenant: &TenantUid, session: &str) -> Option<String> {
-        let live = self.live(&(tenant.clone(), session.to_string()))?;
+        let session = SessionId::new(session).ok()?;
+        let live = self.live(&(tenant.clone(), session))?;
         live.subject.lock().ok().and_then(|s| s.clone())
     }
 
@@ -408,8 +413,8 @@ impl SessionManager {
     /// Where a session's storage lives on the host: below the tenant's directory (named by the
     /// tenant's uid), named by a hash of the session id so no caller-chosen string ever becomes
     /// a path.
-    pub fn storage_dir(&self, tenant: &TenantUid, session: &str) -> PathBuf {
-        let digest = Sha256::digest(session.as_bytes());
+    pub fn storage_dir(&self, tenant: &TenantUid, session: &SessionId) -> PathBuf {
+        let digest = Sha256::digest(session.as_str().as_bytes());
         let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         self.tenant_storage(tenant).join(name)
     }
@@ -520,12 +525,12 @@ impl SessionManager {
             let _ = self
                 .inner
                 .store
-                .touch_session(&scope, &session_id, now)
+                .touch_session(&scope, session_id.as_str(), now)
                 .await;
         }
 
-        let token = self.mint_token(ctx, &live, &session_id, INVOCATION_TOKEN_TTL)?;
-        let mut headers = agent_headers(ctx, &runtime, &session_id, &token, caller_headers);
+        let token = self.mint_token(ctx, &live, session_id.as_str(), INVOCATION_TOKEN_TTL)?;
+        let mut headers = agent_headers(ctx, &runtime, session_id.as_str(), &token, caller_headers);
         // The platform's own headers (tenant context, token, trace) are never replaced.
         for (name, value) in &platform_headers {
             if !headers.contains_key(name) {
@@ -572,7 +577,7 @@ impl SessionManager {
         {
             out = out.header(MCP_SESSION_HEADER, v);
         }
-        out = out.header(SESSION_HEADER, &session_id);
+        out = out.header(SESSION_HEADER, session_id.as_str());
         let body = Body::new(Tracked {
             inner: Box::pin(incoming),
             connection: Some(sender),

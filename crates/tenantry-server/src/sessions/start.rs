@@ -60,10 +60,10 @@ impl Drop for FirstCall {
 }
 
 impl SessionManager {
-    pub(super) fn first_call(&self, session: &str, live: &Live) -> FirstCall {
+    pub(super) fn first_call(&self, session: &SessionId, live: &Live) -> FirstCall {
         FirstCall {
             manager: self.clone(),
-            key: (live.tenant_uid.clone(), session.to_string()),
+            key: (live.tenant_uid.clone(), session.clone()),
             instance: live.instance.clone(),
             armed: true,
         }
@@ -105,9 +105,9 @@ impl SessionManager {
         ctx: &TenantContext,
         tier: &Tier,
         runtime: &Runtime,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<(Arc<Live>, bool), SessionError> {
-        let key = (ctx.tenant_uid.clone(), session_id.to_string());
+        let key = (ctx.tenant_uid.clone(), session_id.clone());
         // A running session is answered from memory: its owner and runtime are known.
         if let Some(live) = self.live(&key)
             && live.running()
@@ -141,7 +141,7 @@ impl SessionManager {
         runtime: &Runtime,
         key: &LiveKey,
     ) -> Result<(Arc<Live>, bool), SessionError> {
-        let session_id = key.1.as_str();
+        let session_id = &key.1;
         let (entry, _lock) = self.lock_entry(key).await?;
         let _vacate = Vacate {
             manager: self,
@@ -167,7 +167,7 @@ impl SessionManager {
         let entered = Instant::now();
         let store = &self.inner.store;
         let scope = ctx.scope();
-        let record = store.get_session(&scope, session_id).await?;
+        let record = store.get_session(&scope, session_id.as_str()).await?;
         if let Some(r) = &record
             && (r.user_id != ctx.user_id || r.runtime != runtime.name)
         {
@@ -195,7 +195,7 @@ impl SessionManager {
         let resumed = match record {
             None => {
                 let record = SessionRecord {
-                    id: session_id.to_string(),
+                    id: session_id.clone(),
                     tenant_id: ctx.tenant_id.clone(),
                     user_id: ctx.user_id.clone(),
                     runtime: runtime.name.clone(),
@@ -211,7 +211,7 @@ impl SessionManager {
             }
             Some(_) => {
                 store
-                    .resume_session(&scope, session_id, &self.inner.node, now)
+                    .resume_session(&scope, session_id.as_str(), &self.inner.node, now)
                     .await?;
                 true
             }
@@ -222,7 +222,7 @@ impl SessionManager {
         let mut sandbox = match warm {
             Some(s) => s,
             None => match self
-                .launch(runtime, &ctx.tenant_id, tier, session_id, &storage)
+                .launch(runtime, &ctx.tenant_id, tier, session_id.as_str(), &storage)
                 .await
             {
                 Ok(s) => s,
@@ -258,7 +258,7 @@ impl SessionManager {
         });
         // Bind: from now on the bridge secret stands for this instance's workload token.
         let lifetime = Duration::from_secs(runtime.spec.lifecycle.max_lifetime_seconds);
-        let token = match self.mint_token(ctx, &live, session_id, lifetime) {
+        let token = match self.mint_token(ctx, &live, session_id.as_str(), lifetime) {
             Ok(t) => t,
             Err(e) => {
                 self.finish(key, live, "start_failed").await;

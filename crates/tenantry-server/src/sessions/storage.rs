@@ -146,8 +146,8 @@ impl SessionManager {
 
     /// Where the host sees the session's files now: inside its running sandbox when they are
     /// on an image (mounted there only), else its storage directory. For operators and tests.
-    pub fn storage_view(&self, tenant: &TenantUid, session: &str) -> PathBuf {
-        let key = (tenant.clone(), session.to_string());
+    pub fn storage_view(&self, tenant: &TenantUid, session: &SessionId) -> PathBuf {
+        let key = (tenant.clone(), session.clone());
         if let Some(live) = self.live(&key)
             && live.running()
             && live.sandbox.image.is_some()
@@ -167,9 +167,9 @@ impl SessionManager {
     pub async fn reset_storage(
         &self,
         tenant: &TenantUid,
-        session: &str,
+        session: &SessionId,
     ) -> Result<bool, SessionError> {
-        let key = (tenant.clone(), session.to_string());
+        let key = (tenant.clone(), session.clone());
         let (entry, _lock) = self.lock_entry(&key).await?;
         let _vacate = start::Vacate {
             manager: self,

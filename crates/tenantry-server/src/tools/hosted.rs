@@ -14,7 +14,7 @@ use std::sync::Weak;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use tenantry_core::{ErrorCode, RuntimeName};
+use tenantry_core::{ErrorCode, RuntimeName, SessionId};
 use tenantry_tools::{CallerIdentity, EndFuture, HostedFuture, HostedRuntimes, UpstreamError};
 
 use crate::auth::{Claimed, tenant_context};
@@ -110,7 +110,8 @@ impl HostedRuntimes for HostedSessions {
                 .partition(|(name, _)| MCP_HEADERS.contains(&name.as_str()));
             let invocation = Invocation {
                 runtime: Runtime::clone(&found),
-                session_id: session.to_owned(),
+                session_id: SessionId::new(session)
+                    .map_err(|e| refused(ErrorCode::InvalidRequest, e.to_string()))?,
                 caller_headers: &mcp,
                 platform_headers: credential,
                 subject: caller.subject_token.as_ref().map(|t| t.expose().to_owned()),
@@ -135,7 +136,10 @@ impl HostedRuntimes for HostedSessions {
             };
             match state.store.get_session(scope, session).await {
                 Ok(Some(record)) if record.user_id == caller.user => {
-                    state.sessions.stop(&tenant.uid, session, END_REASON).await;
+                    state
+                        .sessions
+                        .stop(&tenant.uid, &record.id, END_REASON)
+                        .await;
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -131,6 +131,10 @@ pub fn sid(tag: &str) -> String {
     format!("sess-{tag:0>32}")
 }
 
+pub fn sess(id: &str) -> tenantry_core::SessionId {
+    tenantry_core::SessionId::new(id).expect("a valid session id")
+}
+
 pub fn session(
     tenant: &str,
     id: &str,
@@ -139,7 +143,7 @@ pub fn session(
     created_at: i64,
 ) -> SessionRecord {
     SessionRecord {
-        id: id.to_owned(),
+        id: sess(id),
         tenant_id: tid(tenant),
         user_id: uid(user),
         runtime: rname(runtime),

@@ -119,6 +119,12 @@ pub fn session_id(tag: &str) -> String {
     format!("{tag}-{}", uuid_like())
 }
 
+/// A session id of the tests, as the session manager takes it.
+#[allow(dead_code)]
+pub fn typed(id: &str) -> tenantry_core::SessionId {
+    tenantry_core::SessionId::new(id).expect("a valid session id")
+}
+
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

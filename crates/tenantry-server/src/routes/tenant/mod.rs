@@ -9,6 +9,7 @@ pub mod invocations;
 pub mod mcp;
 pub mod me;
 pub mod models;
+pub mod sessions;
 
 use axum::Router;
 
@@ -23,6 +24,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             crate::admission::admit,
         ))
         .merge(invocations::routes(state.clone()))
+        .merge(sessions::routes(state.clone()))
         .merge(models::routes(state.clone()))
         .merge(mcp::routes(state.clone()))
         .merge(guardrails::routes(state))
