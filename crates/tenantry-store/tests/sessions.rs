@@ -379,7 +379,10 @@ async fn session_ids_are_validated(store: &Store) {
         String::new(),
         format!("{}\n", "a".repeat(40)),
     ] {
-        assert!(tenantry_core::SessionId::new(bad.clone()).is_err(), "{bad:?}");
+        assert!(
+            tenantry_core::SessionId::new(bad.clone()).is_err(),
+            "{bad:?}"
+        );
     }
     assert_eq!(sessions_of(store, "alpha").await.len(), 3);
 }

@@ -135,61 +135,19 @@ pub async fn chat(
     routed: Routed,
     request: ChatRequest,
 ) -> Result<ChatResponse, Refusal> {
-    let Routed {
-        router,
-        plan,
-        limits,
-        ..
-    } = routed;
-    let held = limits::reserve(
+    let (tokens, cost) = (
+        routed.plan.token_estimate(&request),
+        routed.plan.cost_estimate(&request),
+    );
+    run_whole(
+        gateway,
         limiter,
         ctx,
-        &limits,
-        plan.token_estimate(&request),
-        plan.cost_estimate(&request),
+        routed,
+        (tokens, cost),
+        |router, plan| async move { router.execute(&plan, request).await },
     )
-    .await?;
-    let who = Attribution::of(ctx);
-    let ledger = gateway.ledger().clone();
-    let limiter = limiter.clone();
-    // The answer goes out only once its entries are committed: a caller that received it can
-    // rely on it being billed (and on the budget counting it after a restart).
-    let task = tokio::spawn(async move {
-        let result = router.execute(&plan, request).await;
-        let recorded = match &result {
-            Ok(a) => {
-                let used = a.usage.prompt_tokens + a.usage.completion_tokens;
-                held.settle(&limiter, used, a.cost).await;
-                let mut entries = failure_entries(&who, &a.failures);
-                entries.push(who.entry(&Metered {
-                    model: &a.attempt.model,
-                    provider: &a.attempt.provider,
-                    input_tokens: a.usage.prompt_tokens,
-                    output_tokens: a.usage.completion_tokens,
-                    cost: a.cost,
-                    latency: a.latency,
-                    ttft: None,
-                    outcome: Outcome::Ok,
-                }));
-                ledger.record_all(who.scope.clone(), entries).await
-            }
-            Err(f) => {
-                held.settle(&limiter, 0, Money::ZERO).await;
-                let entries = failure_entries(&who, &f.failures);
-                ledger.record_all(who.scope.clone(), entries).await
-            }
-        };
-        (result, recorded)
-    });
-    match task.await {
-        Ok((Ok(answer), Ok(()))) => Ok(answer.response),
-        Ok((Ok(_), Err(unrecorded))) => Err(Refusal::from(ApiError::from(unrecorded))),
-        Ok((Err(failure), recorded)) => {
-            log_unrecorded(recorded);
-            Err(Refusal::from(exec_error(&failure)))
-        }
-        Err(e) => Err(internal(e)),
-    }
+    .await
 }
 
 /// Embeddings.
@@ -200,31 +158,117 @@ pub async fn embeddings(
     routed: Routed,
     request: EmbeddingsRequest,
 ) -> Result<EmbeddingsResponse, Refusal> {
+    let estimate = routed.plan.embeddings_estimate(&request);
+    run_whole(
+        gateway,
+        limiter,
+        ctx,
+        routed,
+        estimate,
+        |router, plan| async move { router.embeddings(&plan, request).await },
+    )
+    .await
+}
+
+/// What a whole answer (chat or embeddings) tells the ledger and the limiter.
+trait WholeAnswer: Send + Sync + 'static {
+    type Response: Send + 'static;
+    fn attempt(&self) -> &Attempt;
+    /// `(input, output)` tokens.
+    fn tokens(&self) -> (u64, u64);
+    fn cost(&self) -> Money;
+    fn latency(&self) -> std::time::Duration;
+    fn failures(&self) -> &[FailedAttempt];
+    fn into_response(self) -> Self::Response;
+}
+
+impl WholeAnswer for tenantry_models::Answer {
+    type Response = ChatResponse;
+    fn attempt(&self) -> &Attempt {
+        &self.attempt
+    }
+    fn tokens(&self) -> (u64, u64) {
+        (self.usage.prompt_tokens, self.usage.completion_tokens)
+    }
+    fn cost(&self) -> Money {
+        self.cost
+    }
+    fn latency(&self) -> std::time::Duration {
+        self.latency
+    }
+    fn failures(&self) -> &[FailedAttempt] {
+        &self.failures
+    }
+    fn into_response(self) -> ChatResponse {
+        self.response
+    }
+}
+
+impl WholeAnswer for tenantry_models::EmbeddingsAnswer {
+    type Response = EmbeddingsResponse;
+    fn attempt(&self) -> &Attempt {
+        &self.attempt
+    }
+    fn tokens(&self) -> (u64, u64) {
+        (self.response.usage.prompt_tokens, 0)
+    }
+    fn cost(&self) -> Money {
+        self.cost
+    }
+    fn latency(&self) -> std::time::Duration {
+        self.latency
+    }
+    fn failures(&self) -> &[FailedAttempt] {
+        &self.failures
+    }
+    fn into_response(self) -> EmbeddingsResponse {
+        self.response
+    }
+}
+
+/// Reserves `estimate` (tokens, cost), runs `call` in a task of its own, settles with the
+/// actual use and records every attempt. The answer goes out only once its entries are
+/// committed: a caller that received it can rely on it being billed (and on the budget
+/// counting it after a restart).
+async fn run_whole<A, F, Fut>(
+    gateway: &Gateway,
+    limiter: &Limiter,
+    ctx: &TenantContext,
+    routed: Routed,
+    estimate: (u64, Money),
+    call: F,
+) -> Result<A::Response, Refusal>
+where
+    A: WholeAnswer,
+    F: FnOnce(Arc<Router>, RoutePlan) -> Fut,
+    Fut: std::future::Future<Output = Result<A, ExecFailure>> + Send + 'static,
+{
     let Routed {
         router,
         plan,
         limits,
         ..
     } = routed;
-    let (input, cost) = plan.embeddings_estimate(&request);
-    let held = limits::reserve(limiter, ctx, &limits, input, cost).await?;
+    let held = limits::reserve(limiter, ctx, &limits, estimate.0, estimate.1).await?;
     let who = Attribution::of(ctx);
     let ledger = gateway.ledger().clone();
     let limiter = limiter.clone();
+    let answer = call(router, plan);
     let task = tokio::spawn(async move {
-        let result = router.embeddings(&plan, request).await;
+        let result = answer.await;
         let recorded = match &result {
             Ok(a) => {
-                let used = a.response.usage.prompt_tokens;
-                held.settle(&limiter, used, a.cost).await;
-                let mut entries = failure_entries(&who, &a.failures);
+                let (input_tokens, output_tokens) = a.tokens();
+                held.settle(&limiter, input_tokens + output_tokens, a.cost())
+                    .await;
+                let mut entries = failure_entries(&who, a.failures());
                 entries.push(who.entry(&Metered {
-                    model: &a.attempt.model,
-                    provider: &a.attempt.provider,
-                    input_tokens: used,
-                    output_tokens: 0,
-                    cost: a.cost,
-                    latency: a.latency,
+                    model: &a.attempt().model,
+                    provider: &a.attempt().provider,
+                    input_tokens,
+                    output_tokens,
+                    cost: a.cost(),
+                    latency: a.latency(),
                     ttft: None,
                     outcome: Outcome::Ok,
                 }));
@@ -239,7 +283,7 @@ pub async fn embeddings(
         (result, recorded)
     });
     match task.await {
-        Ok((Ok(answer), Ok(()))) => Ok(answer.response),
+        Ok((Ok(answer), Ok(()))) => Ok(answer.into_response()),
         Ok((Ok(_), Err(unrecorded))) => Err(Refusal::from(ApiError::from(unrecorded))),
         Ok((Err(failure), recorded)) => {
             log_unrecorded(recorded);
