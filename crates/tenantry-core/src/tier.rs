@@ -69,6 +69,14 @@ pub struct SandboxResources {
     pub cpu_millis: u32,
     pub max_processes: u32,
     pub storage_mb: u32,
+    /// The agent output kept per session (`GET /v1/sessions/{id}/logs`), in KiB; older lines
+    /// are dropped first.
+    #[serde(default = "default_log_kb")]
+    pub log_kb: u32,
+}
+
+fn default_log_kb() -> u32 {
+    1024
 }
 
 impl Default for SandboxResources {
@@ -78,6 +86,7 @@ impl Default for SandboxResources {
             cpu_millis: 1000,
             max_processes: 64,
             storage_mb: 1024,
+            log_kb: default_log_kb(),
         }
     }
 }
@@ -124,6 +133,8 @@ pub enum TierError {
     TooLittleCpu,
     #[error("sandbox.max_processes must be at least 1")]
     NoProcesses,
+    #[error("sandbox.log_kb must be at least 4")]
+    TooLittleLog,
     #[error("display_name must be at most 200 characters")]
     DisplayNameTooLong,
 }
@@ -157,6 +168,9 @@ impl Tier {
         }
         if s.max_processes < 1 {
             return Err(TierError::NoProcesses);
+        }
+        if s.log_kb < 4 {
+            return Err(TierError::TooLittleLog);
         }
         if self.display_name.chars().count() > 200 {
             return Err(TierError::DisplayNameTooLong);

@@ -59,6 +59,9 @@ pub trait SandboxInstance: Send + Sync + std::fmt::Debug + Any {
     /// The last lines the agent wrote to stdout/stderr.
     fn recent_output(&self) -> Vec<String>;
 
+    /// The kept output lines and every line after them, each once (see `crate::output`).
+    fn follow_output(&self) -> crate::output::OutputFeed;
+
     /// Ends the sandbox, waits for the end, releases what it held, and returns how it ended
     /// with its final usage. Idempotent.
     fn stop(&self) -> SandboxFuture<'_, Result<SandboxReport, SandboxError>>;
@@ -138,6 +141,11 @@ impl SandboxHandle {
     /// The last lines the agent wrote to stdout/stderr.
     pub fn recent_output(&self) -> Vec<String> {
         self.instance.recent_output()
+    }
+
+    /// The kept output lines and every line after them, each once.
+    pub fn follow_output(&self) -> crate::output::OutputFeed {
+        self.instance.follow_output()
     }
 
     /// Ends the sandbox, waits for the end, releases what it held, and returns how it ended

@@ -41,6 +41,7 @@ pub mod cgroup;
 mod error;
 mod helper;
 mod instance;
+mod output;
 pub mod probe;
 mod process;
 pub mod protocol;
@@ -57,6 +58,7 @@ pub use cgroup::{CgroupLayout, MigrationTuning, favor_dynamic_migrations};
 pub use error::SandboxError;
 pub use helper::helper_main;
 pub use instance::{AgentConnection, AgentIo, SandboxHandle, SandboxInstance};
+pub use output::{OutputFeed, OutputLine};
 pub use probe::{ProbeReport, probe};
 pub use process::{
     DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID_COUNT, ProcessInstance, ProcessSandbox,

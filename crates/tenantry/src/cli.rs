@@ -62,6 +62,9 @@ pub enum Command {
     /// The usage ledger: calls, tokens and cost per tenant and model, user, runtime, day or
     /// kind (operator). A table by default, `--json` for scripts.
     Usage(crate::models_cmd::UsageArgs),
+    /// A session's agent output (what the agent wrote to stdout and stderr), with timestamps;
+    /// `--follow` keeps printing new lines (operator).
+    Logs(crate::logs_cmd::LogsArgs),
     /// Tool targets behind the MCP endpoint (URL/mcp): upstream MCP servers and OpenAPI
     /// services, shared or of one tenant (operator).
     #[command(subcommand)]

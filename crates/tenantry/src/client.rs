@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 use tenantry_server::Config;
 
@@ -76,16 +76,7 @@ impl AdminClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!(
-                    "cannot reach the server at {}: is `tenantry serve` running?",
-                    self.url
-                )
-            } else {
-                anyhow!("request to {url} failed: {e}")
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(&url, &e))?;
         let status = resp.status();
         let text = resp
             .text()
@@ -97,19 +88,39 @@ impl AdminClient {
             }
             return serde_json::from_str(&text).context("the server's answer is not JSON");
         }
-        match serde_json::from_str::<Value>(&text) {
-            Ok(v) if v.pointer("/error/code").is_some() => {
-                let code = v
-                    .pointer("/error/code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let msg = v
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                bail!("{code} ({}): {msg}", status.as_u16())
-            }
-            Ok(_) | Err(_) => bail!("the server answered {status}: {}", text.trim()),
+        Err(refusal(status, &text))
+    }
+
+    /// A GET whose answer is read as it comes (an event stream), with no deadline: it lasts
+    /// as long as the server sends.
+    pub async fn open_stream(&self, path: &str) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.url, path);
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let resp = http
+            .get(&url)
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, &e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(refusal(status, &text))
+    }
+
+    fn unreachable(&self, url: &str, e: &reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow!(
+                "cannot reach the server at {}: is `tenantry serve` running?",
+                self.url
+            )
+        } else {
+            anyhow!("request to {url} failed: {e}")
         }
     }
 
@@ -126,16 +137,7 @@ impl AdminClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!(
-                    "cannot reach the server at {}: is `tenantry serve` running?",
-                    self.url
-                )
-            } else {
-                anyhow!("request to {url} failed: {e}")
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(&url, &e))?;
         let status = resp.status().as_u16();
         let text = resp
             .text()
@@ -171,5 +173,23 @@ impl AdminClient {
                     .await
             }
         }
+    }
+}
+
+/// The error of a refused request: the API's code and message when it sent its error shape.
+fn refusal(status: reqwest::StatusCode, text: &str) -> anyhow::Error {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.pointer("/error/code").is_some() => {
+            let code = v
+                .pointer("/error/code")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let msg = v
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            anyhow!("{code} ({}): {msg}", status.as_u16())
+        }
+        Ok(_) | Err(_) => anyhow!("the server answered {status}: {}", text.trim()),
     }
 }

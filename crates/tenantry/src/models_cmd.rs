@@ -460,8 +460,9 @@ fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-fn day_of(unix: i64) -> String {
-    // Same civil-date arithmetic as the server (UTC).
+/// `(year, month, day, seconds into the day)` of a Unix time, UTC (the server's civil-date
+/// arithmetic).
+fn civil(unix: i64) -> (i64, i64, i64, i64) {
     let z = unix.div_euclid(86_400) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -471,17 +472,25 @@ fn day_of(unix: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let secs = unix.rem_euclid(86_400);
-    if secs == 0 {
-        format!("{y:04}-{m:02}-{d:02}")
-    } else {
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            secs / 3600,
-            secs % 3600 / 60,
-            secs % 60
-        )
+    (y, m, d, unix.rem_euclid(86_400))
+}
+
+fn day_of(unix: i64) -> String {
+    match civil(unix) {
+        (y, m, d, 0) => format!("{y:04}-{m:02}-{d:02}"),
+        _ => utc_time(unix),
     }
+}
+
+/// `2026-12-03T14:05:09Z`.
+pub(crate) fn utc_time(unix: i64) -> String {
+    let (y, m, d, secs) = civil(unix);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// The report as a table a person reads: one line per tenant and group, then the totals.

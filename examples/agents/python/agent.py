@@ -19,6 +19,7 @@ Request body fields (all optional):
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -116,6 +117,9 @@ class Handler(BaseHTTPRequestHandler):
             or self.headers.get("X-Amzn-Bedrock-AgentCore-Runtime-Workload-AccessToken")
             or os.environ.get("OPENAI_API_KEY", "")
         )
+        if payload.get("log"):
+            # What an agent prints is kept per session: GET /v1/sessions/{id}/logs.
+            print(str(payload["log"]), file=sys.stderr, flush=True)
         if payload.get("busy_seconds"):
             _busy_until = time.time() + float(payload["busy_seconds"])
         answer = {

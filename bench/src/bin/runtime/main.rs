@@ -232,6 +232,7 @@ fn main() -> Result<()> {
             cpu_millis: 1000,
             max_processes: args.max_processes,
             storage_mb: 64,
+            log_kb: 1024,
         },
     };
 

@@ -137,6 +137,7 @@ async fn bench(runs: usize, agent: &str) -> Res<()> {
             cpu_millis: 1000,
             max_processes: 32,
             storage_mb: 64,
+            log_kb: 1024,
         };
         let t0 = Instant::now();
         let handle = backend.launch(spec).await?;

@@ -421,6 +421,7 @@ mod tests {
             cpu_millis: 250,
             max_processes: 10,
             storage_mb: 1,
+            log_kb: 1024,
         };
         let cg = SandboxCgroup::create(&layout, None, "sb1", &res).expect("create");
         let mem = root.path().join("memory/platform/tenantry/sb1");
@@ -467,6 +468,7 @@ mod tests {
             cpu_millis: 1500,
             max_processes: 5,
             storage_mb: 1,
+            log_kb: 1024,
         };
         let cg = SandboxCgroup::create(&layout, None, "sb2", &res).expect("create");
         let dir = root.path().join("svc/tenantry/sb2");

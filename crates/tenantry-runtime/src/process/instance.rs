@@ -3,11 +3,10 @@
 //! which only code that names this type can reach. Dropping it kills the sandbox.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tenantry_core::TenantId;
@@ -16,7 +15,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::monitor::{Meter, recent};
+use super::monitor::Meter;
 use super::release_blocking;
 use crate::SandboxError;
 use crate::cgroup::SandboxCgroup;
@@ -41,7 +40,7 @@ pub struct ProcessInstance {
     pub(super) exit_rx: watch::Receiver<Option<SandboxExit>>,
     pub(super) stop_requested: Arc<AtomicBool>,
     pub(super) stop_lock: tokio::sync::Mutex<Option<SandboxReport>>,
-    pub(super) output: Arc<Mutex<VecDeque<String>>>,
+    pub(super) output: Arc<crate::output::Output>,
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) stop_timeout: Duration,
 }
@@ -184,7 +183,7 @@ impl ProcessInstance {
 
     /// The last lines the agent (and the helper) wrote to stdout/stderr.
     pub fn recent_output(&self) -> Vec<String> {
-        recent(&self.output)
+        self.output.recent()
     }
 
     /// Kills every process of the sandbox, waits for the end, releases the cgroup and the run
@@ -280,6 +279,10 @@ impl SandboxInstance for ProcessInstance {
 
     fn recent_output(&self) -> Vec<String> {
         ProcessInstance::recent_output(self)
+    }
+
+    fn follow_output(&self) -> crate::output::OutputFeed {
+        self.output.follow()
     }
 
     fn stop(&self) -> SandboxFuture<'_, Result<SandboxReport, SandboxError>> {

@@ -26,7 +26,6 @@ mod spares;
 
 pub use instance::{ProcessInstance, port_listening_in};
 
-use std::collections::VecDeque;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -41,7 +40,7 @@ use crate::cgroup::{CgroupLayout, SandboxCgroup};
 use crate::protocol::{HelperEvent, HelperSpec, IdMap, SetupStage};
 use crate::sandbox::{BackendKind, Sandbox, StartFuture};
 use crate::{SandboxError, SandboxHandle, SandboxSpec};
-use monitor::{Meter, collect_output, next_event, recent, sample_memory, watch_exit};
+use monitor::{Meter, collect_output, next_event, sample_memory, watch_exit};
 use spares::{SPARE_REFILL_DELAY, Spares};
 
 /// Host uid (and gid) of a sandbox's root user when the platform runs as root.
@@ -326,7 +325,7 @@ impl ProcessSandbox {
             return Err(SandboxError::Setup("helper pipes missing".into()));
         };
 
-        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let output = Arc::new(crate::output::Output::default());
         let stderr_task = tokio::spawn(collect_output(
             stderr,
             Arc::clone(&output),
@@ -352,7 +351,7 @@ impl ProcessSandbox {
                 let status = child.wait().await.ok();
                 // Let the stderr reader drain what the helper printed before it died.
                 let _ = tokio::time::timeout(Duration::from_millis(200), stderr_task).await;
-                let tail = recent(&output).join("\n");
+                let tail = output.recent().join("\n");
                 return Err(SandboxError::Setup(format!(
                     "the helper exited ({status:?}) without reporting the sandbox ready: {tail}"
                 )));

@@ -2,7 +2,6 @@
 //! agent's output (logged and kept, bounded), how the sandbox ended, and the meter that
 //! integrates its memory use. It only reads the cgroup; it must never act on the sandbox.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,11 +12,11 @@ use tokio::process::ChildStdout;
 use tokio::sync::watch;
 
 use crate::cgroup::SandboxCgroup;
+use crate::output::Output;
 use crate::protocol::{HelperEvent, ProcessEnd};
 use crate::sandbox::{ComputeUsage, SandboxExit};
 
-/// Lines of agent output kept for diagnostics (`recent_output`).
-const OUTPUT_LINES: usize = 200;
+/// The longest line kept: longer ones are cut.
 const OUTPUT_LINE_MAX: usize = 4096;
 
 pub(super) async fn next_event(events: &mut BufReader<ChildStdout>) -> Option<HelperEvent> {
@@ -35,16 +34,9 @@ pub(super) async fn next_event(events: &mut BufReader<ChildStdout>) -> Option<He
     }
 }
 
-pub(super) fn recent(output: &Mutex<VecDeque<String>>) -> Vec<String> {
-    output
-        .lock()
-        .map(|o| o.iter().cloned().collect())
-        .unwrap_or_default()
-}
-
 pub(super) async fn collect_output(
     stderr: tokio::process::ChildStderr,
-    output: Arc<Mutex<VecDeque<String>>>,
+    output: Arc<Output>,
     sandbox: String,
     session: String,
     tenant: TenantId,
@@ -65,12 +57,7 @@ pub(super) async fn collect_output(
                     tenant = %tenant,
                     "{line}"
                 );
-                if let Ok(mut o) = output.lock() {
-                    if o.len() == OUTPUT_LINES {
-                        o.pop_front();
-                    }
-                    o.push_back(line);
-                }
+                output.push(line);
             }
         }
     }

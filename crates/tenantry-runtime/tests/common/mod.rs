@@ -90,6 +90,7 @@ pub fn python_spec(session: &str, workdir: &Path, storage: &Path) -> SandboxSpec
         cpu_millis: 1000,
         max_processes: 32,
         storage_mb: 64,
+        log_kb: 1024,
     };
     spec
 }

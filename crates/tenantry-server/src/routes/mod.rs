@@ -36,6 +36,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A `text/event-stream` response of `body`, never cached or buffered on the way.
+pub(crate) fn event_stream(body: axum::body::Body) -> axum::response::Response {
+    use axum::http::header::{self, HeaderValue};
+    let mut response = axum::response::Response::new(body);
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such endpoint; see docs/API.md")
 }

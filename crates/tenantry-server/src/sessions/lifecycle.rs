@@ -254,6 +254,7 @@ impl SessionManager {
                 tracing::warn!(error = %e, "cannot delete expired session storage");
                 continue;
             }
+            logs::remove_log(&dir);
             let _ = store.delete_session(&scope, key.1.as_str()).await;
             tracing::info!(tenant.id = %tenant, session.id = %key.1, "session storage expired");
         }

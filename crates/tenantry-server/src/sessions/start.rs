@@ -269,6 +269,7 @@ impl SessionManager {
             b.token = Some(token);
         }
         live.touch(self.inner.epoch);
+        self.keep_log(&live, session_id, tier);
         entry.set(Some(live.clone()));
         // Where the start-up time went: before the sandbox (session row, storage), and for a
         // sandbox launched for this session, its start and the wait for the agent to listen.

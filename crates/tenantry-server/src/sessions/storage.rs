@@ -185,10 +185,13 @@ impl SessionManager {
             None => false,
         };
         let dir = self.storage_dir(tenant, session);
-        tokio::task::spawn_blocking(move || remove_storage(&dir))
-            .await
-            .map_err(|e| SessionError::internal("resetting session storage", e))?
-            .map_err(|e| SessionError::internal("resetting session storage", e))?;
+        tokio::task::spawn_blocking(move || {
+            logs::remove_log(&dir);
+            remove_storage(&dir)
+        })
+        .await
+        .map_err(|e| SessionError::internal("resetting session storage", e))?
+        .map_err(|e| SessionError::internal("resetting session storage", e))?;
         tracing::info!(tenant.uid = %tenant, session.id = %session, was_running, "session storage reset");
         Ok(was_running)
     }

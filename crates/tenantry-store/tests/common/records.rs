@@ -50,6 +50,7 @@ pub fn tier(name: &str) -> Tier {
             cpu_millis: 250,
             max_processes: 9,
             storage_mb: 10,
+            log_kb: 1024,
         },
     }
 }

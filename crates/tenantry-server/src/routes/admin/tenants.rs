@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tenantry_core::{
-    IsolationSettings, Tenant, TenantId, TenantIsolation, TenantStatus, TenantUid, Tier, TierName,
-    unix_now,
+    IsolationSettings, Tenant, TenantId, TenantIsolation, TenantScope, TenantStatus, TenantUid,
+    Tier, TierName, unix_now,
 };
 use tenantry_store::ApiKeyRecord;
 
@@ -40,6 +40,28 @@ pub fn routes() -> Router<AppState> {
             "/v1/admin/tenants/{id}/api-keys/{key_id}",
             get(get_key).delete(revoke_key),
         )
+        .route(
+            "/v1/admin/tenants/{id}/sessions/{session}/logs",
+            get(session_logs),
+        )
+}
+
+/// Any session's agent output, for the operator (same query and answer as the tenant's
+/// `GET /v1/sessions/{id}/logs`).
+async fn session_logs(
+    op: Operator,
+    State(state): State<AppState>,
+    ApiPath((id, session)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<crate::routes::tenant::sessions::LogsQuery>,
+) -> ApiResult<axum::response::Response> {
+    let tenant = require_tenant(&state, &parse_tenant(&id)?).await?;
+    let scope = TenantScope::for_operator(op.0, tenant.id.clone());
+    let record = state
+        .store
+        .get_session(&scope, &session)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    crate::routes::tenant::sessions::session_logs(&state, &tenant.uid, &record.id, q).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,6 @@ use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -326,17 +325,5 @@ fn sse(stream: ChatStream, guard: StreamGuard, output: Option<OutputGuard>) -> R
         };
         Some((Ok::<_, Infallible>(bytes), s))
     });
-    let mut response = Response::new(Body::from_stream(events));
-    *response.status_mut() = StatusCode::OK;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    h.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
-    response
+    crate::routes::event_stream(Body::from_stream(events))
 }
