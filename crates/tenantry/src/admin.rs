@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Limits(cmd) => crate::models_cmd::limits(cmd).await,
         Command::Usage(args) => crate::models_cmd::usage(args).await,
         Command::Logs(args) => crate::logs_cmd::logs(args).await,
+        Command::Audit(args) => crate::audit_cmd::audit(args).await,
         Command::Tool(cmd) => crate::tools_cmd::tool(cmd).await,
         Command::Policy(cmd) => crate::tools_cmd::policy(cmd).await,
         Command::Credential(cmd) => crate::tools_cmd::credential(cmd).await,

@@ -65,6 +65,9 @@ pub enum Command {
     /// A session's agent output (what the agent wrote to stdout and stderr), with timestamps;
     /// `--follow` keeps printing new lines (operator).
     Logs(crate::logs_cmd::LogsArgs),
+    /// The audit log: control-plane changes and policy decisions, who, what, when (operator).
+    /// A table by default, `--json` for scripts.
+    Audit(crate::audit_cmd::AuditArgs),
     /// Tool targets behind the MCP endpoint (URL/mcp): upstream MCP servers and OpenAPI
     /// services, shared or of one tenant (operator).
     #[command(subcommand)]

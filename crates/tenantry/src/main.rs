@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit_cmd;
 mod cli;
 mod client;
 mod demo;

@@ -226,6 +226,30 @@ fn admin_commands_drive_a_running_server() {
     ]))
     .unwrap();
     assert!(revoked["revoked_at"].is_i64());
+    // The audit log, as the operator reads it: a table by default, JSON for scripts, filtered
+    // by tenant, action and age.
+    let table = ok(&["audit", "--since", "1h", "--config", c]);
+    assert!(table.starts_with("TIME"), "{table}");
+    assert!(table.contains("DELETE tenants/{id}/api-keys/{key_id}"), "{table}");
+    let events: serde_json::Value = serde_json::from_str(&ok(&[
+        "audit", "--tenant", "acme", "--action", "DELETE", "--json", "--config", c,
+    ]))
+    .unwrap();
+    let events = events.as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e["tenant"] == "acme" && e["action"].as_str().unwrap().starts_with("DELETE")),
+        "{events:?}"
+    );
+    let one: serde_json::Value =
+        serde_json::from_str(&ok(&["audit", "--limit", "1", "--json", "--config", c])).unwrap();
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    let bad = run(&["audit", "--since", "yesterday", "--config", c]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+
     let removed: serde_json::Value = serde_json::from_str(&ok(&[
         "tenant",
         "delete",
