@@ -377,11 +377,34 @@ async fn extraction_makes_records_and_consolidates_a_restated_fact() {
     s.stop().await;
 }
 
+/// A server on a fresh PostgreSQL database, or `None` (skipped) without one.
+async fn postgres_server(test: &str) -> Option<(TestServer, tenantry_store::testing::DropGuard)> {
+    let url = tenantry_testkit::postgres_url_or_skip(test)?;
+    let (db_url, guard) = tenantry_store::testing::fresh_postgres(&url).await.unwrap();
+    Some((
+        TestServer::builder().database_url(db_url).start().await,
+        guard,
+    ))
+}
+
 #[tokio::test]
 async fn the_expiry_job_deletes_events_past_their_memorys_expiry() {
     let s = TestServer::start().await;
-    let key = admin_key(&s, "acme").await;
-    let (long, _) = memory(&s, &key, "long").await;
+    expiry(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_expiry_job_deletes_events_past_their_memorys_expiry_postgres() {
+    if let Some((s, _guard)) = postgres_server("expiry_postgres").await {
+        expiry(&s).await;
+        s.stop().await;
+    }
+}
+
+async fn expiry(s: &TestServer) {
+    let key = admin_key(s, "acme").await;
+    let (long, _) = memory(s, &key, "long").await;
     let r = s
         .send_json(
             "POST",
@@ -394,8 +417,8 @@ async fn the_expiry_job_deletes_events_past_their_memorys_expiry() {
     let short = r.body["memory"]["id"].as_str().unwrap().to_string();
     let default = s.get(&format!("/v1/memory/memories/{long}"), &key).await;
     assert_eq!(default.body["memory"]["eventExpiryDays"], 90);
-    event(&s, &key, &long, turn("alice", "s1", "USER", "kept long")).await;
-    event(&s, &key, &short, turn("alice", "s1", "USER", "kept a week")).await;
+    event(s, &key, &long, turn("alice", "s1", "USER", "kept long")).await;
+    event(s, &key, &short, turn("alice", "s1", "USER", "kept a week")).await;
 
     let store = &s.server().state.store;
     let now = tenantry_core::unix_now() * 1000;
@@ -403,14 +426,10 @@ async fn the_expiry_job_deletes_events_past_their_memorys_expiry() {
     let tick = |at: i64| tenantry_server::memory::expiry::tick(store, SystemGrant::at_start(), at);
     assert_eq!(tick(now + 6 * day).await.unwrap(), 0);
     assert_eq!(tick(now + 8 * day).await.unwrap(), 1);
-    assert_eq!(
-        event_texts(&s, &key, &short, "alice", "s1").await.1.len(),
-        0
-    );
-    assert_eq!(event_texts(&s, &key, &long, "alice", "s1").await.1.len(), 1);
+    assert_eq!(event_texts(s, &key, &short, "alice", "s1").await.1.len(), 0);
+    assert_eq!(event_texts(s, &key, &long, "alice", "s1").await.1.len(), 1);
     assert_eq!(tick(now + 91 * day).await.unwrap(), 1);
-    assert_eq!(event_texts(&s, &key, &long, "alice", "s1").await.1.len(), 0);
-    s.stop().await;
+    assert_eq!(event_texts(s, &key, &long, "alice", "s1").await.1.len(), 0);
 }
 
 async fn leftovers(s: &TestServer, tenant: &str, memories: &[&str], actor: Option<&str>) -> usize {
@@ -439,8 +458,21 @@ async fn leftovers(s: &TestServer, tenant: &str, memories: &[&str], actor: Optio
 #[tokio::test]
 async fn erasure_leaves_nothing_of_the_user_and_tenant_deletion_nothing_of_the_tenant() {
     let s = TestServer::start().await;
-    let key = admin_key(&s, "acme").await;
-    let (own, strategy) = memory(&s, &key, "own").await;
+    erasure(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn erasure_leaves_nothing_postgres() {
+    if let Some((s, _guard)) = postgres_server("erasure_leaves_nothing_postgres").await {
+        erasure(&s).await;
+        s.stop().await;
+    }
+}
+
+async fn erasure(s: &TestServer) {
+    let key = admin_key(s, "acme").await;
+    let (own, strategy) = memory(s, &key, "own").await;
     let shared = s
         .admin("POST", "/v1/admin/memories", Some(json!({"name": "pool"})))
         .await["memory"]["id"]
@@ -449,7 +481,7 @@ async fn erasure_leaves_nothing_of_the_user_and_tenant_deletion_nothing_of_the_t
         .to_string();
     for m in [&own, &shared] {
         for actor in ["alice", "bob"] {
-            event(&s, &key, m, turn(actor, "s1", "USER", "hello")).await;
+            event(s, &key, m, turn(actor, "s1", "USER", "hello")).await;
             let ns = format!("/strategies/{strategy}/actors/{actor}");
             let r = s
                 .send_json(
@@ -464,15 +496,15 @@ async fn erasure_leaves_nothing_of_the_user_and_tenant_deletion_nothing_of_the_t
         }
     }
     let memories = [own.as_str(), shared.as_str()];
-    assert_eq!(leftovers(&s, "acme", &memories, Some("alice")).await, 4);
+    assert_eq!(leftovers(s, "acme", &memories, Some("alice")).await, 4);
 
     let plain = s.create_api_key("acme", &[]).await.1;
     assert_eq!(s.delete("/v1/memory/users/alice", &plain).await.status, 403);
     let r = s.delete("/v1/memory/users/alice", &key).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["deleted"], json!({"events": 2, "records": 2}));
-    assert_eq!(leftovers(&s, "acme", &memories, Some("alice")).await, 0);
-    assert_eq!(leftovers(&s, "acme", &memories, Some("bob")).await, 4);
+    assert_eq!(leftovers(s, "acme", &memories, Some("alice")).await, 0);
+    assert_eq!(leftovers(s, "acme", &memories, Some("bob")).await, 4);
 
     // The operator erases too.
     let r = s
@@ -492,11 +524,11 @@ async fn erasure_leaves_nothing_of_the_user_and_tenant_deletion_nothing_of_the_t
     );
 
     // Deleting the tenant deletes its memories and its rows in the shared one.
-    event(&s, &key, &shared, turn("carol", "s1", "USER", "hello")).await;
-    event(&s, &key, &own, turn("carol", "s1", "USER", "hello")).await;
+    event(s, &key, &shared, turn("carol", "s1", "USER", "hello")).await;
+    event(s, &key, &own, turn("carol", "s1", "USER", "hello")).await;
     let removed: Value = s.admin("DELETE", "/v1/admin/tenants/acme", None).await;
     assert_eq!(removed["rows"]["memory_events"], 2, "{removed}");
-    assert_eq!(leftovers(&s, "acme", &memories, None).await, 0);
+    assert_eq!(leftovers(s, "acme", &memories, None).await, 0);
     let left = s
         .server()
         .state
@@ -505,5 +537,4 @@ async fn erasure_leaves_nothing_of_the_user_and_tenant_deletion_nothing_of_the_t
         .await
         .unwrap();
     assert_eq!(left.len(), 1, "only the shared memory stays: {left:?}");
-    s.stop().await;
 }

@@ -57,9 +57,11 @@ async fn a_workload_token_reaches_only_its_users_memory_unless_tenant_wide() {
     s.admin(
         "PUT",
         "/v1/admin/tiers/open",
-        Some(json!({"limits": {"requests_per_second": 1000, "burst": 1000,
+        Some(
+            json!({"limits": {"requests_per_second": 1000, "burst": 1000,
                                "concurrent_invocations": 10, "concurrent_sessions": 10},
-                    "allowed_models": ["*"]})),
+                    "allowed_models": ["*"]}),
+        ),
     )
     .await;
     s.create_tenant("acme", "open").await;
