@@ -31,24 +31,25 @@ impl MemoryCaller {
         state: &AppState,
         ctx: &TenantContext,
     ) -> Result<Self, MemoryServiceError> {
-        let reach = match &ctx.credential {
-            CredentialKind::Workload { runtime, .. } => {
-                let tenant_wide = match RuntimeName::new(runtime.as_str()) {
-                    Ok(name) => state
-                        .registry
-                        .runtime(&state.store, &name)
-                        .await
-                        .map_err(MemoryServiceError::Unavailable)?
-                        .is_some_and(|r| r.spec.memory.tenant_wide),
-                    Err(_) => false,
-                };
-                if tenant_wide {
-                    Reach::TenantWide
-                } else {
-                    Reach::Actor(ActorId::of_user(&ctx.user_id)?)
-                }
+        // Only a workload token is limited to one actor; every other credential (JWT, API
+        // key, and credential kinds added later) reaches the whole tenant, as its backend does.
+        let reach = if let CredentialKind::Workload { runtime, .. } = &ctx.credential {
+            let tenant_wide = match RuntimeName::new(runtime.as_str()) {
+                Ok(name) => state
+                    .registry
+                    .runtime(&state.store, &name)
+                    .await
+                    .map_err(MemoryServiceError::Unavailable)?
+                    .is_some_and(|r| r.spec.memory.tenant_wide),
+                Err(_) => false,
+            };
+            if tenant_wide {
+                Reach::TenantWide
+            } else {
+                Reach::Actor(ActorId::of_user(&ctx.user_id)?)
             }
-            CredentialKind::Jwt { .. } | CredentialKind::ApiKey { .. } => Reach::TenantWide,
+        } else {
+            Reach::TenantWide
         };
         let default_expiry_days = state
             .registry
