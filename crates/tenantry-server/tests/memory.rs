@@ -538,3 +538,50 @@ async fn erasure(s: &TestServer) {
         .unwrap();
     assert_eq!(left.len(), 1, "only the shared memory stays: {left:?}");
 }
+
+#[tokio::test]
+async fn a_tiers_expiry_is_the_default_and_search_syntax_is_inert() {
+    let s = TestServer::start().await;
+    let r = s
+        .request(
+            "PUT",
+            "/v1/admin/tiers/brief",
+            Some(&s.admin_key),
+            &[],
+            Some(tenantry_testkit::RequestBody::Json(
+                json!({"memory_event_expiry_days": 0}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    s.admin(
+        "PUT",
+        "/v1/admin/tiers/brief",
+        Some(json!({"memory_event_expiry_days": 30, "allowed_models": ["*"]})),
+    )
+    .await;
+    s.create_tenant("acme", "brief").await;
+    let key = s.create_api_key("acme", &["tenant-admin"]).await.1;
+    let (mem, strategy) = memory(&s, &key, "m").await;
+    let r = s.get(&format!("/v1/memory/memories/{mem}"), &key).await;
+    assert_eq!(r.body["memory"]["eventExpiryDays"], 30, "{}", r.text);
+
+    let ns = format!("/strategies/{strategy}/actors/alice");
+    records(&s, &key, &mem, &[(ns.as_str(), "alpha beta gamma")]).await;
+    // Query syntax of FTS5 or tsquery is only words here: no error, no widening.
+    for q in [
+        "\") OR 1=1 --",
+        "alpha* NEAR(beta gamma)",
+        "alpha & !beta | gamma:*",
+        "\"",
+        "*",
+        "NOT",
+    ] {
+        let (code, texts) = retrieve(&s, &key, &mem, json!({"searchQuery": q})).await;
+        assert_eq!(code, 200, "{q}");
+        assert!(texts.len() <= 1, "{q}");
+    }
+    let (_, texts) = retrieve(&s, &key, &mem, json!({"searchQuery": "GAMMA?"})).await;
+    assert_eq!(texts, ["alpha beta gamma"]);
+    s.stop().await;
+}
