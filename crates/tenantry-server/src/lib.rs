@@ -251,11 +251,6 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (extraction, extraction_rx) =
         memory::extraction::Queue::new(config.memory.extraction_queue);
     let memory = memory::MemoryService::new(store.clone(), extraction);
-    memory::expiry::spawn(
-        store.clone(),
-        system,
-        Duration::from_secs(config.memory.expiry_interval_seconds),
-    );
     let state = AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -280,6 +275,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         }),
     };
     memory::extraction::spawn(Arc::downgrade(&state.inner), extraction_rx);
+    memory::expiry::spawn(
+        Arc::downgrade(&state.inner),
+        system,
+        Duration::from_secs(state.config.memory.expiry_interval_seconds),
+    );
     // Runtime-hosted tool targets run in this server's sessions (a weak reference: the state
     // owns the catalogue).
     state

@@ -6,11 +6,14 @@
 //! memory for its tenant, a shared memory for every tenant. `tick` is one pass at a given
 //! time, which tests call with a fixed clock.
 
+use std::sync::Weak;
 use std::time::Duration;
 
 use tenantry_core::{SystemGrant, TenantScope};
 use tenantry_memory::types::MemoryOwner;
 use tenantry_store::{Store, StoreError};
+
+use crate::state::Inner;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -35,13 +38,17 @@ pub async fn tick(store: &Store, grant: SystemGrant, now_ms: i64) -> Result<u64,
     Ok(deleted)
 }
 
-/// Runs `tick` every `every` until the store's last handle is dropped (a server's lifetime).
-pub fn spawn(store: Store, grant: SystemGrant, every: Duration) {
+/// Runs `tick` every `every` while the server's state lives (it holds only a weak reference,
+/// so a stopped server's job ends at its next tick).
+pub fn spawn(state: Weak<Inner>, grant: SystemGrant, every: Duration) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every.max(Duration::from_secs(1)));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
+            let Some(store) = state.upgrade().map(|s| s.store.clone()) else {
+                break;
+            };
             let now = tenantry_core::unix_now().saturating_mul(1000);
             match tick(&store, grant, now).await {
                 Ok(0) => {}
