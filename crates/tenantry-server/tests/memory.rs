@@ -107,6 +107,57 @@ async fn events_are_idempotent_ordered_paged_and_filtered() {
     assert_eq!(events.len(), 2, "{}", r.text);
     assert!(events.iter().all(|e| e["payload"] == json!([])));
 
+    // A branch forked at the second event: alone, or with the main line up to its root.
+    let r = s
+        .send_json(
+            "POST",
+            &format!("{base}/list"),
+            &plain,
+            json!({"order": "OLDEST_FIRST"}),
+        )
+        .await;
+    let second = r.body["events"][1]["eventId"].clone();
+    let mut b = turn("alice", "s1", "USER", "branch turn");
+    b["eventTimestamp"] = json!(1_760_000_010);
+    b["branch"] = json!({"name": "alt", "rootEventId": second});
+    event(&s, &plain, &mem, b).await;
+    let branch_texts = |include: bool| {
+        let (s, plain, base) = (&s, plain.clone(), base.clone());
+        async move {
+            let r = s
+                .send_json(
+                    "POST",
+                    &format!("{base}/list"),
+                    &plain,
+                    json!({"order": "OLDEST_FIRST", "filter": {"branch":
+                        {"name": "alt", "includeParentBranches": include}}}),
+                )
+                .await;
+            r.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    e["payload"][0]["conversational"]["content"]["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(branch_texts(false).await, ["branch turn"]);
+    assert_eq!(branch_texts(true).await, ["first", "second", "branch turn"]);
+    let r = s
+        .send_json(
+            "POST",
+            &format!("{base}/list"),
+            &plain,
+            json!({"filter": {"branch": {"name": "main"}}}),
+        )
+        .await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 5, "{}", r.text);
+
     // Get and delete one event (its id holds '#', sent encoded).
     let id = e1["eventId"].as_str().unwrap().replace('#', "%23");
     let r = s.get(&format!("{base}/{id}"), &plain).await;
