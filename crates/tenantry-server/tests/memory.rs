@@ -23,8 +23,21 @@ fn scope(tenant: &str) -> TenantScope {
 #[tokio::test]
 async fn events_are_idempotent_ordered_paged_and_filtered() {
     let s = TestServer::start().await;
-    let key = admin_key(&s, "acme").await;
-    let (mem, _) = memory(&s, &key, "chat").await;
+    events_are_idempotent_ordered_paged_and_filtered_on(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn events_on_postgres() {
+    if let Some((s, _guard)) = postgres_server("events_on_postgres").await {
+        events_are_idempotent_ordered_paged_and_filtered_on(&s).await;
+        s.stop().await;
+    }
+}
+
+async fn events_are_idempotent_ordered_paged_and_filtered_on(s: &TestServer) {
+    let key = admin_key(s, "acme").await;
+    let (mem, _) = memory(s, &key, "chat").await;
 
     // A plain user of the tenant uses memories but does not manage them.
     let plain = s.create_api_key("acme", &[]).await.1;
@@ -36,8 +49,8 @@ async fn events_are_idempotent_ordered_paged_and_filtered() {
     // The same client token answers the same event.
     let mut body = turn("alice", "s1", "USER", "first");
     body["clientToken"] = json!("tok-1");
-    let e1 = event(&s, &plain, &mem, body.clone()).await;
-    let again = event(&s, &plain, &mem, body).await;
+    let e1 = event(s, &plain, &mem, body.clone()).await;
+    let again = event(s, &plain, &mem, body).await;
     assert_eq!(e1["eventId"], again["eventId"]);
     assert!(
         e1["eventId"]
@@ -49,10 +62,10 @@ async fn events_are_idempotent_ordered_paged_and_filtered() {
         let mut b = turn("alice", "s1", "ASSISTANT", text);
         b["eventTimestamp"] = json!(1_760_000_001 + i as i64);
         b["metadata"] = json!({"kind": {"stringValue": if i % 2 == 0 { "even" } else { "odd" }}});
-        event(&s, &plain, &mem, b).await;
+        event(s, &plain, &mem, b).await;
     }
-    event(&s, &plain, &mem, turn("bob", "s9", "USER", "bob's turn")).await;
-    let (_, texts) = event_texts(&s, &plain, &mem, "alice", "s1").await;
+    event(s, &plain, &mem, turn("bob", "s9", "USER", "bob's turn")).await;
+    let (_, texts) = event_texts(s, &plain, &mem, "alice", "s1").await;
     assert_eq!(texts, ["fifth", "fourth", "third", "second", "first"]);
 
     // Oldest first, two at a time, with the opaque token.
@@ -120,9 +133,9 @@ async fn events_are_idempotent_ordered_paged_and_filtered() {
     let mut b = turn("alice", "s1", "USER", "branch turn");
     b["eventTimestamp"] = json!(1_760_000_010);
     b["branch"] = json!({"name": "alt", "rootEventId": second});
-    event(&s, &plain, &mem, b).await;
+    event(s, &plain, &mem, b).await;
     let branch_texts = |include: bool| {
-        let (s, plain, base) = (&s, plain.clone(), base.clone());
+        let (s, plain, base) = (s, plain.clone(), base.clone());
         async move {
             let r = s
                 .send_json(
@@ -206,18 +219,30 @@ async fn events_are_idempotent_ordered_paged_and_filtered() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    s.stop().await;
 }
 
 #[tokio::test]
 async fn records_are_written_in_batches_and_retrieved_with_scores() {
     let s = TestServer::start().await;
-    let key = admin_key(&s, "acme").await;
-    let (mem, strategy) = memory(&s, &key, "facts").await;
+    records_are_written_in_batches_and_retrieved_with_scores_on(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn records_on_postgres() {
+    if let Some((s, _guard)) = postgres_server("records_on_postgres").await {
+        records_are_written_in_batches_and_retrieved_with_scores_on(&s).await;
+        s.stop().await;
+    }
+}
+
+async fn records_are_written_in_batches_and_retrieved_with_scores_on(s: &TestServer) {
+    let key = admin_key(s, "acme").await;
+    let (mem, strategy) = memory(s, &key, "facts").await;
     let alice_ns = format!("/strategies/{strategy}/actors/alice");
     let bob_ns = format!("/strategies/{strategy}/actors/bob");
     let ids = records(
-        &s,
+        s,
         &key,
         &mem,
         &[
@@ -256,9 +281,9 @@ async fn records_are_written_in_batches_and_retrieved_with_scores() {
     );
     let score = found[0]["score"].as_f64().unwrap();
     assert!(score > 0.0 && score < 1.0, "{score}");
-    let (_, texts) = retrieve(&s, &key, &mem, json!({"searchQuery": "drinks", "topK": 1})).await;
+    let (_, texts) = retrieve(s, &key, &mem, json!({"searchQuery": "drinks", "topK": 1})).await;
     assert_eq!(texts.len(), 1);
-    let (_, texts) = retrieve(&s, &key, &mem, json!({"searchQuery": "drinks"})).await;
+    let (_, texts) = retrieve(s, &key, &mem, json!({"searchQuery": "drinks"})).await;
     assert_eq!(texts.len(), 2);
 
     // Metadata, updates and deletes.
@@ -278,7 +303,7 @@ async fn records_are_written_in_batches_and_retrieved_with_scores() {
         r.text
     );
     let (_, texts) = retrieve(
-        &s,
+        s,
         &key,
         &mem,
         json!({"searchQuery": "alice paris lyon tea", "metadataFilters": [
@@ -336,7 +361,6 @@ async fn records_are_written_in_batches_and_retrieved_with_scores() {
         )
         .await;
     assert_eq!(r.body["failedRecords"][0]["errorCode"], 400, "{}", r.text);
-    s.stop().await;
 }
 
 /// A server whose mock model answers every extraction with the same fact.
