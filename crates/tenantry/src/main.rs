@@ -13,6 +13,7 @@ mod client;
 mod demo;
 mod guardrail_cmd;
 mod logs_cmd;
+mod memory_cmd;
 mod models_cmd;
 mod runtime_cmd;
 mod tools_cmd;

@@ -52,6 +52,7 @@ pub fn tier(name: &str) -> Tier {
             storage_mb: 10,
             log_kb: 1024,
         },
+        memory_event_expiry_days: 30,
     }
 }
 
