@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod audit;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -247,6 +248,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let audit = audit::Audit::start(store.clone(), config.telemetry.audit_retention_days);
     tools.set_audit(audit.clone());
     guardrails.set_observers(audit.clone(), metrics.clone());
+    let access_keys = aws::AccessKeys::new(store.clone(), tools.vault().clone(), system);
     let state = AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -260,6 +262,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             dev_issuer,
             registry,
             api_keys: key_cache::ApiKeyCache::default(),
+            access_keys,
             metrics,
             audit,
             sessions,
@@ -299,6 +302,10 @@ fn actor_issuer(path: &std::path::Path) -> Result<ActorIssuer, StartError> {
 /// The whole application with its middleware, ready to serve.
 pub fn app(state: AppState) -> axum::Router {
     routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            aws::auth::verify_signed,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             middleware::ingress,

@@ -44,6 +44,7 @@ macro_rules! delete_of {
 /// unless purged.
 pub(crate) const TENANT_TABLES: &[(&str, Sql)] = &[
     delete_of!("api_keys", "tenant_id"),
+    delete_of!("access_keys", "tenant_id"),
     delete_of!("sessions", "tenant_id"),
     delete_of!("usage_records", "tenant_id"),
     delete_of!("vault_credentials", "tenant_id"),

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(credentials::routes())
         .merge(guardrails::routes())
+        .merge(crate::aws::access_keys::admin_routes())
 }
 
 /// A tenant id from a path, refused as invalid input when malformed.
