@@ -200,9 +200,14 @@ impl IntoResponse for AwsError {
 /// The largest error body of ours that `aws_shape` reads to take its message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Route layer of the AWS routes: an error in our own shape (from a layer or extractor the
-/// routes share with the rest of the API) is answered in the AWS shape with the same message.
+/// Route layer of the AWS routes: a refused SigV4 signature is answered with its AWS error,
+/// and an error in our own shape (from a layer or extractor the routes share with the rest of
+/// the API) in the AWS shape with the same message.
 pub async fn aws_shape(req: Request, next: Next) -> Response {
+    // A refused signature keeps its precise AWS error (InvalidSignature, Unrecognized...).
+    if let Some(super::SigV4Outcome::Refused(e)) = req.extensions().get() {
+        return e.clone().into_response();
+    }
     let response = next.run(req).await;
     if response.extensions().get::<AwsShaped>().is_some() {
         return response;
