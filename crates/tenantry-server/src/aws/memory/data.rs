@@ -8,6 +8,8 @@
 //! module where it differs (RetrieveMemoryRecords' `searchCriteria`, `namespacePath`, the
 //! batch delete's list of objects).
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,8 +23,9 @@ use crate::auth::TenantCaller;
 use crate::aws::error::AwsError;
 use crate::extract::ApiPath;
 use crate::memory::{
-    ActorId, EventId, ListEvents, ListRecords, MemoryId, MemorySessionId, MetadataFilter,
-    NewEvent, NewRecord, PageRequest, RecordId, RecordUpdate, RetrieveRecords,
+    ActorId, Branch, EventId, EventMetadataValue, ListEvents, ListRecords, MemoryId,
+    MemorySessionId, MetadataFilter, NewEvent, NewRecord, PageRequest, PayloadItem, RecordId,
+    RecordUpdate, RetrieveRecords,
 };
 use crate::state::AppState;
 
@@ -96,12 +99,40 @@ fn ok(body: serde_json::Value) -> AwsResult {
 
 // ---- events
 
+/// CreateEvent's body. Newer SDKs also send `extractionMode`/`extractionConfig`; they are
+/// read and not acted on (every conversational event is offered to the memory's strategies).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateEventWire {
+    actor_id: ActorId,
+    #[serde(default)]
+    session_id: Option<MemorySessionId>,
+    #[serde(with = "tenantry_memory::types::epoch")]
+    event_timestamp: i64,
+    payload: Vec<PayloadItem>,
+    #[serde(default)]
+    branch: Option<Branch>,
+    #[serde(default)]
+    client_token: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, EventMetadataValue>,
+}
+
 async fn create_event(
     State(state): State<AppState>,
     TenantCaller(ctx): TenantCaller,
     ApiPath(memory): ApiPath<String>,
-    AwsBody(event): AwsBody<NewEvent>,
+    AwsBody(wire): AwsBody<CreateEventWire>,
 ) -> AwsResult {
+    let event = NewEvent {
+        actor_id: wire.actor_id,
+        session_id: wire.session_id,
+        event_timestamp: wire.event_timestamp,
+        payload: wire.payload,
+        branch: wire.branch,
+        client_token: wire.client_token,
+        metadata: wire.metadata,
+    };
     let caller = caller(&state, &ctx).await?;
     let event = state
         .memory
