@@ -103,6 +103,13 @@ pub struct Tier {
     pub isolation: IsolationSettings,
     #[serde(default)]
     pub sandbox: SandboxResources,
+    /// Days after which a memory's events are deleted, for memories that name no expiry.
+    #[serde(default = "default_memory_event_expiry_days")]
+    pub memory_event_expiry_days: u32,
+}
+
+fn default_memory_event_expiry_days() -> u32 {
+    90
 }
 
 /// Why a tier's settings make no sense together; the message names the setting and the fix.
@@ -126,6 +133,8 @@ pub enum TierError {
     NoProcesses,
     #[error("display_name must be at most 200 characters")]
     DisplayNameTooLong,
+    #[error("memory_event_expiry_days must be 1 to 365")]
+    MemoryExpiry,
 }
 
 impl Tier {
@@ -160,6 +169,9 @@ impl Tier {
         }
         if self.display_name.chars().count() > 200 {
             return Err(TierError::DisplayNameTooLong);
+        }
+        if !(1..=365).contains(&self.memory_event_expiry_days) {
+            return Err(TierError::MemoryExpiry);
         }
         Ok(())
     }

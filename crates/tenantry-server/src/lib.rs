@@ -18,6 +18,7 @@ pub mod guardrails;
 pub mod json;
 pub mod key_cache;
 pub mod ledger;
+pub mod memory;
 pub mod middleware;
 pub mod models;
 pub mod registry;
@@ -248,6 +249,14 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let audit = audit::Audit::start(store.clone(), config.telemetry.audit_retention_days);
     tools.set_audit(audit.clone());
     guardrails.set_observers(audit.clone(), metrics.clone());
+    let (extraction, extraction_rx) =
+        memory::extraction::Queue::new(config.memory.extraction_queue);
+    let memory = memory::MemoryService::new(store.clone(), extraction);
+    memory::expiry::spawn(
+        store.clone(),
+        system,
+        Duration::from_secs(config.memory.expiry_interval_seconds),
+    );
     let access_keys = aws::AccessKeys::new(store.clone(), tools.vault().clone(), system);
     let state = AppState {
         inner: Arc::new(state::Inner {
@@ -270,8 +279,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             tools,
             guardrails,
             ledger,
+            memory,
         }),
     };
+    memory::extraction::spawn(Arc::downgrade(&state.inner), extraction_rx);
     // Runtime-hosted tool targets run in this server's sessions (a weak reference: the state
     // owns the catalogue).
     state

@@ -136,6 +136,23 @@ pub struct RuntimeSpec {
     /// Largest invocation body passed to the agent.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// How the runtime's agents use memory.
+    #[serde(default)]
+    pub memory: RuntimeMemory,
+}
+
+/// How a runtime's agents use memory (`/v1/memory/...` with their workload token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeMemory {
+    /// `false` (the default): an agent names only its session's user as actor. `true`: it
+    /// reaches every actor of its tenant's memories (an agent serving a whole team).
+    #[serde(default)]
+    pub tenant_wide: bool,
+    /// A shared memory (the operator's, pool) the runtime's agents use: told to them, each
+    /// tenant's sessions see only their own tenant's events and records in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_memory_id: Option<String>,
 }
 
 fn default_max_body() -> u64 {

@@ -43,6 +43,8 @@ pub struct Inner {
     pub guardrails: crate::guardrails::Guardrails,
     /// The usage ledger's writer, shared by the gateways and the sessions.
     pub ledger: crate::ledger::Ledger,
+    /// Memory: resources, events, records and their extraction.
+    pub memory: crate::memory::MemoryService,
 }
 
 impl std::ops::Deref for AppState {

@@ -104,8 +104,10 @@ upstream_model = "extractor"
     s.admin(
         "PUT",
         "/v1/admin/tiers/mem",
-        Some(json!({"limits": {"requests_per_second": 100000, "burst": 100000},
-                    "allowed_models": ["*"]})),
+        Some(
+            json!({"limits": {"requests_per_second": 100000, "burst": 100000},
+                    "allowed_models": ["*"]}),
+        ),
     )
     .await;
     s.admin(
@@ -323,7 +325,10 @@ async fn boto3_gets_aws_errors_and_never_sees_another_tenants_memory() {
         .unwrap();
     let Some(first) = first else {
         let out = child.wait_with_output().await.unwrap();
-        panic!("the script failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "the script failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let mid: Value = serde_json::from_str(&first).unwrap();
     assert!(mid["memory_id"].is_string(), "{first}");

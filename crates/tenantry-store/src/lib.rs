@@ -24,7 +24,8 @@
 //! The code is laid out by aggregate: each table (or family of tables) has one module holding
 //! its record types and both dialects of each of its statements side by side (`tiers`,
 //! `tenants`, `settings`, `runtimes`, `api_keys`, `sessions`, `usage`, `spend`, `policy`,
-//! `guardrail`, `tool_target`, `vault`, `audit`). `db` is how a statement runs on either
+//! `guardrail`, `tool_target`, `vault`, `audit`, `memory`, `memory_events`,
+//! `memory_records`). `db` is how a statement runs on either
 //! backend; `sqlite` and `postgres` only connect and open the transactions of their dialect,
 //! and `migrate` applies the migrations of either.
 
@@ -36,6 +37,9 @@ mod audit;
 mod db;
 mod error;
 mod guardrail;
+mod memory;
+mod memory_events;
+mod memory_records;
 mod migrate;
 mod policy;
 mod postgres;
@@ -61,6 +65,9 @@ pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditEvent, AuditQuery};
 pub use error::StoreError;
 pub use guardrail::{GuardrailRecord, GuardrailScope, MAX_GUARDRAIL_BYTES, is_valid_profile_name};
+pub use memory::MemoryWriter;
+pub use memory_events::MAX_LISTED_EVENTS;
+pub use memory_records::{MAX_LISTED_RECORDS, RecordQuery};
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use runtimes::RuntimeRecord;
 pub use sessions::{LIST_SESSIONS_LIMIT, SessionRecord, SessionStatus};

@@ -54,6 +54,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0009_audit_events.sql"),
     ),
     (
+        "0010_memory",
+        include_str!("../migrations/sqlite/0010_memory.sql"),
+    ),
+    (
         "0012_access_keys",
         include_str!("../migrations/sqlite/0012_access_keys.sql"),
     ),
@@ -96,6 +100,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0010_audit_events",
         include_str!("../migrations/postgres/0010_audit_events.sql"),
+    ),
+    (
+        "0011_memory",
+        include_str!("../migrations/postgres/0011_memory.sql"),
     ),
     (
         "0013_access_keys",

@@ -45,6 +45,8 @@ macro_rules! delete_of {
 pub(crate) const TENANT_TABLES: &[(&str, Sql)] = &[
     delete_of!("api_keys", "tenant_id"),
     delete_of!("access_keys", "tenant_id"),
+    delete_of!("memory_events", "tenant_id"),
+    delete_of!("memory_records", "tenant_id"),
     delete_of!("sessions", "tenant_id"),
     delete_of!("usage_records", "tenant_id"),
     delete_of!("vault_credentials", "tenant_id"),
@@ -59,6 +61,7 @@ const TENANT_OWNED: &[(&str, Sql)] = &[
     delete_of!("policy_sets", "tenant_id"),
     delete_of!("tool_targets", "tenant_id"),
     delete_of!("guardrail_profiles", "tenant_id"),
+    delete_of!("memories", "tenant_id"),
 ];
 
 /// The columns of `tenants`: `names` for an insert, or a select list of `sqlite` or `postgres`.

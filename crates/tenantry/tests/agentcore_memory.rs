@@ -68,8 +68,10 @@ upstream_model = "extractor"
     s.admin(
         "PUT",
         "/v1/admin/tiers/mem",
-        Some(json!({"limits": {"requests_per_second": 100000, "burst": 100000},
-                    "allowed_models": ["*"]})),
+        Some(
+            json!({"limits": {"requests_per_second": 100000, "burst": 100000},
+                    "allowed_models": ["*"]}),
+        ),
     )
     .await;
     s.admin(
@@ -170,7 +172,10 @@ async fn an_unchanged_sdk_agent_has_memory_without_credentials_of_its_own() {
     let records = answer["records"].to_string();
     assert!(records.contains("green"), "{answer}");
     let seen = answer["credentials_seen"].to_string();
-    assert!(seen.contains("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE"), "{seen}");
+    assert!(
+        seen.contains("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE"),
+        "{seen}"
+    );
 
     // The agent acts as its session's user: another user of the tenant is not its to name.
     let answer = ask(

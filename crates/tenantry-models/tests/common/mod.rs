@@ -63,6 +63,7 @@ pub fn tier(name: &str, allowed: &[&str]) -> Tier {
         guardrail_profile: None,
         isolation: Default::default(),
         sandbox: Default::default(),
+        memory_event_expiry_days: 90,
     }
 }
 

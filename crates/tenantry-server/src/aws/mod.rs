@@ -21,6 +21,7 @@ pub mod access_keys;
 pub mod auth;
 pub mod error;
 pub mod keys;
+mod memory;
 pub mod sigv4;
 
 use axum::Router;
@@ -39,6 +40,7 @@ pub const CONTROL_PLANE_PREFIX: &str = "/aws/bedrock-agentcore-control";
 /// The AWS routes, under their prefixes, with tenant admission and the AWS error shape.
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
+        .merge(memory::routes())
         .route(
             &format!("{DATA_PLANE_PREFIX}/{{*rest}}"),
             any(error::unknown_operation),

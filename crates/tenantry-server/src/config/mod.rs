@@ -5,12 +5,14 @@
 //! process environment. Relative paths in the file are resolved against the file's directory.
 
 mod identity;
+mod memory;
 mod runtime;
 mod server;
 mod telemetry;
 mod tools;
 
 pub use identity::*;
+pub use memory::MemorySection;
 pub use runtime::*;
 pub use server::*;
 pub use telemetry::TelemetrySection;
@@ -99,6 +101,9 @@ pub struct Config {
     /// control plane is the source of truth, as for tiers.
     #[serde(default)]
     pub guardrails: GuardrailsSection,
+    /// Memory: the extraction model and the expiry job.
+    #[serde(default)]
+    pub memory: MemorySection,
     /// The values of the environment variables that `[models.providers]` name for credentials,
     /// read through the injected lookup when the file is loaded. Never serialised or logged.
     #[serde(skip)]

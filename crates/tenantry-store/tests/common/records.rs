@@ -51,6 +51,7 @@ pub fn tier(name: &str) -> Tier {
             max_processes: 9,
             storage_mb: 10,
         },
+        memory_event_expiry_days: 30,
     }
 }
 

@@ -61,25 +61,32 @@ enum StrategyUnion {
     SummaryMemoryStrategy(StrategyWire),
     UserPreferenceMemoryStrategy(StrategyWire),
     CustomMemoryStrategy(StrategyWire),
-    EpisodicMemoryStrategy(StrategyWire),
+    EpisodicMemoryStrategy(serde::de::IgnoredAny),
 }
 
 /// The instructions of a custom strategy: the `appendToPrompt` of its override's extraction
 /// (`semanticOverride`, `summaryOverride`, `userPreferenceOverride`).
 fn custom_prompt(configuration: Option<&Value>) -> Option<String> {
     let c = configuration?;
-    ["semanticOverride", "summaryOverride", "userPreferenceOverride"]
-        .iter()
-        .find_map(|o| {
-            let over = c.get(o)?;
-            over.pointer("/extraction/appendToPrompt")
-                .or_else(|| over.pointer("/consolidation/appendToPrompt"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+    [
+        "semanticOverride",
+        "summaryOverride",
+        "userPreferenceOverride",
+    ]
+    .iter()
+    .find_map(|o| {
+        let over = c.get(o)?;
+        over.pointer("/extraction/appendToPrompt")
+            .or_else(|| over.pointer("/consolidation/appendToPrompt"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
 }
 
-fn namespaces_of(templates: Option<Vec<String>>, legacy: Option<Vec<String>>) -> Option<Vec<String>> {
+fn namespaces_of(
+    templates: Option<Vec<String>>,
+    legacy: Option<Vec<String>>,
+) -> Option<Vec<String>> {
     templates.or(legacy)
 }
 
@@ -204,7 +211,11 @@ async fn get_memory(
 ) -> AwsResult {
     let id = memory_id(id)?;
     let caller = caller(&state, &ctx).await?;
-    let memory = state.memory.get_memory(&caller, &id).await.map_err(failed)?;
+    let memory = state
+        .memory
+        .get_memory(&caller, &id)
+        .await
+        .map_err(failed)?;
     Ok(axum::Json(json!({ "memory": memory_json(&ctx, &memory) })).into_response())
 }
 

@@ -73,7 +73,10 @@ pub(super) fn routes(prefix: &str) -> Router<AppState> {
 }
 
 /// An id from a path, or `ValidationException`.
-fn id<T>(raw: String, parse: impl FnOnce(String) -> Result<T, tenantry_memory::MemoryError>) -> Result<T, AwsError> {
+fn id<T>(
+    raw: String,
+    parse: impl FnOnce(String) -> Result<T, tenantry_memory::MemoryError>,
+) -> Result<T, AwsError> {
     parse(raw).map_err(|e| AwsError::validation(e.to_string()))
 }
 
@@ -247,7 +250,10 @@ async fn list_sessions(
 
 /// A namespace of the wire: `namespacePath` (a prefix) or `namespace`; both are prefixes of
 /// the service's retrieval.
-fn namespace_of(namespace: Option<String>, path: Option<String>) -> Result<Option<String>, AwsError> {
+fn namespace_of(
+    namespace: Option<String>,
+    path: Option<String>,
+) -> Result<Option<String>, AwsError> {
     match (namespace, path) {
         (Some(_), Some(_)) => Err(AwsError::validation(
             "give either namespace or namespacePath, not both",
@@ -448,7 +454,11 @@ async fn batch_delete(
     AwsBody(wire): AwsBody<BatchDeleteWire>,
 ) -> AwsResult {
     let memory = memory_id(memory)?;
-    let ids = wire.records.into_iter().map(|r| r.memory_record_id).collect();
+    let ids = wire
+        .records
+        .into_iter()
+        .map(|r| r.memory_record_id)
+        .collect();
     let caller = caller(&state, &ctx).await?;
     let outcome = state
         .memory

@@ -36,7 +36,10 @@ fn failed(e: MemoryServiceError) -> AwsError {
 
 /// Unix milliseconds as boto3 reads a `timestamp` of a `rest-json` answer: epoch seconds.
 fn epoch_seconds(ms: i64) -> f64 {
-    #[allow(clippy::cast_precision_loss, reason = "milliseconds fit an f64 exactly")]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "milliseconds fit an f64 exactly"
+    )]
     let secs = ms as f64 / 1000.0;
     secs
 }
