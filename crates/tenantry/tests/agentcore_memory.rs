@@ -57,7 +57,7 @@ async fn memory_server() -> TestServer {
 [models.providers.scripted]
 kind = "mock"
 [[models.providers.scripted.script]]
-content = '{"records":[{"text":"The user''s favourite colour is green"}]}'
+content = "{\"records\":[{\"text\":\"The favourite colour of the user is green\"}]}"
 [models.catalog.extractor]
 provider = "scripted"
 upstream_model = "extractor"
