@@ -146,10 +146,34 @@ async fn an_unchanged_sdk_agent_has_memory_without_credentials_of_its_own() {
     let memory = tokio::task::spawn_blocking(move || create_memory(&url, &admin_key))
         .await
         .unwrap();
+    // A sandbox sees only its program's directory: the agent with its SDK vendored beside it
+    // (hard links of the vendored tree, so nothing is copied).
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let workdir = work.path().canonicalize().unwrap();
+    std::fs::copy(
+        PathBuf::from(test_agents_dir()).join("memory_agent.py"),
+        workdir.join("memory_agent.py"),
+    )
+    .unwrap();
+    let linked = Command::new("cp")
+        .arg("-al")
+        .arg(vendor())
+        .arg(workdir.join("vendor"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !linked {
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(vendor())
+            .arg(workdir.join("vendor"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
     create_runtime(
         &s,
         json!({"name": "memagent", "command": ["python3", "memory_agent.py"],
-               "workdir": test_agents_dir(), "env": {"PYTHONPATH": vendor()}}),
+               "workdir": workdir, "env": {"PYTHONPATH": workdir.join("vendor")}}),
     )
     .await;
 
