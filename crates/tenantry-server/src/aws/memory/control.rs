@@ -53,15 +53,19 @@ struct StrategyWire {
     configuration: Option<Value>,
 }
 
-/// The union of strategy kinds.
+/// The union of strategy kinds (`semanticMemoryStrategy`, ...).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 enum StrategyUnion {
-    SemanticMemoryStrategy(StrategyWire),
-    SummaryMemoryStrategy(StrategyWire),
-    UserPreferenceMemoryStrategy(StrategyWire),
-    CustomMemoryStrategy(StrategyWire),
-    EpisodicMemoryStrategy(serde::de::IgnoredAny),
+    #[serde(rename = "semanticMemoryStrategy")]
+    Semantic(StrategyWire),
+    #[serde(rename = "summaryMemoryStrategy")]
+    Summary(StrategyWire),
+    #[serde(rename = "userPreferenceMemoryStrategy")]
+    UserPreference(StrategyWire),
+    #[serde(rename = "customMemoryStrategy")]
+    Custom(StrategyWire),
+    #[serde(rename = "episodicMemoryStrategy")]
+    Episodic(serde::de::IgnoredAny),
 }
 
 /// The instructions of a custom strategy: the `appendToPrompt` of its override's extraction
@@ -95,11 +99,11 @@ impl TryFrom<StrategyUnion> for StrategyInput {
 
     fn try_from(u: StrategyUnion) -> Result<Self, AwsError> {
         let (kind, w) = match u {
-            StrategyUnion::SemanticMemoryStrategy(w) => (StrategyKind::Semantic, w),
-            StrategyUnion::SummaryMemoryStrategy(w) => (StrategyKind::Summarization, w),
-            StrategyUnion::UserPreferenceMemoryStrategy(w) => (StrategyKind::UserPreference, w),
-            StrategyUnion::CustomMemoryStrategy(w) => (StrategyKind::Custom, w),
-            StrategyUnion::EpisodicMemoryStrategy(_) => {
+            StrategyUnion::Semantic(w) => (StrategyKind::Semantic, w),
+            StrategyUnion::Summary(w) => (StrategyKind::Summarization, w),
+            StrategyUnion::UserPreference(w) => (StrategyKind::UserPreference, w),
+            StrategyUnion::Custom(w) => (StrategyKind::Custom, w),
+            StrategyUnion::Episodic(_) => {
                 return Err(AwsError::validation(
                     "episodic memory strategies are not supported; use semantic, summary, user \
                      preference or custom strategies",
