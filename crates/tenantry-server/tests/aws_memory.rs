@@ -353,3 +353,103 @@ async fn boto3_gets_aws_errors_and_never_sees_another_tenants_memory() {
     );
     s.stop().await;
 }
+
+/// Plain boto3 through the operations the SDK test does not reach: UpdateMemory, the batch
+/// record operations, DeleteMemoryRecord, DeleteEvent, ListEvents paging, DeleteMemory.
+const OPERATIONS_SCRIPT: &str = r#"
+import os, time
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+def client(service):
+    return boto3.client(
+        service, region_name="eu-west-1", endpoint_url=os.environ["TENANTRY_URL"] + "/aws/" + service,
+        aws_access_key_id=os.environ["KEY"], aws_secret_access_key=os.environ["SECRET"],
+        config=Config(retries={"max_attempts": 1}))
+
+control, data = client("bedrock-agentcore-control"), client("bedrock-agentcore")
+memory = control.create_memory(name="Ops", eventExpiryDuration=30)["memory"]
+mid = memory["id"]
+assert memory["strategies"] == [] and memory["eventExpiryDuration"] == 30, memory
+updated = control.update_memory(memoryId=mid, description="now with facts", memoryStrategies={
+    "addMemoryStrategies": [{"customMemoryStrategy": {"name": "prefs", "namespaces": ["/prefs/{actorId}"],
+        "configuration": {"semanticOverride": {"extraction": {"appendToPrompt": "Only food.", "modelId": "x"}}}}}]})["memory"]
+assert updated["description"] == "now with facts", updated
+assert [s["type"] for s in updated["strategies"]] == ["CUSTOM"], updated
+assert control.get_memory(memoryId=mid)["memory"]["strategies"][0]["name"] == "prefs"
+
+# Events: three, paged two by two, oldest last; one deleted.
+ids = []
+for i in range(3):
+    e = data.create_event(memoryId=mid, actorId="carol", sessionId="s-9", eventTimestamp=1767225600 + i,
+        payload=[{"conversational": {"content": {"text": f"turn {i}"}, "role": "USER"}}])["event"]
+    ids.append(e["eventId"])
+page = data.list_events(memoryId=mid, actorId="carol", sessionId="s-9", maxResults=2)
+assert len(page["events"]) == 2 and page.get("nextToken"), page
+rest = data.list_events(memoryId=mid, actorId="carol", sessionId="s-9", maxResults=2, nextToken=page["nextToken"])
+seen = [e["eventId"] for e in page["events"] + rest["events"]]
+assert sorted(seen) == sorted(ids), (seen, ids)
+assert data.delete_event(memoryId=mid, actorId="carol", sessionId="s-9", eventId=ids[0])["eventId"] == ids[0]
+try:
+    data.get_event(memoryId=mid, actorId="carol", sessionId="s-9", eventId=ids[0])
+    raise SystemExit("a deleted event is still there")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
+
+# Records written, changed and deleted in batches.
+made = data.batch_create_memory_records(memoryId=mid, records=[
+    {"requestIdentifier": "r1", "namespaces": ["/prefs/carol"], "content": {"text": "Carol loves ramen"},
+     "timestamp": 1767225600},
+    {"requestIdentifier": "r2", "namespaces": ["/prefs/carol"], "content": {"text": "Carol avoids peanuts"},
+     "timestamp": 1767225600, "metadata": {"source": {"stringValue": "import"}}},
+])
+assert made["failedRecords"] == [] and len(made["successfulRecords"]) == 2, made
+rids = {r["requestIdentifier"]: r["memoryRecordId"] for r in made["successfulRecords"]}
+changed = data.batch_update_memory_records(memoryId=mid, records=[
+    {"memoryRecordId": rids["r1"], "timestamp": 1767225700, "content": {"text": "Carol loves tonkotsu ramen"}}])
+assert changed["failedRecords"] == [], changed
+rec = data.get_memory_record(memoryId=mid, memoryRecordId=rids["r1"])["memoryRecord"]
+assert rec["content"]["text"] == "Carol loves tonkotsu ramen", rec
+found = data.retrieve_memory_records(memoryId=mid, namespacePath="/prefs/carol",
+    searchCriteria={"searchQuery": "ramen", "topK": 5})["memoryRecordSummaries"]
+assert found and found[0]["memoryRecordId"] == rids["r1"], found
+assert data.delete_memory_record(memoryId=mid, memoryRecordId=rids["r2"])["memoryRecordId"] == rids["r2"]
+gone = data.batch_delete_memory_records(memoryId=mid, records=[
+    {"memoryRecordId": rids["r1"]}, {"memoryRecordId": rids["r2"]}])
+assert [r["memoryRecordId"] for r in gone["successfulRecords"]] == [rids["r1"]], gone
+assert [r["memoryRecordId"] for r in gone["failedRecords"]] == [rids["r2"]], gone
+# (The strategy's extraction from the events may have added its own records meanwhile.)
+left = data.list_memory_records(memoryId=mid, namespace="/prefs/carol")["memoryRecordSummaries"]
+assert not {r["memoryRecordId"] for r in left} & set(rids.values()), left
+
+deleted = control.delete_memory(memoryId=mid)
+assert deleted["memoryId"] == mid and deleted["status"] == "DELETING", deleted
+try:
+    control.get_memory(memoryId=mid)
+    raise SystemExit("a deleted memory is still there")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
+print("OK")
+"#;
+
+#[tokio::test]
+async fn boto3_drives_every_memory_operation() {
+    let test = "boto3_drives_every_memory_operation";
+    if !or_skip(test, "boto3", None) {
+        return;
+    }
+    let s = server().await;
+    s.create_tenant("acme", "mem").await;
+    let (id, secret) = access_key(&s, "acme", "ops", &["tenant-admin"]).await;
+    run_python(
+        OPERATIONS_SCRIPT,
+        vec![
+            ("TENANTRY_URL", s.url.clone()),
+            ("KEY", id),
+            ("SECRET", secret),
+        ],
+    )
+    .await;
+    s.stop().await;
+}
