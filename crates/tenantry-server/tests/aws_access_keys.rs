@@ -296,3 +296,52 @@ async fn a_deleted_tenant_takes_its_keys_with_it() {
     assert_eq!(r.status, 401, "{}", r.text);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_sandbox_key_id_means_nothing_outside_a_sandbox_bridge() {
+    let s = TestServer::start().await;
+    s.create_tenant("acme", "standard").await;
+    let r = signed(
+        &s,
+        "GET",
+        "/v1/me",
+        None,
+        ("tenantry-sandbox", "tsbx_00000000000000000000000000000000"),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (401, "invalid_token"), "{}", r.text);
+    s.stop().await;
+}
+
+/// On PostgreSQL the keys live under row-level security: issued, verified, listed per tenant,
+/// revoked at once, deleted with their tenant.
+#[tokio::test]
+async fn access_keys_work_on_postgres() {
+    let Some(url) = tenantry_testkit::postgres_url_or_skip("access_keys_work_on_postgres") else {
+        return;
+    };
+    let (db_url, _guard) = tenantry_store::testing::fresh_postgres(&url).await.unwrap();
+    let s = TestServer::builder().database_url(db_url).start().await;
+    s.create_tenant("acme", "standard").await;
+    s.create_tenant("other", "standard").await;
+    let (id, secret) = access_key(&s, "acme", "alice").await;
+    let me = signed(&s, "GET", "/v1/me", None, (&id, &secret)).await;
+    assert_eq!(me.body["principal"]["user_id"], "alice", "{}", me.text);
+    let other = s
+        .admin("GET", "/v1/admin/tenants/other/access-keys", None)
+        .await;
+    assert_eq!(other["access_keys"], json!([]));
+    s.admin(
+        "DELETE",
+        &format!("/v1/admin/tenants/acme/access-keys/{id}"),
+        None,
+    )
+    .await;
+    let r = signed(&s, "GET", "/v1/me", None, (&id, &secret)).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    let (id, secret) = access_key(&s, "acme", "bob").await;
+    s.admin("DELETE", "/v1/admin/tenants/acme", None).await;
+    let r = signed(&s, "GET", "/v1/me", None, (&id, &secret)).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    s.stop().await;
+}
