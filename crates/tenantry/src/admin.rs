@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => crate::tools_cmd::policy(cmd).await,
         Command::Credential(cmd) => crate::tools_cmd::credential(cmd).await,
         Command::Guardrail(cmd) => crate::guardrail_cmd::guardrail(cmd).await,
+        Command::Memory(cmd) => crate::memory_cmd::memory(cmd).await,
     }
 }
 

@@ -82,6 +82,10 @@ pub enum Command {
     /// a tenant's traffic would be checked (operator).
     #[command(subcommand)]
     Guardrail(crate::guardrail_cmd::GuardrailCmd),
+    /// Memory of tenants and their agents: a tenant's memories or the shared ones (create with
+    /// strategies, list, delete), and erasing one user's memory (operator).
+    #[command(subcommand)]
+    Memory(crate::memory_cmd::MemoryCmd),
 }
 
 #[derive(Debug, Args)]

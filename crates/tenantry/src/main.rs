@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod demo;
 mod guardrail_cmd;
+mod memory_cmd;
 mod models_cmd;
 mod runtime_cmd;
 mod tools_cmd;

@@ -8,6 +8,7 @@ pub mod guardrails;
 pub mod invocations;
 pub mod mcp;
 pub mod me;
+pub mod memory;
 pub mod models;
 
 use axum::Router;
@@ -26,5 +27,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(invocations::routes(state.clone()))
         .merge(models::routes(state.clone()))
         .merge(mcp::routes(state.clone()))
+        .merge(memory::routes(state.clone()))
         .merge(guardrails::routes(state))
 }
