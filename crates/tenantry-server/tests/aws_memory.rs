@@ -453,3 +453,94 @@ async fn boto3_drives_every_memory_operation() {
     .await;
     s.stop().await;
 }
+
+/// A memory the operator shares with every tenant (pool): each tenant reaches only its own
+/// events and records in it, whatever ids, namespaces and filters it names through boto3.
+const POOL_SCRIPT: &str = r#"
+import os
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+def client(service, who):
+    return boto3.client(
+        service, region_name="us-east-1", endpoint_url=os.environ["TENANTRY_URL"] + "/aws/" + service,
+        aws_access_key_id=os.environ[who + "_KEY"], aws_secret_access_key=os.environ[who + "_SECRET"],
+        config=Config(retries={"max_attempts": 1}))
+
+mid = os.environ["MEMORY"]
+acme, globex = client("bedrock-agentcore", "ACME"), client("bedrock-agentcore", "GLOBEX")
+assert client("bedrock-agentcore-control", "GLOBEX").get_memory(memoryId=mid)["memory"]["id"] == mid
+
+event = acme.create_event(memoryId=mid, actorId="alice", sessionId="s1", eventTimestamp=1767225600,
+    payload=[{"conversational": {"content": {"text": "acme secret plan"}, "role": "USER"}}])["event"]
+made = acme.batch_create_memory_records(memoryId=mid, records=[{"requestIdentifier": "r",
+    "namespaces": ["/facts/alice"], "content": {"text": "acme secret plan"}, "timestamp": 1767225600}])
+rid = made["successfulRecords"][0]["memoryRecordId"]
+
+def missing(call):
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"] == "ResourceNotFoundException"
+    return False
+
+assert globex.list_actors(memoryId=mid)["actorSummaries"] == []
+assert globex.list_sessions(memoryId=mid, actorId="alice")["sessionSummaries"] == []
+listed = globex.list_events(memoryId=mid, actorId="alice", sessionId="s1")
+assert listed["events"] == [], listed
+assert missing(lambda: globex.get_event(memoryId=mid, actorId="alice", sessionId="s1", eventId=event["eventId"]))
+assert missing(lambda: globex.get_memory_record(memoryId=mid, memoryRecordId=rid))
+for ns in ["/", "/facts/alice", "/facts/"]:
+    found = globex.retrieve_memory_records(memoryId=mid, namespace=ns,
+        searchCriteria={"searchQuery": "secret plan", "topK": 10})["memoryRecordSummaries"]
+    assert found == [], (ns, found)
+    assert globex.list_memory_records(memoryId=mid, namespacePath=ns)["memoryRecordSummaries"] == []
+for bad in ["/../acme", "/facts/%2F..", "//facts"]:
+    try:
+        found = globex.retrieve_memory_records(memoryId=mid, namespace=bad,
+            searchCriteria={"searchQuery": "secret"})["memoryRecordSummaries"]
+        assert found == [], (bad, found)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "ValidationException", e.response
+gone = globex.batch_delete_memory_records(memoryId=mid, records=[{"memoryRecordId": rid}])
+assert gone["successfulRecords"] == [], gone
+assert missing(lambda: globex.delete_memory_record(memoryId=mid, memoryRecordId=rid))
+# Still there for acme.
+assert acme.get_memory_record(memoryId=mid, memoryRecordId=rid)["memoryRecord"]["content"]["text"] == "acme secret plan"
+print("OK")
+"#;
+
+#[tokio::test]
+async fn a_shared_memory_keeps_each_tenant_to_its_own_rows() {
+    let test = "a_shared_memory_keeps_each_tenant_to_its_own_rows";
+    if !or_skip(test, "boto3", None) {
+        return;
+    }
+    let s = server().await;
+    s.create_tenant("acme", "mem").await;
+    s.create_tenant("globex", "mem").await;
+    let shared = s
+        .admin(
+            "POST",
+            "/v1/admin/memories",
+            Some(json!({"name": "Pool", "strategies": []})),
+        )
+        .await;
+    let memory = shared["memory"]["id"].as_str().unwrap().to_string();
+    let acme = access_key(&s, "acme", "alice", &[]).await;
+    let globex = access_key(&s, "globex", "gina", &[]).await;
+    run_python(
+        POOL_SCRIPT,
+        vec![
+            ("TENANTRY_URL", s.url.clone()),
+            ("MEMORY", memory),
+            ("ACME_KEY", acme.0),
+            ("ACME_SECRET", acme.1),
+            ("GLOBEX_KEY", globex.0),
+            ("GLOBEX_SECRET", globex.1),
+        ],
+    )
+    .await;
+    s.stop().await;
+}
