@@ -161,13 +161,17 @@ client = MemoryClient(region_name="us-east-1")
 memory = client.create_memory_and_wait(
     name="SupportFacts",
     description="facts about our users",
-    strategies=[{"semanticMemoryStrategy": {"name": "facts", "namespaces": ["/facts/{actorId}"]}}],
+    strategies=[{"semanticMemoryStrategy": {"name": "facts", "namespaces": ["/facts/{actorId}"]}},
+                # No namespace: the SDK adds its default template (/strategies/{id}/actors/{a}/).
+                {"userPreferenceMemoryStrategy": {"name": "prefs"}}],
     event_expiry_days=30, max_wait=30, poll_interval=1)
 mid = memory["id"]
 assert memory["status"] == "ACTIVE", memory
 assert memory["arn"].endswith(mid), memory
-strategy = memory["strategies"][0]
+strategy, prefs = memory["strategies"]
 assert strategy["type"] == "SEMANTIC", strategy
+assert prefs["type"] == "USER_PREFERENCE", prefs
+assert prefs["namespaces"] == ["/strategies/{memoryStrategyId}/actors/{actorId}/"], prefs
 assert any(m["id"] == mid for m in client.list_memories()), "the new memory is listed"
 
 event = client.create_event(
@@ -192,6 +196,9 @@ assert client.wait_for_memories(
 records = client.retrieve_memories(
     memory_id=mid, namespace="/facts/alice", query="favourite colour", top_k=3)
 assert any("green" in r["content"]["text"] for r in records), records
+prefs_ns = "/strategies/%s/actors/alice/" % prefs["strategyId"]
+assert client.wait_for_memories(memory_id=mid, namespace=prefs_ns, test_query="colour",
+                                max_wait=30, poll_interval=1), "no preference was extracted"
 record = records[0]
 assert "score" in record, record
 listed = client.gmdp_client.list_memory_records(memoryId=mid, namespace="/facts/alice")

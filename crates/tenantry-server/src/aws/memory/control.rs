@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_core::TenantContext;
 
-use super::{AwsBody, caller, epoch_seconds, failed};
+use super::{AwsBody, caller, epoch_seconds, failed, paged};
 use crate::auth::TenantCaller;
 use crate::aws::error::AwsError;
 use crate::extract::ApiPath;
@@ -262,7 +262,7 @@ async fn list_memories(
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "memories": memories, "nextToken": page.next_token })).into_response())
+    Ok(axum::Json(paged("memories", memories, page.next_token)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

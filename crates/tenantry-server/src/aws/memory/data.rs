@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AwsBody, caller, failed};
+use super::{AwsBody, caller, failed, paged};
 use crate::auth::TenantCaller;
 use crate::aws::error::AwsError;
 use crate::extract::ApiPath;
@@ -191,7 +191,7 @@ async fn list_events(
         .list_events(&caller, &memory, &actor, &session, request)
         .await
         .map_err(failed)?;
-    ok(json!({ "events": page.items, "nextToken": page.next_token }))
+    ok(paged("events", page.items, page.next_token))
 }
 
 async fn list_actors(
@@ -208,7 +208,7 @@ async fn list_actors(
         .list_actors(&caller, &memory, request)
         .await
         .map_err(failed)?;
-    ok(json!({ "actorSummaries": page.items, "nextToken": page.next_token }))
+    ok(paged("actorSummaries", page.items, page.next_token))
 }
 
 /// ListSessions' body: a page, and a filter that can only say `HAS_EVENTS` (every session
@@ -243,7 +243,7 @@ async fn list_sessions(
         .list_sessions(&caller, &memory, &actor, request)
         .await
         .map_err(failed)?;
-    ok(json!({ "sessionSummaries": page.items, "nextToken": page.next_token }))
+    ok(paged("sessionSummaries", page.items, page.next_token))
 }
 
 // ---- records
@@ -352,7 +352,7 @@ async fn list_records(
         .list_records(&caller, &memory, request)
         .await
         .map_err(failed)?;
-    ok(json!({ "memoryRecordSummaries": page.items, "nextToken": page.next_token }))
+    ok(paged("memoryRecordSummaries", page.items, page.next_token))
 }
 
 async fn get_record(

@@ -29,6 +29,16 @@ async fn caller(state: &AppState, ctx: &TenantContext) -> Result<MemoryCaller, A
     MemoryCaller::of_tenant(state, ctx).await.map_err(failed)
 }
 
+/// A page of a listing: `items` under `key`, and `nextToken` only when there is a next page.
+fn paged(key: &str, items: impl serde::Serialize, next: Option<String>) -> serde_json::Value {
+    let mut page = serde_json::Map::new();
+    page.insert(key.to_string(), serde_json::json!(items));
+    if let Some(token) = next {
+        page.insert("nextToken".to_string(), token.into());
+    }
+    serde_json::Value::Object(page)
+}
+
 /// A memory error in the AWS shape.
 fn failed(e: MemoryServiceError) -> AwsError {
     AwsError::from(crate::error::ApiError::from(e))
