@@ -149,6 +149,11 @@ pub struct RuntimeMemory {
     /// reaches every actor of its tenant's memories (an agent serving a whole team).
     #[serde(default)]
     pub tenant_wide: bool,
+    /// `true`: the runtime's agents create, change and delete their tenant's memories (as a
+    /// tenant-admin may), e.g. an agent that sets up its own memory on first start. Erasure
+    /// stays within what they reach.
+    #[serde(default)]
+    pub manage_memories: bool,
     /// A shared memory (the operator's, pool) the runtime's agents use: told to them, each
     /// tenant's sessions see only their own tenant's events and records in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

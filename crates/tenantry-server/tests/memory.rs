@@ -538,3 +538,129 @@ async fn erasure(s: &TestServer) {
         .unwrap();
     assert_eq!(left.len(), 1, "only the shared memory stays: {left:?}");
 }
+
+#[tokio::test]
+async fn a_tiers_expiry_is_the_default_and_search_syntax_is_inert() {
+    let s = TestServer::start().await;
+    let r = s
+        .request(
+            "PUT",
+            "/v1/admin/tiers/brief",
+            Some(&s.admin_key),
+            &[],
+            Some(tenantry_testkit::RequestBody::Json(
+                json!({"memory_event_expiry_days": 0}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    s.admin(
+        "PUT",
+        "/v1/admin/tiers/brief",
+        Some(json!({"memory_event_expiry_days": 30, "allowed_models": ["*"]})),
+    )
+    .await;
+    s.create_tenant("acme", "brief").await;
+    let key = s.create_api_key("acme", &["tenant-admin"]).await.1;
+    let (mem, strategy) = memory(&s, &key, "m").await;
+    let r = s.get(&format!("/v1/memory/memories/{mem}"), &key).await;
+    assert_eq!(r.body["memory"]["eventExpiryDays"], 30, "{}", r.text);
+
+    let ns = format!("/strategies/{strategy}/actors/alice");
+    records(&s, &key, &mem, &[(ns.as_str(), "alpha beta gamma")]).await;
+    // Query syntax of FTS5 or tsquery is only words here: no error, no widening.
+    for q in [
+        "\") OR 1=1 --",
+        "alpha* NEAR(beta gamma)",
+        "alpha & !beta | gamma:*",
+        "\"",
+        "*",
+        "NOT",
+    ] {
+        let (code, texts) = retrieve(&s, &key, &mem, json!({"searchQuery": q})).await;
+        assert_eq!(code, 200, "{q}");
+        assert!(texts.len() <= 1, "{q}");
+    }
+    let (_, texts) = retrieve(&s, &key, &mem, json!({"searchQuery": "GAMMA?"})).await;
+    assert_eq!(texts, ["alpha beta gamma"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_summary_strategy_keeps_one_record_per_session() {
+    let s = extracting_server().await;
+    let key = admin_key(&s, "acme").await;
+    let r = s
+        .send_json(
+            "POST",
+            "/v1/memory/memories",
+            &key,
+            json!({"name": "recaps", "strategies": [
+                {"name": "recap", "type": "SUMMARIZATION",
+                 "namespaces": ["/summaries/{actorId}/{sessionId}"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mem = r.body["memory"]["id"].as_str().unwrap().to_string();
+    for (session, text) in [("s1", "hello"), ("s1", "more"), ("s2", "again")] {
+        event(&s, &key, &mem, turn("alice", session, "USER", text)).await;
+        s.server().state.memory.flush_extraction().await;
+    }
+    for (ns, n) in [
+        ("/summaries/alice/s1", 1),
+        ("/summaries/alice/s2", 1),
+        ("/summaries/alice", 2),
+    ] {
+        let r = s
+            .send_json(
+                "POST",
+                &format!("/v1/memory/memories/{mem}/records/list"),
+                &key,
+                json!({"namespace": ns}),
+            )
+            .await;
+        assert_eq!(
+            r.body["memoryRecordSummaries"].as_array().unwrap().len(),
+            n,
+            "{ns}: {}",
+            r.text
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn extraction_is_budgeted_like_the_tenants_own_calls() {
+    let s = extracting_server().await;
+    gateway_support::tier(
+        &s,
+        "tight",
+        gateway_support::open_limits(json!({"tokens_per_minute": 5})),
+        json!({"default": "mock-small"}),
+    )
+    .await;
+    s.create_tenant("acme", "tight").await;
+    let key = s.create_api_key("acme", &["tenant-admin"]).await.1;
+    let (mem, _) = memory(&s, &key, "prefs").await;
+    // The event is stored; its extraction does not fit the tenant's token budget.
+    event(
+        &s,
+        &key,
+        &mem,
+        turn("alice", "s1", "USER", "I like green tea"),
+    )
+    .await;
+    s.server().state.memory.flush_extraction().await;
+    let r = s
+        .send_json(
+            "POST",
+            &format!("/v1/memory/memories/{mem}/records/list"),
+            &key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["memoryRecordSummaries"], json!([]), "{}", r.text);
+    assert_eq!(event_texts(&s, &key, &mem, "alice", "s1").await.1.len(), 1);
+    assert!(gateway_support::ledger(&s, "acme").await.is_empty());
+    s.stop().await;
+}

@@ -32,6 +32,19 @@ async fn tenant_b_never_reads_a(s: &TestServer) {
     .await;
     let (code, texts) = retrieve(s, &a, &a_mem, json!({"searchQuery": "secret tea"})).await;
     assert_eq!((code, texts.len()), (200, 1));
+    // Query syntax of either engine is only words here: never an error, never more.
+    for q in [
+        "\") OR 1=1 --",
+        "secret* NEAR(tea x)",
+        "a & !b | tea:*",
+        "\"",
+        "*",
+        "the",
+    ] {
+        let (code, texts) = retrieve(s, &a, &a_mem, json!({"searchQuery": q})).await;
+        assert_eq!(code, 200, "{q}");
+        assert!(texts.len() <= 1, "{q}");
+    }
 
     // A's memory does not exist for B: every operation on it is 404, like a made-up id.
     let made_up = "support-ZZZZZZZZZZ";

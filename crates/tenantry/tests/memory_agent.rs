@@ -1,6 +1,7 @@
 //! An agent's workload token and memory: inside its sandbox an agent reaches its tenant's
 //! memory as its session's user only — another user's events and records of the same tenant
-//! are refused or absent — unless its runtime is configured for tenant-wide memory.
+//! are refused or absent — unless its runtime is configured for tenant-wide memory; it
+//! creates memories only when its runtime manages them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -72,7 +73,7 @@ async fn a_workload_token_reaches_only_its_users_memory_unless_tenant_wide() {
             "/v1/admin/runtimes",
             Some(
                 json!({"name": name, "command": ["python3", "memory_caller.py"],
-                        "workdir": test_agents_dir(), "memory": {"tenant_wide": wide}}),
+                        "workdir": test_agents_dir(), "memory": {"tenant_wide": wide, "manage_memories": wide}}),
             ),
         )
         .await;
@@ -193,6 +194,20 @@ async fn a_workload_token_reaches_only_its_users_memory_unless_tenant_wide() {
     )
     .await;
     assert_eq!(body["failedRecords"][0]["errorCode"], 403, "{body}");
+
+    // Only an agent whose runtime manages memories creates one.
+    let create = json!({"name": "agent_made"});
+    let (status, _) = through_agent(
+        &s,
+        "personal",
+        "POST",
+        "/v1/memory/memories",
+        create.clone(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = through_agent(&s, "team", "POST", "/v1/memory/memories", create).await;
+    assert_eq!(status, 201, "{body}");
 
     // The tenant-wide agent reaches bob's memory.
     let (status, body) = through_agent(

@@ -26,31 +26,33 @@ pub struct MemoryCaller {
 
 impl MemoryCaller {
     /// A tenant caller. A workload token reaches only its session's user as actor, unless its
-    /// runtime has `memory.tenant_wide = true`; `tenant-admin` administers memories.
+    /// runtime has `memory.tenant_wide = true`, and administers memories when its runtime has
+    /// `memory.manage_memories = true`; other callers administer them with `tenant-admin`.
     pub async fn of_tenant(
         state: &AppState,
         ctx: &TenantContext,
     ) -> Result<Self, MemoryServiceError> {
-        let reach = match &ctx.credential {
-            CredentialKind::Workload { runtime, .. } => {
-                let tenant_wide = match RuntimeName::new(runtime.as_str()) {
-                    Ok(name) => state
-                        .registry
-                        .runtime(&state.store, &name)
-                        .await
-                        .map_err(MemoryServiceError::Unavailable)?
-                        .is_some_and(|r| r.spec.memory.tenant_wide),
-                    Err(_) => false,
-                };
-                if tenant_wide {
-                    Reach::TenantWide
-                } else {
-                    Reach::Actor(ActorId::of_user(&ctx.user_id)?)
-                }
-            }
-            CredentialKind::Jwt { .. }
-            | CredentialKind::ApiKey { .. }
-            | CredentialKind::AccessKey { .. } => Reach::TenantWide,
+        // Only a workload token is limited to one actor; every other credential (JWT, API
+        // key, and credential kinds added later) reaches the whole tenant, as its backend does.
+        let (reach, admin) = if let CredentialKind::Workload { runtime, .. } = &ctx.credential {
+            let memory = match RuntimeName::new(runtime.as_str()) {
+                Ok(name) => state
+                    .registry
+                    .runtime(&state.store, &name)
+                    .await
+                    .map_err(MemoryServiceError::Unavailable)?
+                    .map(|r| r.spec.memory.clone())
+                    .unwrap_or_default(),
+                Err(_) => crate::runtimes::RuntimeMemory::default(),
+            };
+            let reach = if memory.tenant_wide {
+                Reach::TenantWide
+            } else {
+                Reach::Actor(ActorId::of_user(&ctx.user_id)?)
+            };
+            (reach, memory.manage_memories)
+        } else {
+            (Reach::TenantWide, ctx.has_role("tenant-admin"))
         };
         let default_expiry_days = state
             .registry
@@ -60,7 +62,7 @@ impl MemoryCaller {
         Ok(Self {
             scope: ctx.scope(),
             reach,
-            admin: ctx.has_role("tenant-admin"),
+            admin,
             default_expiry_days,
             context: Some(ctx.clone()),
         })

@@ -265,7 +265,8 @@ impl MemoryService {
     // ----- erasure -----
 
     /// Deletes every event and record of `actor` in every memory of the caller's tenant
-    /// (shared ones included). Needs `tenant-admin` (or the operator).
+    /// (shared ones included). Needs `tenant-admin` (or the operator, or an agent whose
+    /// runtime manages memories, for its own user only).
     pub async fn erase_actor(
         &self,
         caller: &MemoryCaller,
@@ -274,6 +275,7 @@ impl MemoryService {
         if !caller.is_admin() {
             return Err(MemoryServiceError::admin_only());
         }
+        caller.reach().check_actor(actor)?;
         let (events, records) = self.store.erase_memory_actor(caller.scope(), actor).await?;
         Ok(Erasure { events, records })
     }
