@@ -21,6 +21,8 @@ pub enum CredentialKind {
     Jwt { issuer: String },
     /// A tenant API key, by its public id.
     ApiKey { key_id: String },
+    /// An AWS SigV4 signature made with a tenant access key pair, by its access key id.
+    AccessKey { key_id: String },
     /// A workload token minted by Tenantry for an agent session of a runtime.
     Workload { session_id: String, runtime: String },
 }

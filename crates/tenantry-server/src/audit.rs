@@ -157,6 +157,9 @@ pub fn event(
 pub fn actor_of(ctx: &TenantContext) -> String {
     match &ctx.credential {
         CredentialKind::ApiKey { key_id } => format!("key:{key_id} ({})", ctx.user_id),
+        CredentialKind::AccessKey { key_id } => {
+            format!("access-key:{key_id} ({})", ctx.user_id)
+        }
         CredentialKind::Workload { session_id, .. } => {
             format!("workload:{session_id} ({})", ctx.user_id)
         }
@@ -167,7 +170,10 @@ pub fn actor_of(ctx: &TenantContext) -> String {
 /// Whether a request is a control-plane change the ingress records.
 pub fn is_audited(method: &Method, route: &str) -> bool {
     let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    changes && (route.starts_with("/v1/admin/") || route.starts_with("/v1/api-keys"))
+    changes
+        && (route.starts_with("/v1/admin/")
+            || route.starts_with("/v1/api-keys")
+            || route.starts_with("/v1/access-keys"))
 }
 
 /// The action name of a route: `PATCH /v1/admin/tenants/{id}` → `PATCH tenants/{id}`.

@@ -3,7 +3,8 @@
 //! `TenantCaller` is the extractor of every tenant endpoint: it accepts a JWT from a configured
 //! issuer (or the development issuer) or a tenant API key, resolves the tenant in the registry
 //! (the registry, not the token, decides tier and status), refuses suspended tenants and
-//! records the tenant on the request's span. `Operator` is the extractor of the control plane
+//! records the tenant on the request's span. A request signed with AWS SigV4 (a tenant access
+//! key) was verified before routing, with its body, by `aws::auth::verify_signed`. `Operator` is the extractor of the control plane
 //! and accepts only the operator key. Identity is never read from a body, query or client header.
 
 use std::sync::Arc;
@@ -180,8 +181,11 @@ pub async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<TenantC
     if let Some(caller) = parts.extensions.get::<TenantCaller>() {
         return Ok(caller.clone());
     }
-    let token = bearer(parts)?;
-    let claimed = verify_credential(state, token).await?;
+    // A SigV4 signature was verified (or refused) by `aws::auth::verify_signed` with the body.
+    let claimed = match parts.extensions.get::<crate::aws::SigV4Outcome>() {
+        Some(outcome) => outcome.claimed()?,
+        None => verify_credential(state, bearer(parts)?).await?,
+    };
     let (context, tier) = tenant_context(state, claimed).await?;
     let span = tracing::Span::current();
     span.record("tenant.id", context.tenant_id.as_str());

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod audit;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -251,6 +252,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (extraction, extraction_rx) =
         memory::extraction::Queue::new(config.memory.extraction_queue);
     let memory = memory::MemoryService::new(store.clone(), extraction);
+    let access_keys = aws::AccessKeys::new(store.clone(), tools.vault().clone(), system);
     let state = AppState {
         inner: Arc::new(state::Inner {
             config,
@@ -264,6 +266,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             dev_issuer,
             registry,
             api_keys: key_cache::ApiKeyCache::default(),
+            access_keys,
             metrics,
             audit,
             sessions,
@@ -310,6 +313,10 @@ fn actor_issuer(path: &std::path::Path) -> Result<ActorIssuer, StartError> {
 /// The whole application with its middleware, ready to serve.
 pub fn app(state: AppState) -> axum::Router {
     routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            aws::auth::verify_signed,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             middleware::ingress,

@@ -31,6 +31,8 @@ pub struct Inner {
     pub registry: Arc<RegistryCache>,
     /// Verified tenant API keys (see `key_cache`).
     pub api_keys: crate::key_cache::ApiKeyCache,
+    /// Tenant SigV4 access keys' verifier (see `aws::auth`).
+    pub access_keys: crate::aws::AccessKeys,
     /// This server's metrics (`/metrics`).
     pub metrics: Arc<tenantry_telemetry::Metrics>,
     /// The audit log's writer.

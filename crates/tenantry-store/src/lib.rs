@@ -31,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access_keys;
 mod api_keys;
 mod audit;
 mod db;
@@ -59,6 +60,7 @@ mod versions;
 
 use tenantry_core::TenantId;
 
+pub use access_keys::AccessKeyRecord;
 pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditEvent, AuditQuery};
 pub use error::StoreError;

@@ -57,6 +57,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0010_memory",
         include_str!("../migrations/sqlite/0010_memory.sql"),
     ),
+    (
+        "0012_access_keys",
+        include_str!("../migrations/sqlite/0012_access_keys.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -100,6 +104,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0011_memory",
         include_str!("../migrations/postgres/0011_memory.sql"),
+    ),
+    (
+        "0013_access_keys",
+        include_str!("../migrations/postgres/0013_access_keys.sql"),
     ),
 ];
 

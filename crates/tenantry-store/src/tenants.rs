@@ -44,6 +44,7 @@ macro_rules! delete_of {
 /// unless purged.
 pub(crate) const TENANT_TABLES: &[(&str, Sql)] = &[
     delete_of!("api_keys", "tenant_id"),
+    delete_of!("access_keys", "tenant_id"),
     delete_of!("memory_events", "tenant_id"),
     delete_of!("memory_records", "tenant_id"),
     delete_of!("sessions", "tenant_id"),

@@ -26,6 +26,7 @@
 mod credential;
 mod error;
 mod master;
+mod sealed;
 mod secret;
 mod tokens;
 mod vault;

@@ -149,7 +149,7 @@ impl Vault {
     }
 
     /// The scope's data key; with `create`, made (and stored, wrapped) if the tenant has none.
-    async fn data_key(
+    pub(crate) async fn data_key(
         &self,
         scope: &TenantScope,
         create: bool,

@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(cmd) => tenant(cmd).await,
         Command::Tier(cmd) => tier(cmd).await,
         Command::Apikey(cmd) => apikey(cmd).await,
+        Command::Accesskey(cmd) => crate::accesskey_cmd::accesskey(cmd).await,
         Command::Token(cmd) => token(cmd).await,
         Command::Runtime(cmd) => crate::runtime_cmd::runtime(cmd).await,
         Command::Invoke(args) => crate::runtime_cmd::invoke(args).await,

@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage tenant API keys (operator).
     #[command(subcommand)]
     Apikey(ApiKeyCmd),
+    /// Manage tenant SigV4 access key pairs for AWS SDKs (operator).
+    #[command(subcommand)]
+    Accesskey(crate::accesskey_cmd::AccessKeyCmd),
     /// Development tokens signed by the state directory's key.
     #[command(subcommand)]
     Token(TokenCmd),

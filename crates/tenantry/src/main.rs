@@ -1,11 +1,12 @@
 //! `tenantry`: runs the server (`serve`, `init`) and drives a running server's control plane
-//! (`tenant`, `tier`, `apikey`), and mints development tokens (`token issue`).
+//! (`tenant`, `tier`, `apikey`, `accesskey`), and mints development tokens (`token issue`).
 //!
 //! Admin commands find the server and the operator key from `--config` (the state directory's
 //! `tenantry.toml`), or from `--url` / `--admin-key` (`TENANTRY_URL` / `TENANTRY_ADMIN_KEY`).
 
 #![forbid(unsafe_code)]
 
+mod accesskey_cmd;
 mod admin;
 mod audit_cmd;
 mod cli;

@@ -33,7 +33,9 @@ impl Attribution {
                 // still is.
                 RuntimeName::new(runtime).ok(),
             ),
-            CredentialKind::Jwt { .. } | CredentialKind::ApiKey { .. } => (None, None),
+            CredentialKind::Jwt { .. }
+            | CredentialKind::ApiKey { .. }
+            | CredentialKind::AccessKey { .. } => (None, None),
         };
         Self {
             scope: ctx.scope(),

@@ -53,7 +53,7 @@ pub struct CreatedApiKey {
     pub key: String,
 }
 
-fn check_roles(creator: Creator<'_>, roles: &[String]) -> ApiResult<Vec<String>> {
+pub(crate) fn check_roles(creator: Creator<'_>, roles: &[String]) -> ApiResult<Vec<String>> {
     let mut granted: Vec<String> = Vec::new();
     for r in roles {
         if !TENANT_ROLES.contains(&r.as_str()) {
@@ -80,7 +80,11 @@ fn check_roles(creator: Creator<'_>, roles: &[String]) -> ApiResult<Vec<String>>
 
 /// The user the key acts as: the one asked for if the creator may bind it, else the service
 /// principal named like the key.
-fn key_user(creator: Creator<'_>, asked: Option<UserId>, name: &str) -> ApiResult<UserId> {
+pub(crate) fn key_user(
+    creator: Creator<'_>,
+    asked: Option<UserId>,
+    name: &str,
+) -> ApiResult<UserId> {
     match (asked, creator) {
         (None, _) => UserId::service(name).map_err(|e| ApiError::invalid(e.to_string())),
         (Some(user), Creator::Operator) => Ok(user),

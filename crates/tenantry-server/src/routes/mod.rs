@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenant::routes(state.clone()))
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(crate::aws::routes(state.clone()))
         .route("/metrics", get(system::metrics))
         .route_layer(axum::middleware::from_fn(crate::middleware::matched_route))
         .fallback(not_found)

@@ -19,6 +19,7 @@ pub fn subject_of(ctx: &TenantContext, headers: &HeaderMap) -> Option<String> {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_string()),
         tenantry_core::CredentialKind::ApiKey { .. }
+        | tenantry_core::CredentialKind::AccessKey { .. }
         | tenantry_core::CredentialKind::Workload { .. } => None,
     }
 }

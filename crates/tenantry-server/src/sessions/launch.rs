@@ -55,6 +55,11 @@ impl SessionManager {
             .insert("OPENAI_BASE_URL".into(), format!("{endpoint}/v1"));
         spec.env
             .insert("OPENAI_API_KEY".into(), bridge_secret.clone());
+        // AWS SDKs (boto3's AgentCore clients) sign with dummy keys whose secret is the
+        // sandbox's; the bridge turns a valid signature into the session's identity.
+        for (name, value) in crate::aws::sandbox_env(&endpoint, &bridge_secret) {
+            spec.env.insert(name.into(), value);
+        }
         spec.mount_path = runtime.spec.storage.mount_path.clone();
         spec.resources = tier.sandbox.clone();
         spec.agent_port = runtime.spec.protocol.port();

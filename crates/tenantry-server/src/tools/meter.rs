@@ -62,7 +62,9 @@ pub fn ledger_entry(record: &ToolCallRecord) -> UsageRecord {
             session_id,
             runtime,
         } => (Some(session_id.clone()), RuntimeName::new(runtime).ok()),
-        CredentialKind::Jwt { .. } | CredentialKind::ApiKey { .. } => (None, None),
+        CredentialKind::Jwt { .. }
+        | CredentialKind::ApiKey { .. }
+        | CredentialKind::AccessKey { .. } => (None, None),
     };
     let status = match record.status {
         CallStatus::Ok | CallStatus::ToolError => record.status.ledger_status(),

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .merge(credentials::routes())
         .merge(guardrails::routes())
         .merge(memories::routes())
+        .merge(crate::aws::access_keys::admin_routes())
 }
 
 /// A tenant id from a path, refused as invalid input when malformed.

@@ -83,7 +83,7 @@ pub fn caller_identity(state: &AppState, ctx: &TenantContext, token: &str) -> Ca
                 .actor_token(&ctx.tenant_id, &ctx.user_id, session_id, runtime)
                 .map(Secret::new);
         }
-        CredentialKind::ApiKey { .. } => {}
+        CredentialKind::ApiKey { .. } | CredentialKind::AccessKey { .. } => {}
     }
     caller
 }

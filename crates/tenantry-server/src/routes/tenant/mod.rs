@@ -20,6 +20,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(me::routes())
         .merge(api_keys::routes())
+        .merge(crate::aws::access_keys::tenant_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::admission::admit,
