@@ -230,7 +230,10 @@ fn admin_commands_drive_a_running_server() {
     // by tenant, action and age.
     let table = ok(&["audit", "--since", "1h", "--config", c]);
     assert!(table.starts_with("TIME"), "{table}");
-    assert!(table.contains("DELETE tenants/{id}/api-keys/{key_id}"), "{table}");
+    assert!(
+        table.contains("DELETE tenants/{id}/api-keys/{key_id}"),
+        "{table}"
+    );
     let events: serde_json::Value = serde_json::from_str(&ok(&[
         "audit", "--tenant", "acme", "--action", "DELETE", "--json", "--config", c,
     ]))
