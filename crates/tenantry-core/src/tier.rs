@@ -30,6 +30,11 @@ pub struct TierLimits {
     /// The same limits for each user of a tenant (within the tenant's own).
     #[serde(default)]
     pub per_user: UserLimits,
+    /// This tier's share of a saturated shared capacity (a model provider's queue): its
+    /// tenants get `fair_share_weight` slots per round of the fair queue to another tier's
+    /// tenants' weight (default 1).
+    #[serde(default)]
+    pub fair_share_weight: Option<u32>,
 }
 
 /// Limits of each user of a tenant on a tier. `None` means no limit beyond the tenant's.
@@ -56,6 +61,7 @@ impl Default for TierLimits {
             budget_per_month: Some(Money::from_micros(50_000_000)),
             model_requests_per_minute: Some(600),
             per_user: UserLimits::default(),
+            fair_share_weight: None,
         }
     }
 }
@@ -142,6 +148,8 @@ pub enum TierError {
     NoProcesses,
     #[error("sandbox.log_kb must be at least 4")]
     TooLittleLog,
+    #[error("limits.fair_share_weight must be at least 1 (omit it for 1)")]
+    NoFairShare,
     #[error("display_name must be at most 200 characters")]
     DisplayNameTooLong,
     #[error("memory_event_expiry_days must be 1 to 365")]
@@ -167,6 +175,9 @@ impl Tier {
         if l.model_requests_per_minute == Some(0) || l.per_user.model_requests_per_minute == Some(0)
         {
             return Err(TierError::NoModelRequestRate);
+        }
+        if l.fair_share_weight == Some(0) {
+            return Err(TierError::NoFairShare);
         }
         let s = &self.sandbox;
         if s.memory_mb < 16 {

@@ -33,6 +33,33 @@ pub struct ModelsConfig {
     /// tier says: the reservation for a request is its counted prompt plus this.
     #[serde(default = "default_max_output_tokens")]
     pub default_max_tokens: u32,
+    /// A provider's concurrency shared fairly among tenants: `[models.queues.PROVIDER]`. A
+    /// provider without one takes every call at once.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+}
+
+/// The fair queue in front of one provider: at most `max_concurrency` calls at once; when
+/// they are all taken, waiting calls are served tenant by tenant in proportion to their
+/// tiers' `fair_share_weight`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub max_concurrency: usize,
+    /// Calls of one tenant that may wait at once; more are refused at once (429).
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting_per_tenant: usize,
+    /// How long a call may wait for a slot before it is refused (503 with `Retry-After`).
+    #[serde(default = "default_queue_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+fn default_max_waiting() -> usize {
+    64
+}
+
+fn default_queue_wait_ms() -> u64 {
+    10_000
 }
 
 fn default_max_output_tokens() -> u32 {

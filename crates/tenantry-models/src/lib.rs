@@ -32,8 +32,8 @@ pub mod testing;
 
 pub use config::{
     AnthropicConfig, BedrockConfig, CatalogEntry, ConfigError, MaxTokensField, MockConfig,
-    MockReply, MockToolCall, ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind, Secret,
-    TenantModels, TierRoutes, Timeouts,
+    MockReply, MockToolCall, ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind, QueueConfig,
+    Secret, TenantModels, TierRoutes, Timeouts,
 };
 pub use error::{ProviderError, RouteError};
 pub use providers::{

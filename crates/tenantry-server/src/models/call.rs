@@ -34,6 +34,8 @@ pub struct Routed {
     router: Arc<Router>,
     pub plan: RoutePlan,
     limits: ModelLimits,
+    /// The tier's share of a provider's fair queue.
+    weight: u32,
     /// The requests-per-minute decision to show the caller.
     pub rate: Option<Decision>,
 }
@@ -95,8 +97,27 @@ pub async fn route(
         router,
         plan,
         limits,
+        weight: tier.limits.fair_share_weight.unwrap_or(1),
         rate,
     })
+}
+
+/// A slot on the plan's first provider, when that provider has a fair queue.
+async fn admit(
+    gateway: &Gateway,
+    ctx: &TenantContext,
+    plan: &RoutePlan,
+    weight: u32,
+) -> Result<Option<tenantry_limits::FairPermit>, Refusal> {
+    match plan.attempts.first() {
+        Some(first) => {
+            gateway
+                .queues()
+                .admit(&first.provider, &ctx.tenant_id, weight)
+                .await
+        }
+        None => Ok(None),
+    }
 }
 
 /// The entries of the attempts that failed before an answer (or before the call gave up).
@@ -247,8 +268,10 @@ where
         router,
         plan,
         limits,
+        weight,
         ..
     } = routed;
+    let permit = admit(gateway, ctx, &plan, weight).await?;
     let held = limits::reserve(limiter, ctx, &limits, estimate.0, estimate.1).await?;
     let who = Attribution::of(ctx);
     let ledger = gateway.ledger().clone();
@@ -256,6 +279,8 @@ where
     let answer = call(router, plan);
     let task = tokio::spawn(async move {
         let result = answer.await;
+        // The provider's slot is free once it answered.
+        drop(permit);
         let recorded = match &result {
             Ok(a) => {
                 let (input_tokens, output_tokens) = a.tokens();
@@ -306,8 +331,10 @@ pub async fn chat_stream(
         router,
         plan,
         limits,
+        weight,
         ..
     } = routed;
+    let permit = admit(gateway, ctx, &plan, weight).await?;
     let held = limits::reserve(
         limiter,
         ctx,
@@ -338,6 +365,7 @@ pub async fn chat_stream(
                     meter: answer.meter,
                     attempt: answer.attempt,
                     reached_end: false,
+                    _slot: permit,
                 };
                 Ok((answer.stream, guard))
             }
@@ -360,6 +388,8 @@ pub async fn chat_stream(
 /// the caller went away first, when dropped.
 #[derive(Debug)]
 pub struct StreamGuard {
+    /// The provider's slot (fair queue), held until the stream ends or is dropped.
+    _slot: Option<tenantry_limits::FairPermit>,
     held: Option<Held>,
     limiter: Limiter,
     ledger: Ledger,

@@ -14,6 +14,7 @@ pub mod call;
 pub mod limits;
 pub mod metering;
 mod persist;
+pub mod queues;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, Weak};
@@ -63,6 +64,7 @@ struct Shared {
     stored_tiers: RwLock<BTreeMap<TierName, TierRoutes>>,
     tenants: TenantCache,
     ledger: Ledger,
+    queues: queues::Queues,
 }
 
 /// Cheap to clone; clones share the state.
@@ -90,6 +92,7 @@ impl Gateway {
             config_tiers: config.tiers.clone(),
             stored_tiers: RwLock::new(BTreeMap::new()),
             tenants: RwLock::new(HashMap::new()),
+            queues: queues::Queues::new(&config.queues),
         });
         let stored = persist::load_tier_routes(&shared.store).await?;
         shared.apply(stored);
@@ -104,6 +107,11 @@ impl Gateway {
 
     pub fn ledger(&self) -> &Ledger {
         &self.shared.ledger
+    }
+
+    /// The fair queues in front of providers.
+    pub fn queues(&self) -> &queues::Queues {
+        &self.shared.queues
     }
 
     /// The tenant's routing and limit overrides, cached for `REGISTRY_TTL`.

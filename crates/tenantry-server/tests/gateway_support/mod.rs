@@ -15,6 +15,7 @@ pub async fn server_with(extra_models: &str) -> TestServer {
         .configure(move |c| {
             c.models.providers.extend(extra.providers);
             c.models.catalog.extend(extra.catalog);
+            c.models.queues.extend(extra.queues);
         })
         .start()
         .await

@@ -37,6 +37,7 @@ pub fn tier(name: &str) -> Tier {
                 tokens_per_minute: Some(1000),
                 budget_per_month: Some(Money::parse("0.5").unwrap()),
             },
+            fair_share_weight: Some(3),
         },
         allowed_models: vec!["default".into(), "smart".into()],
         allowed_tools: vec!["search___*".into()],
