@@ -167,7 +167,7 @@ pub struct UsageArgs {
     #[arg(long)]
     tenant: Option<String>,
     /// Group by model, user, runtime, day, kind or tenant.
-    #[arg(long, default_value = "model")]
+    #[arg(long, alias = "by", default_value = "model")]
     group_by: String,
     /// From this day (YYYY-MM-DD, UTC), time (2026-11-01T08:00:00Z) or unix seconds
     /// [default: the first day of this month].
@@ -177,8 +177,11 @@ pub struct UsageArgs {
     #[arg(long)]
     to: Option<String>,
     /// Print the report as JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// Print the report as CSV (one line per tenant and group, no totals).
+    #[arg(long)]
+    csv: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -502,12 +505,14 @@ pub fn render_usage(report: &Value) -> String {
         day_of(int(&report["to"]))
     );
     let header = format!(
-        "{:<20} {:<28} {:>8} {:>14} {:>14} {:>14}",
+        "{:<20} {:<28} {:>8} {:>14} {:>14} {:>10} {:>12} {:>14}",
         "TENANT",
         group.to_uppercase(),
         "CALLS",
         "INPUT TOKENS",
         "OUTPUT TOKENS",
+        "CPU S",
+        "MEMORY GB·S",
         "COST (USD)"
     );
     out.push_str(&header);
@@ -516,29 +521,57 @@ pub fn render_usage(report: &Value) -> String {
     if rows.is_empty() {
         out.push_str("(no usage in this window)\n");
     }
+    let line = |tenant: &str, group: &str, r: &Value| {
+        let c = usage_cells(r);
+        format!(
+            "{tenant:<20} {group:<28} {:>8} {:>14} {:>14} {:>10} {:>12} {:>14}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5]
+        )
+    };
     for r in &rows {
         let name = r["group"].as_str().unwrap_or("");
         let name = if name.is_empty() { "-" } else { name };
+        out.push_str(&line(r["tenant_id"].as_str().unwrap_or(""), name, r));
+    }
+    out.push_str(&line("TOTAL", "", &report["totals"]));
+    out
+}
+
+/// A row's figures as printed: calls, input and output tokens, CPU seconds, memory GB-seconds
+/// (compute is metered in CPU milliseconds and MB-milliseconds), cost.
+fn usage_cells(r: &Value) -> [String; 6] {
+    [
+        int(&r["calls"]).to_string(),
+        int(&r["input_tokens"]).to_string(),
+        int(&r["output_tokens"]).to_string(),
+        format!("{:.1}", int(&r["cpu_ms"]) as f64 / 1000.0),
+        format!("{:.1}", int(&r["memory_mb_ms"]) as f64 / 1024.0 / 1000.0),
+        r["cost"].as_str().unwrap_or("0").to_string(),
+    ]
+}
+
+/// The report as CSV: a header, one line per tenant and group, no totals.
+pub fn usage_csv(report: &Value) -> String {
+    let group = report["group_by"].as_str().unwrap_or("group");
+    let mut out = format!(
+        "tenant,{group},calls,input_tokens,output_tokens,cpu_seconds,memory_gb_seconds,cost_usd\n"
+    );
+    let quote = |v: &str| {
+        if v.contains([',', '"', '\n']) {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v.to_string()
+        }
+    };
+    for r in report["rows"].as_array().into_iter().flatten() {
+        let c = usage_cells(r);
         out.push_str(&format!(
-            "{:<20} {:<28} {:>8} {:>14} {:>14} {:>14}\n",
-            r["tenant_id"].as_str().unwrap_or(""),
-            name,
-            int(&r["calls"]),
-            int(&r["input_tokens"]),
-            int(&r["output_tokens"]),
-            r["cost"].as_str().unwrap_or("0"),
+            "{},{},{}\n",
+            quote(r["tenant_id"].as_str().unwrap_or("")),
+            quote(r["group"].as_str().unwrap_or("")),
+            c.join(",")
         ));
     }
-    let t = &report["totals"];
-    out.push_str(&format!(
-        "{:<20} {:<28} {:>8} {:>14} {:>14} {:>14}\n",
-        "TOTAL",
-        "",
-        int(&t["calls"]),
-        int(&t["input_tokens"]),
-        int(&t["output_tokens"]),
-        t["cost"].as_str().unwrap_or("0"),
-    ));
     out
 }
 
@@ -554,6 +587,9 @@ pub async fn usage(args: UsageArgs) -> Result<()> {
         .await?;
     if args.json {
         print(&report)
+    } else if args.csv {
+        print!("{}", usage_csv(&report));
+        Ok(())
     } else {
         print!("{}", render_usage(&report));
         Ok(())

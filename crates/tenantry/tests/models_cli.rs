@@ -184,4 +184,27 @@ fn operator_routes_models_sets_limits_and_reads_usage() {
     assert!(by_day.contains("2020-01-01"), "{by_day}");
     let bad = run(&["usage", "--group-by", "color", "--config", c]);
     assert!(!bad.status.success());
+
+    // Compute columns beside tokens; CSV for spreadsheets, `--by` for short.
+    assert!(
+        table.contains("CPU S") && table.contains("MEMORY GB·S"),
+        "{table}"
+    );
+    let csv = ok(&[
+        "usage", "--tenant", "acme", "--by", "kind", "--csv", "--config", c,
+    ]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("tenant,kind,calls,input_tokens,output_tokens,cpu_seconds,memory_gb_seconds,cost_usd")
+    );
+    let model = lines
+        .find(|l| l.starts_with("acme,model,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert_eq!(model.split(',').nth(2), Some("5"), "{csv}");
+    assert!(
+        !run(&["usage", "--csv", "--json", "--config", c])
+            .status
+            .success()
+    );
 }
