@@ -10,3 +10,6 @@
 //! reaches.
 
 #![forbid(unsafe_code)]
+
+pub mod knowledge;
+pub mod search;
