@@ -24,7 +24,7 @@
 //! The code is laid out by aggregate: each table (or family of tables) has one module holding
 //! its record types and both dialects of each of its statements side by side (`tiers`,
 //! `tenants`, `settings`, `runtimes`, `api_keys`, `sessions`, `usage`, `spend`, `policy`,
-//! `guardrail`, `tool_target`, `vault`, `audit`). `db` is how a statement runs on either
+//! `guardrail`, `tool_target`, `vault`, `audit`, `knowledge`). `db` is how a statement runs on either
 //! backend; `sqlite` and `postgres` only connect and open the transactions of their dialect,
 //! and `migrate` applies the migrations of either.
 
@@ -35,6 +35,7 @@ mod audit;
 mod db;
 mod error;
 mod guardrail;
+mod knowledge;
 mod migrate;
 mod policy;
 mod postgres;
@@ -59,6 +60,7 @@ pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditEvent, AuditQuery};
 pub use error::StoreError;
 pub use guardrail::{GuardrailRecord, GuardrailScope, MAX_GUARDRAIL_BYTES, is_valid_profile_name};
+pub use knowledge::{ChunkRecord, DocumentRecord, KnowledgeBaseRecord, NewChunk};
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use runtimes::RuntimeRecord;
 pub use sessions::{LIST_SESSIONS_LIMIT, SessionRecord, SessionStatus};

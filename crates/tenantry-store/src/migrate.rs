@@ -53,6 +53,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0009_audit_events",
         include_str!("../migrations/sqlite/0009_audit_events.sql"),
     ),
+    (
+        "0011_knowledge",
+        include_str!("../migrations/sqlite/0011_knowledge.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations, in order.
@@ -92,6 +96,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0010_audit_events",
         include_str!("../migrations/postgres/0010_audit_events.sql"),
+    ),
+    (
+        "0012_knowledge",
+        include_str!("../migrations/postgres/0012_knowledge.sql"),
     ),
 ];
 
