@@ -16,6 +16,7 @@ pub mod extract;
 pub mod guardrails;
 pub mod json;
 pub mod key_cache;
+pub mod knowledge;
 pub mod ledger;
 pub mod middleware;
 pub mod models;
@@ -238,6 +239,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         workload.clone(),
         system,
     );
+    let knowledge = knowledge::Knowledge::new(store.clone(), config.knowledge.clone());
     let metrics = Arc::new(tenantry_telemetry::Metrics::new(tenantry_telemetry::Caps {
         tenants: config.telemetry.metrics_tenant_cap,
         ..tenantry_telemetry::Caps::default()
@@ -267,6 +269,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             tools,
             guardrails,
             ledger,
+            knowledge,
         }),
     };
     // Runtime-hosted tool targets run in this server's sessions (a weak reference: the state

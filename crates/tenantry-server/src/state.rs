@@ -41,6 +41,8 @@ pub struct Inner {
     pub guardrails: crate::guardrails::Guardrails,
     /// The usage ledger's writer, shared by the gateways and the sessions.
     pub ledger: crate::ledger::Ledger,
+    /// Knowledge bases: ingestion, retrieval and the in-process vector index.
+    pub knowledge: crate::knowledge::Knowledge,
 }
 
 impl std::ops::Deref for AppState {

@@ -99,6 +99,9 @@ pub struct Config {
     /// control plane is the source of truth, as for tiers.
     #[serde(default)]
     pub guardrails: GuardrailsSection,
+    /// Knowledge bases: chunking and the embedding model (`[knowledge]`).
+    #[serde(default)]
+    pub knowledge: crate::knowledge::KnowledgeSection,
     /// The values of the environment variables that `[models.providers]` name for credentials,
     /// read through the injected lookup when the file is loaded. Never serialised or logged.
     #[serde(skip)]
@@ -483,6 +486,7 @@ impl ModelsEnv {
                     c.session_token_env.as_str(),
                 ]),
                 ProviderConfig::Mock(_) => {}
+                ProviderConfig::Local(c) => names.extend(c.path_env.as_deref()),
             }
         }
         Self(

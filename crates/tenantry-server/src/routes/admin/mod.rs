@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod guardrails;
+pub mod knowledge;
 pub mod models;
 pub mod policies;
 pub mod runtimes;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(credentials::routes())
         .merge(guardrails::routes())
+        .merge(knowledge::routes())
 }
 
 /// A tenant id from a path, refused as invalid input when malformed.
