@@ -36,6 +36,34 @@ pub fn routes(state: AppState) -> Router<AppState> {
             state,
             crate::admission::admit,
         ))
+        .layer(axum::middleware::from_fn(aws_errors))
+}
+
+/// Reshapes an error answered before the handler (authentication, admission) into the AWS
+/// shape, so an AWS client classifies it; the handler's own errors already are.
+async fn aws_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let Some(code) = response.extensions().get::<ErrorCode>().copied() else {
+        return response;
+    };
+    if response.headers().contains_key("x-amzn-errortype") {
+        return response;
+    }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| code.as_str().to_owned());
+    let mut e = ApiError::new(code, message);
+    e.retry_after = retry_after;
+    AwsError(e).into_response()
 }
 
 /// An error in the AWS REST-JSON shape.
