@@ -100,13 +100,10 @@ impl Words {
         let syllables = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "ze", "pi", "su"];
         let mut i = 0usize;
         while words.len() < 20_000 {
-            let w = format!(
-                "{}{}{}{}",
-                syllables[i % 10],
-                syllables[(i / 10) % 10],
-                syllables[(i / 100) % 10],
-                syllables[(i / 1000) % 10]
-            );
+            // Five syllables of ten: 100,000 distinct words, more than the 20,000 needed.
+            let w: String = (0..5)
+                .map(|k| syllables[(i / 10usize.pow(k)) % 10])
+                .collect();
             i += 1;
             if seen.insert(w.clone()) {
                 words.push(w);

@@ -527,11 +527,18 @@ impl Store {
                 .join(" | "),
         };
         let rows = sql!(self.tenant_data(tenant) => fetch_all(
-            sqlite: "SELECT c.id AS id, -bm25(knowledge_chunks_fts, 1.0, 0.0) AS score
-                     FROM knowledge_chunks_fts JOIN knowledge_chunks c
-                       ON c.rowid = knowledge_chunks_fts.rowid
-                     WHERE knowledge_chunks_fts MATCH ?1 AND c.tenant_id = ?2 AND c.base_id = ?3
-                     ORDER BY bm25(knowledge_chunks_fts, 1.0, 0.0) LIMIT ?4",
+            // The full-text index drives the query (materialised first): joined the other
+            // way round, SQLite may walk the tenant's chunks and run the MATCH for each one.
+            // The scope token already limits the matches to the (tenant, base); the filter on
+            // the chunk row checks it again.
+            sqlite: "WITH hits AS MATERIALIZED (
+                       SELECT rowid, bm25(knowledge_chunks_fts, 1.0, 0.0) AS rank
+                       FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH ?1
+                       ORDER BY rank LIMIT ?4)
+                     SELECT c.id AS id, -hits.rank AS score
+                     FROM hits CROSS JOIN knowledge_chunks c ON c.rowid = hits.rowid
+                     WHERE c.tenant_id = ?2 AND c.base_id = ?3
+                     ORDER BY hits.rank",
             postgres: "SELECT id, ts_rank_cd(tsv, q)::float8 AS score
                        FROM knowledge_chunks, to_tsquery('english', $1) AS q
                        WHERE tsv @@ q AND tenant_id = $2 AND base_id = $3
