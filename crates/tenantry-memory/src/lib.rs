@@ -19,9 +19,11 @@
 pub mod error;
 pub mod extract;
 pub mod ids;
+pub mod knowledge;
 pub mod namespace;
 pub mod paging;
 pub mod retrieve;
+pub mod search;
 pub mod types;
 
 pub use error::MemoryError;

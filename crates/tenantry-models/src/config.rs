@@ -130,6 +130,7 @@ pub enum ProviderKind {
     Anthropic,
     Bedrock,
     Mock,
+    Local,
 }
 
 impl ProviderKind {
@@ -139,6 +140,7 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Bedrock => "bedrock",
             ProviderKind::Mock => "mock",
+            ProviderKind::Local => "local",
         }
     }
 }
@@ -153,6 +155,8 @@ pub enum ProviderConfig {
     Bedrock(BedrockConfig),
     /// Deterministic, offline answers for demos, tests and load tests.
     Mock(MockConfig),
+    /// A sentence-transformer model run in-process (embeddings only).
+    Local(LocalConfig),
 }
 
 impl ProviderConfig {
@@ -162,6 +166,7 @@ impl ProviderConfig {
             ProviderConfig::Anthropic(_) => ProviderKind::Anthropic,
             ProviderConfig::Bedrock(_) => ProviderKind::Bedrock,
             ProviderConfig::Mock(_) => ProviderKind::Mock,
+            ProviderConfig::Local(_) => ProviderKind::Local,
         }
     }
 }
@@ -364,6 +369,26 @@ impl Default for MockConfig {
             embedding_dimensions: default_embedding_dimensions(),
         }
     }
+}
+
+/// `kind = "local"`: a sentence-transformers directory (BERT weights in `model.safetensors`,
+/// `tokenizer.json`, `config.json`) loaded at start-up and run in-process.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// The model directory.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+    /// Name of the environment variable holding the model directory, instead of `path`.
+    #[serde(default)]
+    pub path_env: Option<String>,
+    /// Tokens per text at most (default: the model's `sentence_bert_config.json`, else its
+    /// position count); longer texts are cut.
+    #[serde(default)]
+    pub max_seq_length: Option<usize>,
+    /// Threads one call may use (default: the machine's cores).
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

@@ -31,13 +31,15 @@ pub mod wire;
 pub mod testing;
 
 pub use config::{
-    AnthropicConfig, BedrockConfig, CatalogEntry, ConfigError, MaxTokensField, MockConfig,
-    MockReply, MockToolCall, ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind, QueueConfig,
+    AnthropicConfig, BedrockConfig, CatalogEntry, ConfigError, LocalConfig, MaxTokensField,
+    MockConfig, MockReply, MockToolCall, ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind,
+    QueueConfig,
     Secret, TenantModels, TierRoutes, Timeouts,
 };
 pub use error::{ProviderError, RouteError};
 pub use providers::{
-    AnthropicProvider, BedrockProvider, ChatStream, MockProvider, OpenAiProvider, Provider,
+    AnthropicProvider, BedrockProvider, ChatStream, LocalProvider, MockProvider, OpenAiProvider,
+    Provider,
 };
 pub use router::{
     Answer, Attempt, EmbeddingsAnswer, ExecFailure, FailedAttempt, Pricing, RoutePlan, Router,

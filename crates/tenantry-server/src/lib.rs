@@ -17,6 +17,7 @@ pub mod extract;
 pub mod guardrails;
 pub mod json;
 pub mod key_cache;
+pub mod knowledge;
 pub mod ledger;
 pub mod memory;
 pub mod middleware;
@@ -240,6 +241,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         workload.clone(),
         system,
     );
+    let knowledge = knowledge::Knowledge::new(store.clone(), config.knowledge.clone());
     let metrics = Arc::new(tenantry_telemetry::Metrics::new(tenantry_telemetry::Caps {
         tenants: config.telemetry.metrics_tenant_cap,
         ..tenantry_telemetry::Caps::default()
@@ -275,6 +277,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
             guardrails,
             ledger,
             memory,
+            knowledge,
         }),
     };
     memory::extraction::spawn(Arc::downgrade(&state.inner), extraction_rx);

@@ -45,6 +45,8 @@ pub struct Inner {
     pub ledger: crate::ledger::Ledger,
     /// Memory: resources, events, records and their extraction.
     pub memory: crate::memory::MemoryService,
+    /// Knowledge bases: ingestion, retrieval and the in-process vector index.
+    pub knowledge: crate::knowledge::Knowledge,
 }
 
 impl std::ops::Deref for AppState {

@@ -61,6 +61,7 @@ pub async fn delete(
         return Ok(None);
     };
     forget_in_memory(state, id, true).await;
+    state.knowledge.forget_tenant(id);
     state.tools.reload_now().await;
     tracing::info!(tenant.id = %id, tenant.uid = %tenant.uid, purge_usage,
         sessions_stopped = sessions.sessions_stopped, "tenant deleted");

@@ -25,7 +25,7 @@
 //! its record types and both dialects of each of its statements side by side (`tiers`,
 //! `tenants`, `settings`, `runtimes`, `api_keys`, `sessions`, `usage`, `spend`, `policy`,
 //! `guardrail`, `tool_target`, `vault`, `audit`, `memory`, `memory_events`,
-//! `memory_records`). `db` is how a statement runs on either
+//! `memory_records`, `access_keys`, `knowledge`). `db` is how a statement runs on either
 //! backend; `sqlite` and `postgres` only connect and open the transactions of their dialect,
 //! and `migrate` applies the migrations of either.
 
@@ -40,6 +40,7 @@ mod guardrail;
 mod memory;
 mod memory_events;
 mod memory_records;
+mod knowledge;
 mod migrate;
 mod policy;
 mod postgres;
@@ -68,6 +69,7 @@ pub use guardrail::{GuardrailRecord, GuardrailScope, MAX_GUARDRAIL_BYTES, is_val
 pub use memory::MemoryWriter;
 pub use memory_events::MAX_LISTED_EVENTS;
 pub use memory_records::{MAX_LISTED_RECORDS, RecordQuery};
+pub use knowledge::{ChunkRecord, DocumentRecord, KnowledgeBaseRecord, NewChunk};
 pub use policy::{MAX_POLICY_TEXT_BYTES, PolicyMode, PolicyScope, PolicySetRecord};
 pub use runtimes::RuntimeRecord;
 pub use sessions::{LIST_SESSIONS_LIMIT, SessionRecord, SessionStatus};

@@ -58,6 +58,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0010_memory.sql"),
     ),
     (
+        "0011_knowledge",
+        include_str!("../migrations/sqlite/0011_knowledge.sql"),
+    ),
+    (
         "0012_access_keys",
         include_str!("../migrations/sqlite/0012_access_keys.sql"),
     ),
@@ -104,6 +108,10 @@ pub(crate) const POSTGRES: &[(&str, &str)] = &[
     (
         "0011_memory",
         include_str!("../migrations/postgres/0011_memory.sql"),
+    ),
+    (
+        "0012_knowledge",
+        include_str!("../migrations/postgres/0012_knowledge.sql"),
     ),
     (
         "0013_access_keys",

@@ -51,6 +51,10 @@ impl Row {
         self.get(col)
     }
 
+    pub(crate) fn float(&self, col: &str) -> Result<f64, StoreError> {
+        self.get(col)
+    }
+
     pub(crate) fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError> {
         self.get(col)
     }

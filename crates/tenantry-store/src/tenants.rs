@@ -51,6 +51,9 @@ pub(crate) const TENANT_TABLES: &[(&str, Sql)] = &[
     delete_of!("usage_records", "tenant_id"),
     delete_of!("vault_credentials", "tenant_id"),
     delete_of!("vault_data_keys", "tenant_id"),
+    delete_of!("knowledge_chunks", "tenant_id"),
+    delete_of!("knowledge_documents", "tenant_id"),
+    delete_of!("knowledge_partitions", "tenant_id"),
 ];
 
 /// The operator data of a tenant, deleted with it after its tenant data (on PostgreSQL as
@@ -62,6 +65,7 @@ const TENANT_OWNED: &[(&str, Sql)] = &[
     delete_of!("tool_targets", "tenant_id"),
     delete_of!("guardrail_profiles", "tenant_id"),
     delete_of!("memories", "tenant_id"),
+    delete_of!("knowledge_bases", "owner_tenant"),
 ];
 
 /// The columns of `tenants`: `names` for an insert, or a select list of `sqlite` or `postgres`.

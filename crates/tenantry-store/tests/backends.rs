@@ -47,7 +47,7 @@ async fn migrations_are_idempotent_sqlite() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 9, 10, 12]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12]);
 }
 
 /// A database made by an earlier build (before tenants had a uid): upgrading gives each
@@ -157,7 +157,7 @@ async fn migrations_are_idempotent_postgres() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13]);
 }
 
 #[tokio::test]

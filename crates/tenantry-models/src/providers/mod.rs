@@ -7,6 +7,7 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod bedrock;
+pub(crate) mod local;
 pub(crate) mod mock;
 pub(crate) mod openai;
 
@@ -21,6 +22,7 @@ use crate::wire::{ChatChunk, ChatRequest, ChatResponse, EmbeddingsRequest, Embed
 
 pub use anthropic::AnthropicProvider;
 pub use bedrock::BedrockProvider;
+pub use local::LocalProvider;
 pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
 
@@ -35,6 +37,7 @@ pub enum Provider {
     Anthropic(AnthropicProvider),
     Bedrock(BedrockProvider),
     Mock(MockProvider),
+    Local(LocalProvider),
 }
 
 impl Provider {
@@ -52,6 +55,7 @@ impl Provider {
             }
             ProviderConfig::Bedrock(c) => Provider::Bedrock(BedrockProvider::new(&key, c, env)?),
             ProviderConfig::Mock(c) => Provider::Mock(MockProvider::new(c.clone())),
+            ProviderConfig::Local(c) => Provider::Local(LocalProvider::new(&key, c, env)?),
         })
     }
 
@@ -61,6 +65,7 @@ impl Provider {
             Provider::Anthropic(_) => ProviderKind::Anthropic,
             Provider::Bedrock(_) => ProviderKind::Bedrock,
             Provider::Mock(_) => ProviderKind::Mock,
+            Provider::Local(_) => ProviderKind::Local,
         }
     }
 
@@ -71,6 +76,7 @@ impl Provider {
             Provider::Anthropic(p) => p.chat(request).await,
             Provider::Bedrock(p) => p.chat(request).await,
             Provider::Mock(p) => p.chat(request).await,
+            Provider::Local(_) => Err(ProviderError::Unsupported("chat")),
         }
     }
 
@@ -82,6 +88,7 @@ impl Provider {
             Provider::Anthropic(p) => p.chat_stream(request).await,
             Provider::Bedrock(p) => p.chat_stream(request).await,
             Provider::Mock(p) => p.chat_stream(request).await,
+            Provider::Local(_) => Err(ProviderError::Unsupported("chat")),
         }
     }
 
@@ -92,6 +99,7 @@ impl Provider {
         match self {
             Provider::Openai(p) => p.embeddings(request).await,
             Provider::Mock(p) => p.embeddings(request).await,
+            Provider::Local(p) => p.embeddings(request).await,
             Provider::Anthropic(_) | Provider::Bedrock(_) => {
                 Err(ProviderError::Unsupported("embeddings"))
             }

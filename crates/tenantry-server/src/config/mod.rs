@@ -104,6 +104,9 @@ pub struct Config {
     /// Memory: the extraction model and the expiry job.
     #[serde(default)]
     pub memory: MemorySection,
+    /// Knowledge bases: chunking and the embedding model (`[knowledge]`).
+    #[serde(default)]
+    pub knowledge: crate::knowledge::KnowledgeSection,
     /// The values of the environment variables that `[models.providers]` name for credentials,
     /// read through the injected lookup when the file is loaded. Never serialised or logged.
     #[serde(skip)]
@@ -488,6 +491,7 @@ impl ModelsEnv {
                     c.session_token_env.as_str(),
                 ]),
                 ProviderConfig::Mock(_) => {}
+                ProviderConfig::Local(c) => names.extend(c.path_env.as_deref()),
             }
         }
         Self(

@@ -7,6 +7,7 @@
 pub mod credentials;
 pub mod guardrails;
 pub mod memories;
+pub mod knowledge;
 pub mod models;
 pub mod policies;
 pub mod runtimes;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(guardrails::routes())
         .merge(memories::routes())
         .merge(crate::aws::access_keys::admin_routes())
+        .merge(knowledge::routes())
 }
 
 /// A tenant id from a path, refused as invalid input when malformed.

@@ -4,8 +4,10 @@
 //! (the tenant's rate and concurrency limits) first.
 
 pub mod api_keys;
+pub mod bedrock_kb;
 pub mod guardrails;
 pub mod invocations;
+pub mod knowledge;
 pub mod mcp;
 pub mod me;
 pub mod memory;
@@ -30,5 +32,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(models::routes(state.clone()))
         .merge(mcp::routes(state.clone()))
         .merge(memory::routes(state.clone()))
-        .merge(guardrails::routes(state))
+        .merge(guardrails::routes(state.clone()))
+        .merge(knowledge::routes(state.clone()))
+        .merge(bedrock_kb::routes(state))
 }
