@@ -33,8 +33,7 @@ pub mod testing;
 pub use config::{
     AnthropicConfig, BedrockConfig, CatalogEntry, ConfigError, LocalConfig, MaxTokensField,
     MockConfig, MockReply, MockToolCall, ModelsConfig, OpenAiConfig, ProviderConfig, ProviderKind,
-    QueueConfig,
-    Secret, TenantModels, TierRoutes, Timeouts,
+    QueueConfig, Secret, TenantModels, TierRoutes, Timeouts,
 };
 pub use error::{ProviderError, RouteError};
 pub use providers::{

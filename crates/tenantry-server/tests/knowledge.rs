@@ -389,6 +389,66 @@ async fn reingest_replaces_delete_removes_and_tenant_deletion_clears() {
 }
 
 #[tokio::test]
+async fn a_users_erasure_takes_the_documents_they_own() {
+    let s = setup(with_mock_embedder(TestServer::builder())).await;
+    let alice = s.token("acme", "alice", &[]);
+    let bob = s.token("acme", "bob", &[]);
+    let admin = s.token("acme", "carol", &["tenant-admin"]);
+    let pool = s
+        .admin(
+            "POST",
+            "/v1/admin/knowledge/bases",
+            Some(json!({"name": "p"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    put_doc(
+        &s,
+        &alice,
+        &pool,
+        "mine",
+        json!({"content": "alpaca fleece notes", "personal": true}),
+    )
+    .await;
+    put_doc(
+        &s,
+        &bob,
+        &pool,
+        "bobs",
+        json!({"content": "alpaca shearing diary", "personal": true}),
+    )
+    .await;
+    put_doc(
+        &s,
+        &alice,
+        &pool,
+        "shared",
+        json!({"content": "alpaca care handbook"}),
+    )
+    .await;
+
+    // One call erases alice everywhere: memory and the documents she owns, nobody else's.
+    let r = s.delete("/v1/memory/users/alice", &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body: Value = serde_json::from_str(&r.text).unwrap();
+    assert_eq!(body["knowledge_documents_deleted"], 1, "{body}");
+    let r = retrieve(
+        &s,
+        &bob,
+        &pool,
+        json!({"query": "alpaca", "mode": "full_text"}),
+    )
+    .await;
+    let mut found = texts(&r.body);
+    found.sort();
+    assert!(found.iter().all(|t| !t.contains("fleece")), "{found:?}");
+    assert!(found.iter().any(|t| t.contains("shearing")), "{found:?}");
+    assert!(found.iter().any(|t| t.contains("handbook")), "{found:?}");
+}
+
+#[tokio::test]
 async fn without_an_embedder_retrieval_is_full_text_and_says_so() {
     let s = setup(TestServer::builder()).await;
     let acme = s.token("acme", "alice", &[]);

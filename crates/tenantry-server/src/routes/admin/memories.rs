@@ -115,10 +115,7 @@ async fn erase_user(
     ApiPath(p): ApiPath<UserPath>,
 ) -> ApiResult<Json<Value>> {
     let c = operator_caller(&state, op, &p.id).await?;
-    let erased = state.memory.erase_actor(&c, &p.user_id).await?;
-    Ok(Json(
-        json!({ "actorId": p.user_id, "deleted": to_value(&erased)? }),
-    ))
+    crate::routes::tenant::memory::erase_everything_of(&state, &c, &p.user_id).await
 }
 
 async fn create_shared(

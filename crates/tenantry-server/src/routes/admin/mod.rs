@@ -6,8 +6,8 @@
 
 pub mod credentials;
 pub mod guardrails;
-pub mod memories;
 pub mod knowledge;
+pub mod memories;
 pub mod models;
 pub mod policies;
 pub mod runtimes;

@@ -404,8 +404,26 @@ async fn erase_user(
     ApiPath(user): ApiPath<ActorId>,
 ) -> ApiResult<Json<Value>> {
     let c = caller(&state, &ctx).await?;
-    let erased = state.memory.erase_actor(&c, &user).await?;
-    Ok(Json(
-        json!({ "actorId": user, "deleted": to_value(&erased)? }),
-    ))
+    erase_everything_of(&state, &c, &user).await
+}
+
+/// A user's erasure: every event and record of the actor in the tenant's memories (the
+/// memory service checks the caller may), then the knowledge documents the user owns, with
+/// their chunks and vectors.
+pub(crate) async fn erase_everything_of(
+    state: &AppState,
+    c: &crate::memory::MemoryCaller,
+    user: &ActorId,
+) -> ApiResult<Json<Value>> {
+    let erased = state.memory.erase_actor(c, user).await?;
+    // An actor id that is no user id cannot own documents.
+    let documents = match tenantry_core::UserId::new(user.as_str()) {
+        Ok(u) => state.knowledge.erase_user(c.scope(), &u).await?,
+        Err(_) => 0,
+    };
+    Ok(Json(json!({
+        "actorId": user,
+        "deleted": to_value(&erased)?,
+        "knowledge_documents_deleted": documents,
+    })))
 }
