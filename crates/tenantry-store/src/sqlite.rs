@@ -76,7 +76,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::InvalidUrl(format!("{url}: {e}")))?
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            // SQLite's busy handler is not fair: under many concurrent writers one of them can
+            // keep losing the lock for seconds (seen past 5 s with a tenant deletion racing a
+            // flood of control-plane writes), and a timeout here is a 503. Waiting longer is
+            // the better answer for the embedded store; PostgreSQL is the one for heavy writes.
+            .busy_timeout(Duration::from_secs(30));
         let pool_options = if in_memory {
             // Every connection to `:memory:` would be a database of its own, so keep exactly
             // one connection, forever.
