@@ -7,9 +7,9 @@
 //! acknowledgements (most HTTP clients on a kept-alive connection, `reqwest` among them) meets
 //! the same stall, so "directly" is only a fair baseline with a client that acknowledges at
 //! once; and in a debug build the platform's own work (authentication, admission, routing)
-//! costs more than the 1 ms allowed. The twin, behind the same platform, measures the stall
-//! alone. The two sessions take turns call by call, so both see the same moments of the
-//! machine; the median of the 100 paired differences must be at most 1 ms (a round spoiled
+//! costs more than the stall test allows. The twin, behind the same platform, measures the
+//! stall alone. The two sessions take turns call by call, so both see the same moments of the
+//! machine; the median of the 100 paired differences must be at most 5 ms (a round spoiled
 //! by other work on the machine is measured again, up to three times). The direct figures are
 //! printed too.
 
@@ -112,8 +112,12 @@ async fn a_nagle_prone_agent_is_as_fast_behind_the_platform_as_one_that_is_not()
     }
     // Each round: 100 calls of each, in turn; the statistic is the median of the paired
     // differences (Nagle-prone minus twin), which cancels what both calls of a pair share (a
-    // busy machine). A stall costs tens of ms on most calls and fails every round; a round
-    // spoiled by other work on the machine is measured again, up to three times.
+    // busy machine). A stall costs tens of ms on most calls (the 40 ms delayed-ACK timer) and
+    // fails every round; the bound is 5 ms, far below a stall and above what a loaded machine
+    // adds to an agent that writes twice (about 1.2 ms seen while the whole suite ran; the
+    // figure itself is the runtime benchmark's). A round spoiled by other work on the machine
+    // is measured again, up to three times.
+    const MAX_ADDED_MS: f64 = 5.0;
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let (mut diffs, mut prone, mut safe, mut host) =
@@ -135,16 +139,16 @@ async fn a_nagle_prone_agent_is_as_fast_behind_the_platform_as_one_that_is_not()
              delayed ACKs) {host:?}"
         );
         rounds.push(added);
-        if added <= 1.0 {
+        if added <= MAX_ADDED_MS {
             break;
         }
     }
     let _ = host_agent.kill();
     let _ = host_agent.wait();
     assert!(
-        rounds.iter().any(|added| *added <= 1.0),
-        "the Nagle-prone agent's calls took more than 1 ms longer than its twin's (median of \
-         paired differences, ms, per round): {rounds:?}"
+        rounds.iter().any(|added| *added <= MAX_ADDED_MS),
+        "the Nagle-prone agent's calls took more than {MAX_ADDED_MS} ms longer than its twin's \
+         (median of paired differences, ms, per round): {rounds:?}"
     );
     s.stop().await;
 }
