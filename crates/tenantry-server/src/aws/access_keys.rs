@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tenantry_core::{ErrorCode, TenantScope, UserId, unix_now};
+use tenantry_core::{ErrorCode, TenantScope, unix_now};
 use tenantry_store::AccessKeyRecord;
 
 use super::keys::{self, SEAL_PURPOSE};
@@ -24,7 +24,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::json::ApiJson;
 use crate::routes::admin::scope_of;
-use crate::routes::api_keys::{Creator, TENANT_ADMIN_ROLE, check_roles, key_user};
+use crate::routes::api_keys::{Creator, Grant, TENANT_ADMIN_ROLE};
 use crate::state::AppState;
 
 pub fn admin_routes() -> Router<AppState> {
@@ -48,19 +48,8 @@ pub fn tenant_routes() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAccessKey {
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The user the key acts as (see the module's doc); left out, `svc:{name}`.
-    #[serde(default)]
-    pub user: Option<UserId>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub expires_in_seconds: Option<u64>,
-}
+/// An access key pair is asked for like an API key: name, user, roles, lifetime.
+pub type CreateAccessKey = crate::routes::api_keys::CreateApiKey;
 
 /// The answer to a create: the record plus the secret access key, shown this once.
 #[derive(Debug, Serialize)]
@@ -85,26 +74,12 @@ async fn create(
     creator: Creator<'_>,
     req: CreateAccessKey,
 ) -> ApiResult<CreatedAccessKey> {
-    let name = req.name.unwrap_or_else(|| "default".to_string());
-    if name.is_empty()
-        || name.chars().count() > 100
-        || name.chars().any(|c| c.is_control() || c == ':')
-    {
-        return Err(ApiError::invalid(
-            "name must be 1 to 100 characters without control characters or ':'",
-        ));
-    }
-    let roles = check_roles(creator, &req.roles)?;
-    let user = key_user(creator, req.user, &name)?;
-    let expires_at = match req.expires_in_seconds {
-        None => None,
-        Some(s) if (60..=10 * 365 * 24 * 3600).contains(&s) => Some(unix_now() + s as i64),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "expires_in_seconds must be between 60 and 315360000 (ten years)",
-            ));
-        }
-    };
+    let Grant {
+        name,
+        roles,
+        user,
+        expires_at,
+    } = req.grant(creator)?;
     let new = keys::generate(scope.tenant());
     let sealed = state
         .access_keys

@@ -36,6 +36,48 @@ pub struct CreateApiKey {
     pub expires_in_seconds: Option<u64>,
 }
 
+/// What a new credential (an API key, or an access key pair) is granted, checked.
+pub(crate) struct Grant {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub user: UserId,
+    pub expires_at: Option<i64>,
+}
+
+impl CreateApiKey {
+    /// Checks the request against what `creator` may grant: the name, the roles (no more than
+    /// the creator holds), the user (see `key_user`) and the lifetime.
+    pub(crate) fn grant(self, creator: Creator<'_>) -> ApiResult<Grant> {
+        let name = self.name.unwrap_or_else(|| "default".to_string());
+        // ':' is kept for the platform's own service principals (`PLATFORM_STAND_IN`).
+        if name.is_empty()
+            || name.chars().count() > 100
+            || name.chars().any(|c| c.is_control() || c == ':')
+        {
+            return Err(ApiError::invalid(
+                "name must be 1 to 100 characters without control characters or ':'",
+            ));
+        }
+        let roles = check_roles(creator, &self.roles)?;
+        let user = key_user(creator, self.user, &name)?;
+        let expires_at = match self.expires_in_seconds {
+            None => None,
+            Some(s) if (60..=10 * 365 * 24 * 3600).contains(&s) => Some(unix_now() + s as i64),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "expires_in_seconds must be between 60 and 315360000 (ten years)",
+                ));
+            }
+        };
+        Ok(Grant {
+            name,
+            roles,
+            user,
+            expires_at,
+        })
+    }
+}
+
 /// Who asks for a key.
 #[derive(Debug, Clone, Copy)]
 pub enum Creator<'a> {
@@ -106,27 +148,12 @@ pub async fn create(
     creator: Creator<'_>,
     req: CreateApiKey,
 ) -> ApiResult<CreatedApiKey> {
-    let name = req.name.unwrap_or_else(|| "default".to_string());
-    // ':' is kept for the platform's own service principals (`PLATFORM_STAND_IN`).
-    if name.is_empty()
-        || name.chars().count() > 100
-        || name.chars().any(|c| c.is_control() || c == ':')
-    {
-        return Err(ApiError::invalid(
-            "name must be 1 to 100 characters without control characters or ':'",
-        ));
-    }
-    let roles = check_roles(creator, &req.roles)?;
-    let user = key_user(creator, req.user, &name)?;
-    let expires_at = match req.expires_in_seconds {
-        None => None,
-        Some(s) if (60..=10 * 365 * 24 * 3600).contains(&s) => Some(unix_now() + s as i64),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "expires_in_seconds must be between 60 and 315360000 (ten years)",
-            ));
-        }
-    };
+    let Grant {
+        name,
+        roles,
+        user,
+        expires_at,
+    } = req.grant(creator)?;
     let secret = generate_api_key(scope.tenant());
     let record = ApiKeyRecord {
         id: secret.key_id.clone(),
